@@ -1,0 +1,31 @@
+# customer360: PGXS build, regression suites, and the two commands (test, demo) plus bench.
+
+MODULE_big = customer360
+OBJS = \
+	src/customer360.o src/change.o src/apply.o src/maintain.o src/rollup.o src/sqlfuncs.o \
+	bgworkers/worker.o bgworkers/launcher.o bgworkers/ticker.o
+PGFILEDESC = "customer360 - real-time Customer 360 profile"
+
+EXTENSION = customer360
+DATA = $(wildcard sql/customer360--*.sql)
+
+REGRESS = $(patsubst sql/%.sql,%,$(filter-out sql/customer360--%,$(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=customer360
+
+PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+PG_CPPFLAGS = -Isrc
+include $(PGXS)
+
+# No JIT bitcode: it would need clang on every machine that builds the extension.
+override with_llvm = no
+
+.PHONY: test demo bench
+test:
+	bash test/run.sh
+
+demo:
+	bash test/demo.sh
+
+bench:
+	bash bench/run.sh

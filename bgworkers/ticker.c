@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ * ticker.c
+ *	  The ticker worker: every c360.tick_interval it moves the profile clock to now(),
+ *	  which brings the time-dependent profile columns up to date (c360.tick()).
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "storage/ipc.h"
+#include "utils/timestamp.h"
+
+#include "../src/customer360.h"
+#include "../src/maintain.h"
+#include "worker.h"
+
+void
+c360_ticker_main(Datum arg)
+{
+	c360_worker_init("c360 ticker");
+	elog(LOG, "c360 ticker started, every %d ms", c360_tick_interval_ms);
+
+	for (;;)
+	{
+		if (c360_tick_interval_ms <= 0)
+		{
+			elog(LOG, "c360 ticker stopping: c360.tick_interval is 0");
+			proc_exit(0);
+		}
+		c360_worker_begin("c360 tick");
+		c360_maintain_tick(GetCurrentTimestamp(), false);
+		c360_worker_commit();
+		c360_worker_wait(c360_tick_interval_ms);
+	}
+}

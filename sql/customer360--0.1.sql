@@ -1,0 +1,337 @@
+-- customer360--0.1.sql: install script of the customer360 extension.
+-- Mirrors of the five profile inputs, the maintainer's private rollups, the profile relation
+-- c360.customer_360, the clock, and the SQL API (apply, tick, verify, rebuild).
+
+\echo Use "CREATE EXTENSION customer360" to load this file. \quit
+
+-- The profile's one clock.  Every time-dependent column of c360.customer_360 is exact as of
+-- as_of; window arithmetic (as_of - interval 'N days') is done in time_zone, fixed when the
+-- extension is created, so that every backend (workers included) computes the same bounds.
+CREATE TABLE c360.clock (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    as_of      timestamptz NOT NULL,
+    time_zone  text NOT NULL
+);
+INSERT INTO c360.clock (as_of, time_zone) VALUES (now(), current_setting('TimeZone'));
+
+-- Mirrors: one per profile input, columns exactly as the inputs (DESIGN.md section 3).
+CREATE TABLE c360.customers (
+    customer_id         text PRIMARY KEY,
+    email               text,
+    first_name          text,
+    last_name           text,
+    phone               text,
+    acquisition_channel text,
+    signup_date         timestamptz,
+    loyalty_tier        text,
+    last_updated        timestamptz
+);
+
+CREATE TABLE c360.orders (
+    order_id     text PRIMARY KEY,
+    customer_id  text NOT NULL,
+    order_status text,
+    total_amount numeric,
+    item_count   integer,
+    channel      text,
+    created_at   timestamptz,
+    updated_at   timestamptz
+);
+CREATE INDEX orders_customer_id_idx ON c360.orders (customer_id);
+
+CREATE TABLE c360.support_tickets (
+    ticket_id   text PRIMARY KEY,
+    customer_id text NOT NULL,
+    status      text,
+    category    text,
+    created_at  timestamptz,
+    resolved_at timestamptz
+);
+CREATE INDEX support_tickets_customer_id_idx ON c360.support_tickets (customer_id);
+
+CREATE TABLE c360.behavioral_events (
+    event_id    text PRIMARY KEY,
+    customer_id text NOT NULL,
+    session_id  text,
+    event_type  text,
+    product_id  text,
+    category_id text,
+    event_time  timestamptz NOT NULL
+);
+CREATE INDEX behavioral_events_customer_time_idx ON c360.behavioral_events (customer_id, event_time);
+-- Serves c360.tick(): the events whose window membership changed between two instants.
+CREATE INDEX behavioral_events_time_idx ON c360.behavioral_events (event_time);
+
+CREATE TABLE c360.identity_graph (
+    identity_id    text PRIMARY KEY,
+    customer_id    text NOT NULL,
+    identity_type  text,
+    identity_value text NOT NULL,
+    created_at     timestamptz
+);
+CREATE INDEX identity_graph_customer_id_idx ON c360.identity_graph (customer_id);
+CREATE INDEX identity_graph_value_idx ON c360.identity_graph (identity_value);
+
+-- Maintainer state, derived from the mirrors (c360.rebuild() recreates it).
+-- The winning link per identity value: events whose customer_id equals identity_value belong
+-- to customer_id.
+CREATE TABLE c360.identity_resolved (
+    identity_value text PRIMARY KEY,
+    customer_id    text NOT NULL
+);
+CREATE INDEX identity_resolved_customer_id_idx ON c360.identity_resolved (customer_id);
+
+-- Per raw id (an event's own customer_id: a customer or a cookie/device id), counters exact as
+-- of c360.as_of(), so that a new event costs O(1) and not a rescan of the id's history.
+CREATE TABLE c360.event_rollup (
+    raw_id            text PRIMARY KEY,
+    events_30d        bigint NOT NULL,
+    product_views_30d bigint NOT NULL,
+    last_event_at     timestamptz
+);
+
+-- Sessions are counted distinct across all raw ids of a customer, so they cannot be summed
+-- per raw id: keep each session's latest event per raw id and count at read time.
+CREATE TABLE c360.event_sessions (
+    raw_id        text NOT NULL,
+    session_id    text NOT NULL,
+    last_event_at timestamptz NOT NULL,
+    PRIMARY KEY (raw_id, session_id)
+);
+
+-- The profile: exactly the reference query's columns, in its order, plus bookkeeping.
+CREATE TABLE c360.customer_360 (
+    customer_id            text PRIMARY KEY,
+    email                  text,
+    first_name             text,
+    last_name              text,
+    loyalty_tier           text,
+    acquisition_channel    text,
+    signup_date            timestamptz,
+    total_orders           bigint NOT NULL,
+    lifetime_value         numeric NOT NULL,
+    avg_order_value        numeric NOT NULL,
+    first_order_date       timestamptz,
+    last_order_date        timestamptz,
+    last_order_status      text,
+    preferred_channel      text,
+    open_support_tickets   bigint NOT NULL,
+    total_support_tickets  bigint NOT NULL,
+    last_ticket_at         timestamptz,
+    events_last_30d        bigint NOT NULL,
+    product_views_last_30d bigint NOT NULL,
+    sessions_last_30d      bigint NOT NULL,
+    last_active_at         timestamptz,
+    lifecycle_stage        text NOT NULL,
+    has_open_support_issue boolean NOT NULL,
+    profile_updated_at     timestamptz NOT NULL,
+    next_change_at         timestamptz
+);
+-- The article's queries: high-value customers with an open support issue, and engagement by
+-- lifecycle stage.
+CREATE INDEX customer_360_open_issue_ltv_idx ON c360.customer_360 (lifetime_value DESC)
+    WHERE has_open_support_issue;
+CREATE INDEX customer_360_stage_sessions_idx ON c360.customer_360 (lifecycle_stage, sessions_last_30d);
+-- Serves c360.tick(): last orders crossing the 30/90/365-day stage boundaries.
+CREATE INDEX customer_360_last_order_idx ON c360.customer_360 (last_order_date);
+
+-- pg_dump keeps the rows of extension tables only when they are marked.
+SELECT pg_catalog.pg_extension_config_dump('c360.clock', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.customers', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.orders', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.support_tickets', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.behavioral_events', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.identity_graph', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.identity_resolved', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.event_rollup', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.event_sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.customer_360', '');
+
+-- The clock.
+CREATE FUNCTION c360.as_of() RETURNS timestamptz
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT as_of FROM c360.clock $$;
+
+CREATE FUNCTION c360.time_zone() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT time_zone FROM c360.clock $$;
+
+-- ts + days calendar days, in time zone tz: Postgres's own interval arithmetic, as if the
+-- session's TimeZone were tz.
+CREATE FUNCTION c360.shift_days(ts timestamptz, days integer, tz text) RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'c360_shift_days';
+
+-- The apply path.
+CREATE FUNCTION c360.apply_change(input text, op text, old jsonb, new jsonb) RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'c360_apply_change';
+
+CREATE FUNCTION c360.apply_changes(changes jsonb) RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'c360_apply_changes';
+
+CREATE FUNCTION c360.tick(as_of timestamptz DEFAULT now()) RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'c360_tick';
+
+CREATE FUNCTION c360.rebuild() RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'c360_rebuild';
+
+CREATE FUNCTION c360._preloaded() RETURNS boolean
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'c360_preloaded';
+
+-- The defining query (shared/reference/customer_360.sql), verbatim but for its window bounds,
+-- which use the profile's time zone.
+CREATE FUNCTION c360.reference_profile(as_of timestamptz)
+RETURNS TABLE (
+    customer_id text, email text, first_name text, last_name text, loyalty_tier text,
+    acquisition_channel text, signup_date timestamptz, total_orders bigint,
+    lifetime_value numeric, avg_order_value numeric, first_order_date timestamptz,
+    last_order_date timestamptz, last_order_status text, preferred_channel text,
+    open_support_tickets bigint, total_support_tickets bigint, last_ticket_at timestamptz,
+    events_last_30d bigint, product_views_last_30d bigint, sessions_last_30d bigint,
+    last_active_at timestamptz, lifecycle_stage text, has_open_support_issue boolean)
+LANGUAGE sql STABLE
+AS $$
+WITH
+bounds AS (
+    SELECT c360.shift_days(as_of, -30, c360.time_zone())  AS d30,
+           c360.shift_days(as_of, -90, c360.time_zone())  AS d90,
+           c360.shift_days(as_of, -365, c360.time_zone()) AS d365
+),
+resolved_identity AS (
+    SELECT DISTINCT ON (identity_value) identity_value, customer_id
+    FROM c360.identity_graph
+    ORDER BY identity_value, created_at DESC NULLS LAST, identity_id DESC
+),
+attributed_events AS (
+    SELECT COALESCE(ri.customer_id, e.customer_id) AS customer_id,
+           e.session_id, e.event_type, e.event_time
+    FROM c360.behavioral_events e
+    LEFT JOIN resolved_identity ri ON ri.identity_value = e.customer_id
+),
+ord AS (
+    SELECT customer_id,
+           count(*)                                                        AS total_orders,
+           sum(total_amount)                                               AS total_spend,
+           avg(total_amount)                                               AS avg_order_value,
+           min(created_at)                                                 AS first_order_date,
+           max(created_at)                                                 AS last_order_date,
+           (array_agg(order_status ORDER BY created_at DESC, order_id DESC))[1] AS last_order_status,
+           mode() WITHIN GROUP (ORDER BY channel)                          AS preferred_channel
+    FROM c360.orders
+    GROUP BY customer_id
+),
+sup AS (
+    SELECT customer_id,
+           count(*) FILTER (WHERE status = 'open')                         AS open_tickets,
+           count(*)                                                        AS total_tickets,
+           max(created_at)                                                 AS last_ticket_at
+    FROM c360.support_tickets
+    GROUP BY customer_id
+),
+beh AS (
+    SELECT customer_id,
+           count(*) FILTER (WHERE event_time > b.d30)                      AS events_30d,
+           count(*) FILTER (WHERE event_type = 'product_view'
+                              AND event_time > b.d30)                      AS product_views_30d,
+           count(DISTINCT session_id) FILTER (WHERE event_time > b.d30)    AS sessions_30d,
+           max(event_time)                                                 AS last_active_at
+    FROM attributed_events, bounds b
+    GROUP BY customer_id
+)
+SELECT
+    c.customer_id,
+    c.email,
+    c.first_name,
+    c.last_name,
+    c.loyalty_tier,
+    c.acquisition_channel,
+    c.signup_date,
+    COALESCE(ord.total_orders, 0)      AS total_orders,
+    COALESCE(ord.total_spend, 0)       AS lifetime_value,
+    COALESCE(ord.avg_order_value, 0)   AS avg_order_value,
+    ord.first_order_date,
+    ord.last_order_date,
+    ord.last_order_status,
+    ord.preferred_channel,
+    COALESCE(sup.open_tickets, 0)      AS open_support_tickets,
+    COALESCE(sup.total_tickets, 0)     AS total_support_tickets,
+    sup.last_ticket_at,
+    COALESCE(beh.events_30d, 0)        AS events_last_30d,
+    COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,
+    COALESCE(beh.sessions_30d, 0)      AS sessions_last_30d,
+    beh.last_active_at,
+    CASE
+        WHEN ord.last_order_date > b.d30  THEN 'active'
+        WHEN ord.last_order_date > b.d90  THEN 'at_risk'
+        WHEN ord.last_order_date > b.d365 THEN 'lapsing'
+        WHEN ord.last_order_date IS NOT NULL THEN 'churned'
+        ELSE 'prospect'
+    END                                AS lifecycle_stage,
+    COALESCE(sup.open_tickets, 0) > 0  AS has_open_support_issue
+FROM c360.customers c
+CROSS JOIN bounds b
+LEFT JOIN ord ON ord.customer_id = c.customer_id
+LEFT JOIN sup ON sup.customer_id = c.customer_id
+LEFT JOIN beh ON beh.customer_id = c.customer_id
+$$;
+
+-- Every difference between c360.customer_360 and the reference query at as_of, column by
+-- column, compared as text so that even a numeric's scale counts.  A missing or extra profile
+-- row shows as one row with column_name 'customer_id'.
+CREATE FUNCTION c360.verify(as_of timestamptz DEFAULT c360.as_of())
+RETURNS TABLE (customer_id text, column_name text, profile_value text, reference_value text)
+LANGUAGE sql STABLE
+AS $$
+SELECT COALESCE(p.customer_id, r.customer_id), v.column_name, v.profile_value, v.reference_value
+FROM c360.customer_360 p
+FULL JOIN c360.reference_profile(as_of) r ON r.customer_id = p.customer_id
+CROSS JOIN LATERAL (VALUES
+    ('customer_id', p.customer_id, r.customer_id),
+    ('email', p.email, r.email),
+    ('first_name', p.first_name, r.first_name),
+    ('last_name', p.last_name, r.last_name),
+    ('loyalty_tier', p.loyalty_tier, r.loyalty_tier),
+    ('acquisition_channel', p.acquisition_channel, r.acquisition_channel),
+    ('signup_date', p.signup_date::text, r.signup_date::text),
+    ('total_orders', p.total_orders::text, r.total_orders::text),
+    ('lifetime_value', p.lifetime_value::text, r.lifetime_value::text),
+    ('avg_order_value', p.avg_order_value::text, r.avg_order_value::text),
+    ('first_order_date', p.first_order_date::text, r.first_order_date::text),
+    ('last_order_date', p.last_order_date::text, r.last_order_date::text),
+    ('last_order_status', p.last_order_status, r.last_order_status),
+    ('preferred_channel', p.preferred_channel, r.preferred_channel),
+    ('open_support_tickets', p.open_support_tickets::text, r.open_support_tickets::text),
+    ('total_support_tickets', p.total_support_tickets::text, r.total_support_tickets::text),
+    ('last_ticket_at', p.last_ticket_at::text, r.last_ticket_at::text),
+    ('events_last_30d', p.events_last_30d::text, r.events_last_30d::text),
+    ('product_views_last_30d', p.product_views_last_30d::text, r.product_views_last_30d::text),
+    ('sessions_last_30d', p.sessions_last_30d::text, r.sessions_last_30d::text),
+    ('last_active_at', p.last_active_at::text, r.last_active_at::text),
+    ('lifecycle_stage', p.lifecycle_stage, r.lifecycle_stage),
+    ('has_open_support_issue', p.has_open_support_issue::text, r.has_open_support_issue::text)
+) AS v(column_name, profile_value, reference_value)
+WHERE (p.customer_id IS NULL OR r.customer_id IS NULL) = (v.column_name = 'customer_id')
+  AND v.profile_value IS DISTINCT FROM v.reference_value
+ORDER BY 1, 2
+$$;
+
+-- Tables holding profile data are not for PUBLIC; the owner grants what each role may read.
+REVOKE ALL ON ALL TABLES IN SCHEMA c360 FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.apply_change(text, text, jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.apply_changes(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.tick(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.rebuild() FROM PUBLIC;
+
+DO $$
+BEGIN
+    IF NOT c360._preloaded() THEN
+        RAISE NOTICE 'customer360 is not in shared_preload_libraries: the SQL API works, but no background workers (sources, sinks, ticker) will run'
+            USING HINT = 'Add customer360 to shared_preload_libraries and set c360.database, then restart the server.';
+    END IF;
+END
+$$;

@@ -1,0 +1,554 @@
+/*-------------------------------------------------------------------------
+ * apply.c
+ *	  The one apply path.  A batch's changes are replayed in arrival order over the
+ *	  stored mirror rows to find each key's final state, written with one statement
+ *	  per input and kind, and the customers they touch are handed to the maintainer.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "apply.h"
+#include "maintain.h"
+#include "rollup.h"
+
+/* One mirror key's state while the batch is replayed. */
+typedef struct KeyState
+{
+	char	   *key;			/* hash key: points at a palloc'd string */
+	bool		stored;			/* a row with this key is in the mirror now */
+	bool		exists;			/* ... and after the changes replayed so far */
+	Datum		stored_vals[C360_MAX_COLS];
+	bool		stored_nulls[C360_MAX_COLS];
+	Datum		vals[C360_MAX_COLS];
+	bool		nulls[C360_MAX_COLS];
+} KeyState;
+
+/* Per input: the mirror statements, prepared once per backend. */
+typedef struct InputPlans
+{
+	SPIPlanPtr	lock;			/* fetch and lock the stored rows of a key set */
+	SPIPlanPtr	delete;
+	SPIPlanPtr	upsert;
+} InputPlans;
+
+static InputPlans plans[C360_NUM_INPUTS];
+
+/* The replay of one input's changes: final rows and the keys' customers. */
+typedef struct InputResult
+{
+	List	   *upserts;		/* KeyState * */
+	List	   *deletes;		/* KeyState * */
+	List	   *ids;			/* customer ids (raw ids for events, values for identity) */
+} InputResult;
+
+static bool needs_exclusive_clock(C360Batch *batch);
+static bool events_insert_only(List *changes);
+static bool same_image(Oid type, Datum a, Datum b);
+static List *apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirty);
+static List *insert_events(List *changes, const C360Clock *clock, List *dirty);
+static HTAB *load_keys(C360InputId input, List *changes);
+static void replay(C360InputId input, HTAB *keys, List *changes);
+static InputResult diff_keys(C360InputId input, HTAB *keys);
+static void write_rows(C360InputId input, InputResult *res);
+static void cast_tuple(const C360Input *in, const C360Tuple *t, Datum *vals, bool *nulls,
+					   bool absent_is_null);
+static Datum cast_value(const C360Input *in, int col, const char *text);
+static void check_required(const C360Input *in, const bool *nulls);
+static Datum column_array(const C360Input *in, int col, List *rows, bool events_fast,
+						  Datum *vals_by_row, bool *nulls_by_row);
+static InputPlans *input_plans(C360InputId input);
+static uint32 key_hash(const void *key, Size keysize);
+static int	key_match(const void *a, const void *b, Size keysize);
+
+C360Batch *
+c360_apply_begin(void)
+{
+	return palloc0(sizeof(C360Batch));
+}
+
+void
+c360_apply_add(C360Batch *batch, C360Change *change)
+{
+	c360_change_check(change);
+	batch->changes[change->input] = lappend(batch->changes[change->input], change);
+	batch->nchanges++;
+}
+
+/*
+ * Apply the batch in the caller's transaction: mirrors first, in a fixed input order and
+ * sorted key order (so concurrent batches lock rows in one order), then the maintainer.
+ * Returns the number of changes applied.
+ */
+int64
+c360_apply_finish(C360Batch *batch)
+{
+	C360Clock	clock;
+	List	   *dirty = NIL;
+	bool		exclusive;
+
+	if (batch->nchanges == 0)
+		return 0;
+
+	SPI_connect();
+	exclusive = needs_exclusive_clock(batch);
+	c360_clock_lock(exclusive, &clock);
+
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+		if (batch->changes[i] != NIL)
+			dirty = apply_input(i, batch->changes[i], &clock, dirty);
+
+	c360_maintain_refresh(dirty, &clock, exclusive);
+	SPI_finish();
+	return batch->nchanges;
+}
+
+/*
+ * Identity changes re-attribute events between customers, and event updates or deletes
+ * recount a raw id from scratch: both read state that concurrent batches increment, so they
+ * run alone.  Everything else runs side by side with other batches.
+ */
+static bool
+needs_exclusive_clock(C360Batch *batch)
+{
+	return batch->changes[C360_IDENTITY_GRAPH] != NIL ||
+		!events_insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
+}
+
+static bool
+events_insert_only(List *changes)
+{
+	ListCell   *lc;
+
+	foreach(lc, changes)
+		if (((C360Change *) lfirst(lc))->op != C360_INSERT)
+			return false;
+	return true;
+}
+
+static List *
+apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirty)
+{
+	HTAB	   *keys;
+	InputResult res;
+
+	if (input == C360_BEHAVIORAL_EVENTS && events_insert_only(changes))
+		return insert_events(changes, clock, dirty);
+
+	keys = load_keys(input, changes);
+	replay(input, keys, changes);
+	res = diff_keys(input, keys);
+	write_rows(input, &res);
+
+	if (input == C360_BEHAVIORAL_EVENTS)
+		return c360_rollup_recount(res.ids, clock, dirty);
+	if (input == C360_IDENTITY_GRAPH)
+		return c360_rollup_resolve(res.ids, dirty);
+	return list_concat(dirty, res.ids);
+}
+
+/*
+ * The hot path: events are append-only, so a batch of inserts needs no replay.  Duplicate
+ * event ids (a producer retry) are dropped by the mirror's primary key.
+ */
+static List *
+insert_events(List *changes, const C360Clock *clock, List *dirty)
+{
+	const C360Input *in = &c360_inputs[C360_BEHAVIORAL_EVENTS];
+	int			n = list_length(changes);
+	Datum	   *vals = palloc(sizeof(Datum) * n * in->ncols);
+	bool	   *nulls = palloc(sizeof(bool) * n * in->ncols);
+	Datum		columns[C360_MAX_COLS];
+	ListCell   *lc;
+
+	foreach(lc, changes)
+	{
+		C360Change *ch = lfirst(lc);
+		int			row = foreach_current_index(lc);
+
+		cast_tuple(in, ch->new, &vals[row * in->ncols], &nulls[row * in->ncols], true);
+		check_required(in, &nulls[row * in->ncols]);
+	}
+	for (int col = 0; col < in->ncols; col++)
+		columns[col] = column_array(in, col, changes, true, vals, nulls);
+	return c360_rollup_insert_events(columns, clock, dirty);
+}
+
+/* Fetch, locked, the stored rows of every key the changes name. */
+static HTAB *
+load_keys(C360InputId input, List *changes)
+{
+	const C360Input *in = &c360_inputs[input];
+	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(KeyState),
+	.hash = key_hash, .match = key_match, .hcxt = CurrentMemoryContext};
+	HTAB	   *keys = hash_create("c360 batch keys", list_length(changes) * 2, &ctl,
+								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	List	   *names = NIL;
+	ListCell   *lc;
+	Datum		arg;
+
+	foreach(lc, changes)
+	{
+		C360Change *ch = lfirst(lc);
+
+		for (int img = 0; img < 2; img++)
+		{
+			const char *k = c360_change_key(ch, img == 0);
+			bool		found;
+			KeyState   *ks;
+
+			if (k == NULL)
+				continue;
+			ks = hash_search(keys, &k, HASH_ENTER, &found);
+			if (!found)
+			{
+				memset(ks, 0, sizeof(KeyState));
+				ks->key = pstrdup(k);
+				names = lappend(names, ks->key);
+			}
+		}
+	}
+
+	arg = c360_text_array(names);
+	c360_exec(input_plans(input)->lock, &arg, NULL);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		char	   *k = SPI_getvalue(tup, SPI_tuptable->tupdesc, in->key_col + 1);
+		KeyState   *ks = hash_search(keys, &k, HASH_FIND, NULL);
+
+		Assert(ks != NULL);
+		ks->stored = ks->exists = true;
+		for (int c = 0; c < in->ncols; c++)
+		{
+			ks->stored_vals[c] = SPI_getbinval(tup, SPI_tuptable->tupdesc, c + 1,
+											   &ks->stored_nulls[c]);
+			ks->vals[c] = ks->stored_vals[c];
+			ks->nulls[c] = ks->stored_nulls[c];
+		}
+	}
+	return keys;
+}
+
+/*
+ * Replay the changes in order.  An insert of an existing key is an upsert (an event
+ * insert of an existing event id is a duplicate and ignored); an update may move the row
+ * to a new key, taking the columns its new image lacks from the old row; a delete of a
+ * missing key does nothing.
+ */
+static void
+replay(C360InputId input, HTAB *keys, List *changes)
+{
+	const C360Input *in = &c360_inputs[input];
+	ListCell   *lc;
+
+	foreach(lc, changes)
+	{
+		C360Change *ch = lfirst(lc);
+		const char *oldk = c360_change_key(ch, true);
+		const char *newk = c360_change_key(ch, false);
+		KeyState   *from;
+		KeyState   *to;
+
+		if (ch->op == C360_DELETE)
+		{
+			from = hash_search(keys, &oldk, HASH_FIND, NULL);
+			from->exists = false;
+			continue;
+		}
+		if (ch->op == C360_INSERT)
+		{
+			to = hash_search(keys, &newk, HASH_FIND, NULL);
+			if (input == C360_BEHAVIORAL_EVENTS && to->exists)
+				continue;
+			cast_tuple(in, ch->new, to->vals, to->nulls, true);
+			to->exists = true;
+			continue;
+		}
+
+		/* update */
+		from = hash_search(keys, oldk ? &oldk : &newk, HASH_FIND, NULL);
+		to = hash_search(keys, newk ? &newk : &oldk, HASH_FIND, NULL);
+		if (!from->exists)
+		{
+			for (int c = 0; c < in->ncols; c++)
+				from->nulls[c] = true;
+		}
+		if (to != from)
+		{
+			memcpy(to->vals, from->vals, sizeof(to->vals));
+			memcpy(to->nulls, from->nulls, sizeof(to->nulls));
+			from->exists = false;
+		}
+		cast_tuple(in, ch->new, to->vals, to->nulls, false);
+		to->vals[in->key_col] = CStringGetTextDatum(to->key);
+		to->nulls[in->key_col] = false;
+		to->exists = true;
+	}
+}
+
+/* Which keys really change, and the customers on both sides of each change. */
+static InputResult
+diff_keys(C360InputId input, HTAB *keys)
+{
+	const C360Input *in = &c360_inputs[input];
+	InputResult res = {NIL, NIL, NIL};
+	HASH_SEQ_STATUS seq;
+	KeyState   *ks;
+	int			idcol = input == C360_IDENTITY_GRAPH ?
+		c360_column_by_name(in, "identity_value") : in->customer_col;
+
+	hash_seq_init(&seq, keys);
+	while ((ks = hash_seq_search(&seq)) != NULL)
+	{
+		bool		same = ks->stored == ks->exists;
+
+		for (int c = 0; same && ks->exists && c < in->ncols; c++)
+			same = ks->nulls[c] == ks->stored_nulls[c] &&
+				(ks->nulls[c] || same_image(in->cols[c].type, ks->vals[c], ks->stored_vals[c]));
+		if (same)
+			continue;
+		if (ks->exists)
+		{
+			check_required(in, ks->nulls);
+			res.upserts = lappend(res.upserts, ks);
+			res.ids = lappend(res.ids, TextDatumGetCString(ks->vals[idcol]));
+		}
+		else
+			res.deletes = lappend(res.deletes, ks);
+		if (ks->stored)
+			res.ids = lappend(res.ids, TextDatumGetCString(ks->stored_vals[idcol]));
+	}
+	return res;
+}
+
+/*
+ * Binary image equality, as REFRESH MATERIALIZED VIEW CONCURRENTLY uses: a numeric whose
+ * scale changed is a change.  Varlena headers may differ (a stored short header against a
+ * freshly built one), so compare the payloads.
+ */
+static bool
+same_image(Oid type, Datum a, Datum b)
+{
+	struct varlena *va;
+	struct varlena *vb;
+
+	if (type == INT4OID || type == TIMESTAMPTZOID)
+		return a == b;
+	va = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(a));
+	vb = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(b));
+	return VARSIZE_ANY_EXHDR(va) == VARSIZE_ANY_EXHDR(vb) &&
+		memcmp(VARDATA_ANY(va), VARDATA_ANY(vb), VARSIZE_ANY_EXHDR(va)) == 0;
+}
+
+static void
+write_rows(C360InputId input, InputResult *res)
+{
+	const C360Input *in = &c360_inputs[input];
+	InputPlans *p = input_plans(input);
+
+	if (res->deletes != NIL)
+	{
+		List	   *names = NIL;
+		ListCell   *lc;
+		Datum		arg;
+
+		foreach(lc, res->deletes)
+			names = lappend(names, ((KeyState *) lfirst(lc))->key);
+		arg = c360_text_array(names);
+		c360_exec(p->delete, &arg, NULL);
+	}
+	if (res->upserts != NIL)
+	{
+		Datum		columns[C360_MAX_COLS];
+
+		for (int col = 0; col < in->ncols; col++)
+			columns[col] = column_array(in, col, res->upserts, false, NULL, NULL);
+		c360_exec(p->upsert, columns, NULL);
+	}
+}
+
+/*
+ * Cast a text row image into mirror column values with the types' own input functions.
+ * Columns absent from the image are NULL when absent_is_null, else left as they are.
+ */
+static void
+cast_tuple(const C360Input *in, const C360Tuple *t, Datum *vals, bool *nulls,
+		   bool absent_is_null)
+{
+	for (int c = 0; c < in->ncols; c++)
+	{
+		if (!t->present[c])
+		{
+			if (absent_is_null)
+				nulls[c] = true;
+			continue;
+		}
+		nulls[c] = t->values[c] == NULL;
+		if (!nulls[c])
+			vals[c] = cast_value(in, c, t->values[c]);
+	}
+}
+
+/*
+ * The type's input function, with an error that names the input, column and value: the
+ * type's own message alone ("invalid input syntax for type numeric") does not say which of
+ * a batch's thousand rows was wrong.
+ */
+static Datum
+cast_value(const C360Input *in, int col, const char *text)
+{
+	static FmgrInfo finfo[C360_NUM_INPUTS][C360_MAX_COLS];
+	static Oid	ioparam[C360_NUM_INPUTS][C360_MAX_COLS];
+	Oid			type = in->cols[col].type;
+	int			input = in - c360_inputs;
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		result = (Datum) 0;
+
+	if (type == TEXTOID)
+		return CStringGetTextDatum(text);
+	if (finfo[input][col].fn_oid == InvalidOid)
+	{
+		Oid			func;
+
+		getTypeInputInfo(type, &func, &ioparam[input][col]);
+		fmgr_info_cxt(func, &finfo[input][col], TopMemoryContext);
+	}
+
+	PG_TRY();
+	{
+		result = InputFunctionCall(&finfo[input][col], (char *) text, ioparam[input][col], -1);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(edata->sqlerrcode),
+				 errmsg("invalid value for column \"%s\" of input \"%s\": \"%s\"",
+						in->cols[col].name, in->name, text),
+				 errdetail_internal("%s", edata->message)));
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static void
+check_required(const C360Input *in, const bool *nulls)
+{
+	for (int c = 0; c < in->ncols; c++)
+		if (in->cols[c].required && nulls[c])
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("column \"%s\" of input \"%s\" must not be null",
+							in->cols[c].name, in->name)));
+}
+
+/*
+ * One column of a set of rows as an array parameter.  Rows come either as KeyStates or,
+ * on the event fast path, as a flat row-major values/nulls matrix.
+ */
+static Datum
+column_array(const C360Input *in, int col, List *rows, bool events_fast,
+			 Datum *vals_by_row, bool *nulls_by_row)
+{
+	int			n = list_length(rows);
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	for (int r = 0; r < n; r++)
+	{
+		if (events_fast)
+		{
+			elems[r] = vals_by_row[r * in->ncols + col];
+			nulls[r] = nulls_by_row[r * in->ncols + col];
+		}
+		else
+		{
+			KeyState   *ks = list_nth(rows, r);
+
+			elems[r] = ks->vals[col];
+			nulls[r] = ks->nulls[col];
+		}
+	}
+	get_typlenbyvalalign(in->cols[col].type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, in->cols[col].type,
+											  typlen, typbyval, typalign));
+}
+
+/* Build an input's mirror statements from the catalog, once per backend. */
+static InputPlans *
+input_plans(C360InputId input)
+{
+	const C360Input *in = &c360_inputs[input];
+	InputPlans *p = &plans[input];
+	const char *key = in->cols[in->key_col].name;
+	StringInfoData cols, arrays, sets, sql;
+	Oid			types[C360_MAX_COLS];
+	Oid			texts[1] = {TEXTARRAYOID};
+
+	if (p->upsert != NULL)
+		return p;
+
+	initStringInfo(&cols);
+	initStringInfo(&arrays);
+	initStringInfo(&sets);
+	initStringInfo(&sql);
+	for (int c = 0; c < in->ncols; c++)
+	{
+		const char *name = in->cols[c].name;
+
+		types[c] = get_array_type(in->cols[c].type);
+		appendStringInfo(&cols, "%s%s", c ? ", " : "", name);
+		appendStringInfo(&arrays, "%s$%d", c ? ", " : "", c + 1);
+		if (c != in->key_col)
+			appendStringInfo(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", name, name);
+	}
+
+	appendStringInfo(&sql, "SELECT %s FROM c360.%s WHERE %s = ANY($1) "
+					 "ORDER BY %s COLLATE \"C\" FOR UPDATE", cols.data, in->name, key, key);
+	c360_plan(&p->lock, sql.data, 1, texts);
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM c360.%s WHERE %s = ANY($1)", in->name, key);
+	c360_plan(&p->delete, sql.data, 1, texts);
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO c360.%s (%s) SELECT * FROM unnest(%s) AS u(%s) "
+					 "ORDER BY %s COLLATE \"C\" ON CONFLICT (%s) DO UPDATE SET %s",
+					 in->name, cols.data, arrays.data, cols.data, key, key, sets.data);
+	c360_plan(&p->upsert, sql.data, in->ncols, types);
+	return p;
+}
+
+static uint32
+key_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+static int
+key_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}

@@ -1,0 +1,76 @@
+/*-------------------------------------------------------------------------
+ * change.h
+ *	  The common change record every source decodes into, and the catalog of the
+ *	  five profile inputs (their mirror tables, columns and keys).
+ *-------------------------------------------------------------------------
+ */
+#ifndef C360_CHANGE_H
+#define C360_CHANGE_H
+
+#include "postgres.h"
+#include "utils/jsonb.h"
+
+#define C360_MAX_COLS 9
+
+typedef enum C360InputId
+{
+	C360_CUSTOMERS,
+	C360_ORDERS,
+	C360_SUPPORT_TICKETS,
+	C360_BEHAVIORAL_EVENTS,
+	C360_IDENTITY_GRAPH,
+	C360_NUM_INPUTS
+} C360InputId;
+
+typedef enum C360Op
+{
+	C360_INSERT,
+	C360_UPDATE,
+	C360_DELETE
+} C360Op;
+
+typedef struct C360Column
+{
+	const char *name;
+	Oid			type;
+	bool		required;		/* NOT NULL in the mirror */
+} C360Column;
+
+typedef struct C360Input
+{
+	const char *name;			/* input name = mirror table name in schema c360 */
+	int			ncols;
+	C360Column	cols[C360_MAX_COLS];
+	int			key_col;		/* single-column text primary key */
+	int			customer_col;	/* the column naming the customer (or raw id) */
+} C360Input;
+
+extern const C360Input c360_inputs[C360_NUM_INPUTS];
+
+/*
+ * A row image as text, the way every wire format can produce it: present[i] false means the
+ * source did not send column i (an unchanged TOASTed value, a partial image); a present
+ * column with value NULL is SQL NULL.
+ */
+typedef struct C360Tuple
+{
+	bool		present[C360_MAX_COLS];
+	char	   *values[C360_MAX_COLS];
+} C360Tuple;
+
+typedef struct C360Change
+{
+	C360InputId input;
+	C360Op		op;
+	C360Tuple  *old;			/* NULL for insert; may hold only the key */
+	C360Tuple  *new;			/* NULL for delete */
+} C360Change;
+
+extern int	c360_input_by_name(const char *name);
+extern C360Op c360_op_by_name(const char *name);
+extern int	c360_column_by_name(const C360Input *in, const char *name);
+extern C360Tuple *c360_tuple_from_jsonb(const C360Input *in, Jsonb *jb, const char *what);
+extern void c360_change_check(const C360Change *ch);
+extern const char *c360_change_key(const C360Change *ch, bool old_image);
+
+#endif							/* C360_CHANGE_H */

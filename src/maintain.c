@@ -1,0 +1,418 @@
+/*-------------------------------------------------------------------------
+ * maintain.c
+ *	  The incremental maintainer.  The dirty customers of a batch are locked in one
+ *	  fixed order, their profile rows are recomputed by one set-based statement from
+ *	  the indexed mirrors and the event rollups, and only rows that really differ are
+ *	  written.  Also the profile's clock: tick and rebuild.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "pgtime.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/timestamp.h"
+
+#include "maintain.h"
+#include "rollup.h"
+
+/*
+ * Advisory lock keys (the two-int4 form).  The clock lock is taken shared by every apply
+ * batch and exclusively by tick, rebuild and batches that re-attribute events; customer
+ * locks are striped so that a batch never needs more than C360_STRIPES lock table entries.
+ */
+#define C360_LOCK_CLOCK		0x63333630	/* "c360" */
+#define C360_LOCK_CUSTOMER	0x63333631
+#define C360_STRIPES		1024
+
+static void lock_customers(Datum ids);
+static int	cmp_int(const void *a, const void *b);
+
+static SPIPlanPtr clock_plan;
+static SPIPlanPtr refresh_plan;
+static SPIPlanPtr lock_ids_plan;
+
+/*
+ * Recompute the profile rows of the given customers ($1) as of the clock ($2..$4 are the
+ * 30/90/365-day window bounds, $5 the profile's time zone).  Orders and tickets use the
+ * reference query's own aggregates over the indexed mirrors; behaviour sums the rollups of
+ * every raw id that resolves to the customer.  A row is written only when its binary image
+ * differs from the stored one; rows whose customer is gone are deleted.
+ */
+static const char *refresh_sql =
+"WITH d AS (SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x),\n"
+"ord AS (\n"
+"  SELECT customer_id, count(*) AS total_orders, sum(total_amount) AS total_spend,\n"
+"         avg(total_amount) AS avg_order_value, min(created_at) AS first_order_date,\n"
+"         max(created_at) AS last_order_date,\n"
+"         (array_agg(order_status ORDER BY created_at DESC, order_id DESC))[1] AS last_order_status,\n"
+"         mode() WITHIN GROUP (ORDER BY channel) AS preferred_channel\n"
+"  FROM c360.orders WHERE customer_id = ANY($1) GROUP BY customer_id),\n"
+"sup AS (\n"
+"  SELECT customer_id, count(*) FILTER (WHERE status = 'open') AS open_tickets,\n"
+"         count(*) AS total_tickets, max(created_at) AS last_ticket_at\n"
+"  FROM c360.support_tickets WHERE customer_id = ANY($1) GROUP BY customer_id),\n"
+"raw AS (\n"
+"  SELECT d.customer_id, r.raw_id FROM d CROSS JOIN LATERAL (\n"
+"    SELECT ir.identity_value FROM c360.identity_resolved ir WHERE ir.customer_id = d.customer_id\n"
+"    UNION\n"
+"    SELECT d.customer_id WHERE NOT EXISTS\n"
+"      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d.customer_id)\n"
+"  ) r(raw_id)),\n"
+"beh AS (\n"
+"  SELECT raw.customer_id, sum(er.events_30d)::bigint AS events_30d,\n"
+"         sum(er.product_views_30d)::bigint AS product_views_30d,\n"
+"         max(er.last_event_at) AS last_active_at\n"
+"  FROM raw JOIN c360.event_rollup er ON er.raw_id = raw.raw_id GROUP BY raw.customer_id),\n"
+"ses AS (\n"
+"  SELECT raw.customer_id, count(DISTINCT s.session_id) AS sessions_30d\n"
+"  FROM raw JOIN c360.event_sessions s ON s.raw_id = raw.raw_id AND s.last_event_at > $2\n"
+"  GROUP BY raw.customer_id),\n"
+"expiry AS (\n"
+"  SELECT raw.customer_id, min(e.event_time) AS first_in_window\n"
+"  FROM raw CROSS JOIN LATERAL (\n"
+"    SELECT event_time FROM c360.behavioral_events e\n"
+"    WHERE e.customer_id = raw.raw_id AND e.event_time > $2 ORDER BY event_time LIMIT 1) e\n"
+"  GROUP BY raw.customer_id),\n"
+"fresh AS (\n"
+"  SELECT c.customer_id, c.email, c.first_name, c.last_name, c.loyalty_tier,\n"
+"         c.acquisition_channel, c.signup_date,\n"
+"         COALESCE(ord.total_orders, 0) AS total_orders,\n"
+"         COALESCE(ord.total_spend, 0) AS lifetime_value,\n"
+"         COALESCE(ord.avg_order_value, 0) AS avg_order_value,\n"
+"         ord.first_order_date, ord.last_order_date, ord.last_order_status,\n"
+"         ord.preferred_channel,\n"
+"         COALESCE(sup.open_tickets, 0) AS open_support_tickets,\n"
+"         COALESCE(sup.total_tickets, 0) AS total_support_tickets,\n"
+"         sup.last_ticket_at,\n"
+"         COALESCE(beh.events_30d, 0) AS events_last_30d,\n"
+"         COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,\n"
+"         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n"
+"         beh.last_active_at,\n"
+"         CASE WHEN ord.last_order_date > $2 THEN 'active'\n"
+"              WHEN ord.last_order_date > $3 THEN 'at_risk'\n"
+"              WHEN ord.last_order_date > $4 THEN 'lapsing'\n"
+"              WHEN ord.last_order_date IS NOT NULL THEN 'churned'\n"
+"              ELSE 'prospect' END AS lifecycle_stage,\n"
+"         COALESCE(sup.open_tickets, 0) > 0 AS has_open_support_issue,\n"
+"         least(c360.shift_days(expiry.first_in_window, 30, $5),\n"
+"               CASE WHEN ord.last_order_date > $2 THEN c360.shift_days(ord.last_order_date, 30, $5)\n"
+"                    WHEN ord.last_order_date > $3 THEN c360.shift_days(ord.last_order_date, 90, $5)\n"
+"                    WHEN ord.last_order_date > $4 THEN c360.shift_days(ord.last_order_date, 365, $5)\n"
+"               END) AS next_change_at\n"
+"  FROM c360.customers c JOIN d USING (customer_id)\n"
+"  LEFT JOIN ord USING (customer_id) LEFT JOIN sup USING (customer_id)\n"
+"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n"
+"  LEFT JOIN expiry USING (customer_id)),\n"
+"changed AS (\n"
+"  SELECT f.* FROM fresh f LEFT JOIN c360.customer_360 p USING (customer_id)\n"
+"  WHERE p.customer_id IS NULL OR NOT (f *= ROW(p.customer_id, p.email, p.first_name,\n"
+"    p.last_name, p.loyalty_tier, p.acquisition_channel, p.signup_date, p.total_orders,\n"
+"    p.lifetime_value, p.avg_order_value, p.first_order_date, p.last_order_date,\n"
+"    p.last_order_status, p.preferred_channel, p.open_support_tickets,\n"
+"    p.total_support_tickets, p.last_ticket_at, p.events_last_30d, p.product_views_last_30d,\n"
+"    p.sessions_last_30d, p.last_active_at, p.lifecycle_stage, p.has_open_support_issue,\n"
+"    p.next_change_at))),\n"
+"written AS (\n"
+"  INSERT INTO c360.customer_360 AS p (customer_id, email, first_name, last_name,\n"
+"    loyalty_tier, acquisition_channel, signup_date, total_orders, lifetime_value,\n"
+"    avg_order_value, first_order_date, last_order_date, last_order_status, preferred_channel,\n"
+"    open_support_tickets, total_support_tickets, last_ticket_at, events_last_30d,\n"
+"    product_views_last_30d, sessions_last_30d, last_active_at, lifecycle_stage,\n"
+"    has_open_support_issue, next_change_at, profile_updated_at)\n"
+"  SELECT changed.*, clock_timestamp() FROM changed\n"
+"  ON CONFLICT (customer_id) DO UPDATE SET\n"
+"    email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name,\n"
+"    loyalty_tier = excluded.loyalty_tier, acquisition_channel = excluded.acquisition_channel,\n"
+"    signup_date = excluded.signup_date, total_orders = excluded.total_orders,\n"
+"    lifetime_value = excluded.lifetime_value, avg_order_value = excluded.avg_order_value,\n"
+"    first_order_date = excluded.first_order_date, last_order_date = excluded.last_order_date,\n"
+"    last_order_status = excluded.last_order_status,\n"
+"    preferred_channel = excluded.preferred_channel,\n"
+"    open_support_tickets = excluded.open_support_tickets,\n"
+"    total_support_tickets = excluded.total_support_tickets,\n"
+"    last_ticket_at = excluded.last_ticket_at, events_last_30d = excluded.events_last_30d,\n"
+"    product_views_last_30d = excluded.product_views_last_30d,\n"
+"    sessions_last_30d = excluded.sessions_last_30d, last_active_at = excluded.last_active_at,\n"
+"    lifecycle_stage = excluded.lifecycle_stage,\n"
+"    has_open_support_issue = excluded.has_open_support_issue,\n"
+"    next_change_at = excluded.next_change_at,\n"
+"    profile_updated_at = excluded.profile_updated_at\n"
+"  RETURNING customer_id),\n"
+"gone AS (\n"
+"  DELETE FROM c360.customer_360 p WHERE p.customer_id = ANY($1)\n"
+"    AND NOT EXISTS (SELECT 1 FROM c360.customers c WHERE c.customer_id = p.customer_id)\n"
+"  RETURNING customer_id)\n"
+"SELECT customer_id FROM written UNION ALL SELECT customer_id FROM gone";
+
+/*
+ * Take the clock lock and read the clock with a fresh snapshot (under READ COMMITTED a new
+ * statement sees every tick committed before the lock was granted).
+ */
+void
+c360_clock_lock(bool exclusive, C360Clock *clock)
+{
+	bool		isnull;
+
+	if (exclusive)
+		DirectFunctionCall2(pg_advisory_xact_lock_int4,
+							Int32GetDatum(C360_LOCK_CLOCK), Int32GetDatum(0));
+	else
+		DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
+							Int32GetDatum(C360_LOCK_CLOCK), Int32GetDatum(0));
+
+	c360_exec(c360_plan(&clock_plan, "SELECT as_of, time_zone FROM c360.clock", 0, NULL),
+			  NULL, NULL);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the customer360 clock (table c360.clock) must hold exactly one row")));
+	clock->as_of = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+	clock->time_zone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	c360_clock_bounds(clock);
+}
+
+void
+c360_clock_bounds(C360Clock *clock)
+{
+	clock->d30 = c360_timestamp_shift_days(clock->as_of, -30, clock->time_zone);
+	clock->d90 = c360_timestamp_shift_days(clock->as_of, -90, clock->time_zone);
+	clock->d365 = c360_timestamp_shift_days(clock->as_of, -365, clock->time_zone);
+}
+
+/*
+ * ts + days, with Postgres's own timestamptz + interval arithmetic as if the session's
+ * TimeZone were time_zone: every backend, whatever its own TimeZone, gets the same bounds.
+ */
+TimestampTz
+c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
+{
+	pg_tz	   *saved = session_timezone;
+	pg_tz	   *tz = pg_tzset(time_zone);
+	Interval	span = {.time = 0, .day = days, .month = 0};
+	TimestampTz result = 0;
+
+	if (tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" not recognized", time_zone)));
+	session_timezone = tz;
+	PG_TRY();
+	{
+		result = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(ts),
+														 IntervalPGetDatum(&span)));
+	}
+	PG_FINALLY();
+	{
+		session_timezone = saved;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * Bring the profile rows of the dirty customers up to date.  Unless the caller holds the
+ * clock lock exclusively, lock the customers first, in one global order, so that two
+ * concurrent batches touching the same customer recompute one after the other and the
+ * second sees the first's committed rows.  Returns the number of profile rows written.
+ */
+int64
+c360_maintain_refresh(List *dirty, const C360Clock *clock, bool exclusive)
+{
+	Oid			types[5] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		args[5];
+
+	if (dirty == NIL)
+		return 0;
+	args[0] = c360_text_array(dirty);
+	if (!exclusive)
+		lock_customers(args[0]);
+
+	args[1] = TimestampTzGetDatum(clock->d30);
+	args[2] = TimestampTzGetDatum(clock->d90);
+	args[3] = TimestampTzGetDatum(clock->d365);
+	args[4] = CStringGetTextDatum(clock->time_zone);
+	c360_exec(c360_plan(&refresh_plan, refresh_sql, 5, types), args, NULL);
+	return SPI_processed;
+}
+
+/*
+ * Customer locks are advisory so that they also cover customers with no profile row yet,
+ * and striped so that a batch of any size takes a bounded number of them.  Taken in
+ * ascending stripe order: two batches can wait on each other only in one direction.
+ */
+static void
+lock_customers(Datum ids)
+{
+	Oid			types[1] = {TEXTARRAYOID};
+	int		   *stripes;
+	int			n;
+
+	c360_exec(c360_plan(&lock_ids_plan, "SELECT DISTINCT x FROM unnest($1::text[]) x", 1, types),
+			  &ids, NULL);
+	n = SPI_processed;
+	stripes = palloc(sizeof(int) * n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		stripes[i] = id ? hash_bytes((const unsigned char *) id, strlen(id)) % C360_STRIPES : 0;
+	}
+	qsort(stripes, n, sizeof(int), cmp_int);
+	for (int i = 0; i < n; i++)
+		if (i == 0 || stripes[i] != stripes[i - 1])
+			DirectFunctionCall2(pg_advisory_xact_lock_int4,
+								Int32GetDatum(C360_LOCK_CUSTOMER), Int32GetDatum(stripes[i]));
+}
+
+static int
+cmp_int(const void *a, const void *b)
+{
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Move the clock to `to` and bring every time-dependent column up to date.  A `to` before
+ * the clock is an error when strict, else (the ticker, behind a test's explicit clock) a
+ * no-op.  Window
+ * membership is not monotone in time (a DST fall-back moves as_of - 30 days back by an
+ * hour), so the rows to recompute are found exactly: the events and last orders lying
+ * between the old and the new bound of each window, whichever way it moved.
+ */
+int64
+c360_maintain_tick(TimestampTz to, bool strict)
+{
+	static SPIPlanPtr set_plan;
+	static SPIPlanPtr band_plan;
+	Oid			set_types[1] = {TIMESTAMPTZOID};
+	Oid			band_types[6] = {TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	C360Clock	from;
+	C360Clock	clock;
+	Datum		args[6];
+	List	   *dirty = NIL;
+	int64		changed;
+
+	SPI_connect();
+	c360_clock_lock(true, &from);
+	if (to < from.as_of && strict)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot move the profile clock back from %s to %s",
+						timestamptz_to_str(from.as_of), timestamptz_to_str(to)),
+				 errhint("c360.tick() only moves forward; c360.as_of() is the current instant.")));
+	if (to <= from.as_of)
+	{
+		SPI_finish();
+		return 0;
+	}
+	clock = from;
+	clock.as_of = to;
+	c360_clock_bounds(&clock);
+
+	args[0] = TimestampTzGetDatum(to);
+	c360_exec(c360_plan(&set_plan, "UPDATE c360.clock SET as_of = $1", 1, set_types), args, NULL);
+
+	dirty = c360_rollup_shift(from.d30, clock.d30, dirty);
+
+	args[0] = TimestampTzGetDatum(Min(from.d30, clock.d30));
+	args[1] = TimestampTzGetDatum(Max(from.d30, clock.d30));
+	args[2] = TimestampTzGetDatum(Min(from.d90, clock.d90));
+	args[3] = TimestampTzGetDatum(Max(from.d90, clock.d90));
+	args[4] = TimestampTzGetDatum(Min(from.d365, clock.d365));
+	args[5] = TimestampTzGetDatum(Max(from.d365, clock.d365));
+	dirty = c360_exec_ids(c360_plan(&band_plan,
+									"SELECT customer_id FROM c360.customer_360 WHERE"
+									" (last_order_date > $1 AND last_order_date <= $2) OR"
+									" (last_order_date > $3 AND last_order_date <= $4) OR"
+									" (last_order_date > $5 AND last_order_date <= $6)",
+									6, band_types),
+						  args, NULL, dirty);
+
+	changed = c360_maintain_refresh(dirty, &clock, true);
+	SPI_finish();
+	return changed;
+}
+
+/* Recompute every derived row from the mirrors; returns the profile rows that changed. */
+int64
+c360_maintain_rebuild(void)
+{
+	static SPIPlanPtr all_plan;
+	C360Clock	clock;
+	List	   *all;
+	int64		changed;
+
+	SPI_connect();
+	c360_clock_lock(true, &clock);
+	c360_rollup_rebuild(&clock);
+	all = c360_exec_ids(c360_plan(&all_plan,
+								  "SELECT customer_id FROM c360.customers UNION "
+								  "SELECT customer_id FROM c360.customer_360", 0, NULL),
+						NULL, NULL, NIL);
+	changed = c360_maintain_refresh(all, &clock, true);
+	SPI_finish();
+	return changed;
+}
+
+/* Prepare a statement once per backend and keep it. */
+SPIPlanPtr
+c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s: %s", SPI_result_code_string(SPI_result), sql);
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+void
+c360_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
+
+/* Execute a statement whose first result column is a customer id; append the ids. */
+List *
+c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, List *ids)
+{
+	c360_exec(plan, values, nulls);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (id != NULL)
+			ids = lappend(ids, id);
+	}
+	return ids;
+}
+
+/* A List of C strings as a text[] Datum. */
+Datum
+c360_text_array(List *ids)
+{
+	int			n = list_length(ids);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	ListCell   *lc;
+
+	foreach(lc, ids)
+		elems[foreach_current_index(lc)] = CStringGetTextDatum((char *) lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}

@@ -1,0 +1,39 @@
+/*-------------------------------------------------------------------------
+ * maintain.h
+ *	  The profile's clock and the incremental maintainer: lock the dirty customers,
+ *	  recompute their profile rows set-based, write only real changes.
+ *-------------------------------------------------------------------------
+ */
+#ifndef C360_MAINTAIN_H
+#define C360_MAINTAIN_H
+
+#include "postgres.h"
+#include "executor/spi.h"
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+/* The clock as one batch sees it: as_of and its window bounds, in the profile's zone. */
+typedef struct C360Clock
+{
+	TimestampTz as_of;
+	char	   *time_zone;
+	TimestampTz d30;
+	TimestampTz d90;
+	TimestampTz d365;
+} C360Clock;
+
+extern void c360_clock_lock(bool exclusive, C360Clock *clock);
+extern void c360_clock_bounds(C360Clock *clock);
+extern TimestampTz c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone);
+
+extern int64 c360_maintain_refresh(List *dirty, const C360Clock *clock, bool exclusive);
+extern int64 c360_maintain_tick(TimestampTz to, bool strict);
+extern int64 c360_maintain_rebuild(void);
+
+/* Small SPI helpers shared by the maintainer modules. */
+extern SPIPlanPtr c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types);
+extern void c360_exec(SPIPlanPtr plan, Datum *values, const char *nulls);
+extern List *c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, List *ids);
+extern Datum c360_text_array(List *ids);
+
+#endif							/* C360_MAINTAIN_H */
