@@ -115,7 +115,7 @@ echo "== integration tests =="
 shopt -s nullglob
 tests=(test/t_*.sh test/t_*.py)
 shopt -u nullglob
-mapfile -t tests < <(printf '%s\n' "${tests[@]}" | sort)
+mapfile -t tests < <(printf '%s\n' "${tests[@]}" | LC_ALL=C sort)
 for t in "${tests[@]}"; do
     [ -n "$t" ] || continue
     name=$(basename "$t")
