@@ -50,6 +50,8 @@ sql <<'SQL'
 \o /dev/null
 SELECT setseed(0.36);
 \o
+\pset tuples_only on
+\pset format unaligned
 
 -- 200 customers; the first 180 buy.  quiet_days is how long ago a customer last ordered,
 -- skewed towards recent so that every lifecycle stage shows up.
@@ -126,44 +128,44 @@ FROM (SELECT i, r2, r4, r5, r6,
       FROM (SELECT i, random() r1, random() r2, random() r3, random() r4, random() r5, random() r6
             FROM generate_series(1, 3200) i) g0) g;
 
-\echo customers
-SELECT sum(c360.apply_changes(b)) AS applied FROM (
+SELECT format('  %-36s %5s changes in %s', 'customers', sum(c360.apply_changes(b)),
+              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
     SELECT jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'insert', 'new', jsonb_build_object(
                'customer_id', customer_id, 'email', lower(first_name || '.' || last_name || i) || '@example.com',
                'first_name', first_name, 'last_name', last_name, 'phone', format('+1-555-%s', lpad(i::text, 4, '0')),
                'acquisition_channel', acquisition_channel, 'signup_date', signup_date,
                'loyalty_tier', loyalty_tier, 'last_updated', signup_date))) AS b
     FROM gen_customer GROUP BY (i - 1) / 250) s;
-\echo orders
-SELECT sum(c360.apply_changes(b)) AS applied FROM (
+SELECT format('  %-36s %5s changes in %s', 'orders', sum(c360.apply_changes(b)),
+              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
     SELECT jsonb_agg(jsonb_build_object('input', 'orders', 'op', 'insert', 'new', jsonb_build_object(
                'order_id', format('O%s', lpad(n::text, 5, '0')), 'customer_id', customer_id,
                'order_status', order_status, 'total_amount', total_amount, 'item_count', item_count,
                'channel', channel, 'created_at', created_at, 'updated_at', created_at))) AS b
     FROM gen_order GROUP BY (n - 1) / 250) s;
-\echo support tickets
-SELECT sum(c360.apply_changes(b)) AS applied FROM (
+SELECT format('  %-36s %5s changes in %s', 'support tickets', sum(c360.apply_changes(b)),
+              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
     SELECT jsonb_agg(jsonb_build_object('input', 'support_tickets', 'op', 'insert', 'new', jsonb_build_object(
                'ticket_id', format('T%s', lpad(i::text, 4, '0')), 'customer_id', customer_id,
                'status', status, 'category', category, 'created_at', created_at,
                'resolved_at', CASE WHEN status <> 'open'
                                    THEN created_at + make_interval(hours => 1 + floor(r5 * 96)::int) END))) AS b
     FROM gen_ticket GROUP BY (i - 1) / 250) s;
-\echo behavioral events
-SELECT sum(c360.apply_changes(b)) AS applied FROM (
+SELECT format('  %-36s %5s changes in %s', 'behavioral events', sum(c360.apply_changes(b)),
+              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
     SELECT jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert', 'new', jsonb_build_object(
                'event_id', format('E%s', lpad(i::text, 6, '0')), 'customer_id', customer_id,
                'session_id', session_id, 'event_type', event_type, 'product_id', product_id,
                'category_id', category_id, 'event_time', event_time))) AS b
     FROM gen_event GROUP BY (i - 1) / 250) s;
-\echo identity links (cookie -> customer)
-SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'identity_graph', 'op', 'insert', 'new', jsonb_build_object(
+SELECT format('  %-36s %5s changes in 1 batch', 'identity links (cookie -> customer)', c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'identity_graph', 'op', 'insert', 'new', jsonb_build_object(
            'identity_id', format('I%s', k), 'customer_id', format('C%s', lpad((k * 7)::text, 4, '0')),
            'identity_type', 'cookie', 'identity_value', format('ck-%s', lpad(k::text, 2, '0')),
-           'created_at', c360.as_of() - interval '10 days')))) AS applied
+           'created_at', c360.as_of() - interval '10 days')))))
 FROM generate_series(1, 6) k;
 SQL
 
+echo
 sql <<'SQL'
 SELECT c360.as_of() AS "profile clock (as_of)",
        (SELECT count(*) FROM c360.customer_360) AS profiles,
