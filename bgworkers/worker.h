@@ -11,6 +11,7 @@
 
 extern PGDLLEXPORT void c360_launcher_main(Datum arg);
 extern PGDLLEXPORT void c360_ticker_main(Datum arg);
+extern PGDLLEXPORT void c360_pg_source_main(Datum arg);
 
 extern void c360_worker_init(const char *appname);
 extern void c360_worker_begin(const char *activity);

@@ -135,6 +135,69 @@ CREATE INDEX customer_360_stage_sessions_idx ON c360.customer_360 (lifecycle_sta
 -- Serves c360.tick(): last orders crossing the 30/90/365-day stage boundaries.
 CREATE INDEX customer_360_last_order_idx ON c360.customer_360 (last_order_date);
 
+-- Sources: one row per upstream system, one worker each (DESIGN.md sections 4, 5, 8).
+-- options may hold secrets (a conninfo password): the table is readable by its owner only
+-- and no view shows it.
+CREATE TABLE c360.sources (
+    name        text PRIMARY KEY CHECK (name ~ '^[a-z_][a-z0-9_]{0,39}$'),
+    kind        text NOT NULL CHECK (kind IN ('postgres-cdc', 'mysql-cdc', 'kafka')),
+    options     jsonb NOT NULL DEFAULT '{}',
+    enabled     boolean NOT NULL DEFAULT true,
+    -- the persisted phase: 'snapshot' until the initial copy committed, then 'streaming';
+    -- 'error' stops the worker until c360.resume_source()
+    phase       text NOT NULL DEFAULT 'snapshot' CHECK (phase IN ('snapshot', 'streaming', 'error')),
+    last_error  text,
+    resume_phase text,
+    created_objects jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Which remote table or topic feeds which input; columns match by name.
+CREATE TABLE c360.source_tables (
+    source text NOT NULL REFERENCES c360.sources ON DELETE CASCADE,
+    remote text NOT NULL,
+    -- the input columns the remote table had at the snapshot; a later schema that lacks one
+    -- is drift.  NULL: learn them from the next schema seen (after c360.resume_source)
+    columns text[],
+    input  text NOT NULL CHECK (input IN ('customers', 'orders', 'support_tickets',
+                                          'behavioral_events', 'identity_graph')),
+    PRIMARY KEY (source, remote)
+);
+
+-- Source positions that are not replication origins (binlog file/pos, Kafka offsets), and
+-- the counters a worker keeps, written in the same transaction as the batch they describe.
+CREATE TABLE c360.source_positions (
+    source   text NOT NULL REFERENCES c360.sources ON DELETE CASCADE,
+    part     text NOT NULL,
+    position text NOT NULL,
+    PRIMARY KEY (source, part)
+);
+
+CREATE TABLE c360.source_progress (
+    source          text PRIMARY KEY REFERENCES c360.sources ON DELETE CASCADE,
+    changes_applied bigint NOT NULL DEFAULT 0,
+    last_applied_at timestamptz,
+    last_source_commit_at timestamptz
+);
+
+-- Rows or messages that could not be decoded or cast, kept with the reason; the stream goes on.
+CREATE TABLE c360.dead_letters (
+    id       bigserial PRIMARY KEY,
+    source   text NOT NULL,
+    position text,
+    payload  text,
+    error    text NOT NULL,
+    at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dead_letters_source_idx ON c360.dead_letters (source, id);
+
+SELECT pg_catalog.pg_extension_config_dump('c360.sources', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.source_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.source_positions', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.source_progress', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.dead_letters_id_seq', '');
+
 -- pg_dump keeps the rows of extension tables only when they are marked.
 SELECT pg_catalog.pg_extension_config_dump('c360.clock', '');
 SELECT pg_catalog.pg_extension_config_dump('c360.customers', '');
@@ -320,12 +383,183 @@ WHERE (p.customer_id IS NULL OR r.customer_id IS NULL) = (v.column_name = 'custo
 ORDER BY 1, 2
 $$;
 
+-- The source API.
+CREATE FUNCTION c360._wake_launcher() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_wake_launcher';
+CREATE FUNCTION c360._stop_worker(name text) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'c360_stop_worker';
+CREATE FUNCTION c360._pg_drop_remote(conninfo text, slot text, publication text) RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_pg_drop_remote';
+CREATE FUNCTION c360.worker_status(
+    OUT name text, OUT pid integer, OUT state text, OUT source_position text, OUT lag_bytes bigint,
+    OUT lag_seconds double precision, OUT snapshot_done bigint, OUT snapshot_total bigint)
+RETURNS SETOF record
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_worker_status';
+
+CREATE FUNCTION c360._source(source_name text) RETURNS c360.sources
+LANGUAGE plpgsql AS $$
+DECLARE
+    s c360.sources;
+BEGIN
+    SELECT * INTO s FROM c360.sources WHERE name = source_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer360 source "%" does not exist', source_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN s;
+END
+$$;
+
+CREATE FUNCTION c360.create_source(name text, kind text, options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF kind IS NULL OR kind NOT IN ('postgres-cdc', 'mysql-cdc', 'kafka') THEN
+        RAISE EXCEPTION 'unknown source kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The kinds are postgres-cdc, mysql-cdc and kafka.';
+    END IF;
+    IF kind <> 'postgres-cdc' THEN
+        RAISE EXCEPTION 'source kind "%" is not available in this version of customer360', kind
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'the options of a source must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'postgres-cdc' AND jsonb_typeof(options->'conninfo') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'a postgres-cdc source needs a "conninfo" option (a libpq connection string)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'invalid source name "%"', name
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Use up to 40 lower-case letters, digits and underscores.';
+    END IF;
+    INSERT INTO c360.sources (name, kind, options) VALUES (name, kind, options);
+    INSERT INTO c360.source_progress (source) VALUES (name);
+    PERFORM c360._wake_launcher();
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'customer360 source "%" already exists', name USING ERRCODE = 'duplicate_object';
+END
+$$;
+
+-- Map a remote table ('schema.table'; 'public' when no schema is given) onto an input.
+-- Mappings are read when the source takes its snapshot: map every table before its first
+-- start (or in the transaction that creates it).
+CREATE FUNCTION c360.map_table(source text, remote text, input text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s c360.sources := c360._source(source);
+    qualified text := CASE WHEN s.kind = 'postgres-cdc' AND position('.' in remote) = 0
+                           THEN 'public.' || remote ELSE remote END;
+BEGIN
+    IF input IS NULL OR input NOT IN ('customers', 'orders', 'support_tickets',
+                                      'behavioral_events', 'identity_graph') THEN
+        RAISE EXCEPTION 'unknown input "%"', input
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The inputs are customers, orders, support_tickets, behavioral_events and identity_graph.';
+    END IF;
+    IF s.phase <> 'snapshot' THEN
+        RAISE EXCEPTION 'source "%" already took its snapshot; a table mapped now would miss its existing rows', source
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Drop the source and create it again with all its tables mapped.';
+    END IF;
+    INSERT INTO c360.source_tables (source, remote, input) VALUES (source, qualified, input)
+    ON CONFLICT ON CONSTRAINT source_tables_pkey DO UPDATE SET input = excluded.input;
+    PERFORM c360._wake_launcher();
+END
+$$;
+
+CREATE FUNCTION c360.pause_source(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM c360._source(name);
+    UPDATE c360.sources s SET enabled = false WHERE s.name = pause_source.name;
+    PERFORM c360._wake_launcher();
+END
+$$;
+
+-- Resume a paused source, or retry one in state error (after the user fixed its cause).
+-- Its mapped columns are learned again from the schema the stream shows next.
+CREATE FUNCTION c360.resume_source(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s c360.sources := c360._source(name);
+BEGIN
+    UPDATE c360.sources x
+    SET enabled = true,
+        phase = CASE WHEN s.phase = 'error' THEN COALESCE(s.resume_phase, 'streaming') ELSE s.phase END,
+        last_error = CASE WHEN s.phase = 'error' THEN NULL ELSE s.last_error END,
+        resume_phase = NULL
+    WHERE x.name = s.name;
+    IF s.phase = 'error' THEN
+        UPDATE c360.source_tables t SET columns = NULL WHERE t.source = s.name;
+    END IF;
+    PERFORM c360._wake_launcher();
+END
+$$;
+
+-- Stop the source's worker, remove what it created on the source (its replication slot;
+-- the publication if the source created it) and forget it.
+CREATE FUNCTION c360.drop_source(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s c360.sources := c360._source(name);
+BEGIN
+    PERFORM c360._stop_worker(s.name);
+    IF s.kind = 'postgres-cdc' THEN
+        PERFORM c360._pg_drop_remote(s.options->>'conninfo',
+                                     COALESCE(s.options->>'slot', 'c360_' || s.name),
+                                     CASE WHEN (s.created_objects->>'publication')::boolean
+                                          THEN COALESCE(s.options->>'publication', 'c360_' || s.name) END);
+        IF EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'c360_' || s.name) THEN
+            PERFORM pg_replication_origin_drop('c360_' || s.name);
+        END IF;
+    END IF;
+    DELETE FROM c360.sources x WHERE x.name = s.name;
+    PERFORM c360._wake_launcher();
+END
+$$;
+
+-- What each source is doing.  Never shows options (they may hold a password).
+CREATE VIEW c360.source_status AS
+SELECT s.name,
+       s.kind,
+       CASE WHEN NOT s.enabled THEN 'paused'
+            WHEN s.phase = 'error' THEN 'error'
+            WHEN w.pid IS NULL THEN 'stopped'
+            ELSE w.state END                                       AS state,
+       COALESCE(w.source_position,
+                (SELECT o.remote_lsn::text FROM pg_replication_origin_status o
+                 WHERE o.external_id = 'c360_' || s.name AND o.remote_lsn <> '0/0'),
+                (SELECT string_agg(p.part || '=' || p.position, ', ' ORDER BY p.part)
+                 FROM c360.source_positions p WHERE p.source = s.name)) AS position,
+       w.lag_bytes,
+       w.lag_seconds,
+       w.snapshot_done                                             AS snapshot_rows_done,
+       w.snapshot_total                                            AS snapshot_rows_total,
+       COALESCE(p.changes_applied, 0)                              AS changes_applied,
+       s.last_error,
+       p.last_applied_at,
+       (SELECT count(*) FROM c360.dead_letters d WHERE d.source = s.name) AS dead_letters
+FROM c360.sources s
+LEFT JOIN c360.worker_status() w ON w.name = s.name
+LEFT JOIN c360.source_progress p ON p.source = s.name;
+
 -- Tables holding profile data are not for PUBLIC; the owner grants what each role may read.
 REVOKE ALL ON ALL TABLES IN SCHEMA c360 FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.apply_change(text, text, jsonb, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.apply_changes(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.tick(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.rebuild() FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.create_source(text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.map_table(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.pause_source(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.resume_source(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.drop_source(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360._stop_worker(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360._pg_drop_remote(text, text, text) FROM PUBLIC;
 
 DO $$
 BEGIN

@@ -40,6 +40,7 @@ typedef struct InputPlans
 	SPIPlanPtr	lock;			/* fetch and lock the stored rows of a key set */
 	SPIPlanPtr	delete;
 	SPIPlanPtr	upsert;
+	SPIPlanPtr	truncate;
 } InputPlans;
 
 static InputPlans plans[C360_NUM_INPUTS];
@@ -56,6 +57,10 @@ static bool needs_exclusive_clock(C360Batch *batch);
 static bool events_insert_only(List *changes);
 static bool same_image(Oid type, Datum a, Datum b);
 static List *apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirty);
+static List *apply_run(C360InputId input, List *changes, const C360Clock *clock, List *dirty);
+static List *truncate_input(C360InputId input, const C360Clock *clock, List *dirty);
+static List *attribution_changed(C360InputId input, List *ids, const C360Clock *clock,
+								 List *dirty);
 static List *insert_events(List *changes, const C360Clock *clock, List *dirty);
 static HTAB *load_keys(C360InputId input, List *changes);
 static void replay(C360InputId input, HTAB *keys, List *changes);
@@ -136,12 +141,37 @@ events_insert_only(List *changes)
 	return true;
 }
 
+/* An input's changes, in runs split at truncates (what precedes a truncate is gone). */
 static List *
 apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirty)
+{
+	List	   *run = NIL;
+	ListCell   *lc;
+
+	foreach(lc, changes)
+	{
+		C360Change *ch = lfirst(lc);
+
+		if (ch->op != C360_TRUNCATE)
+		{
+			run = lappend(run, ch);
+			continue;
+		}
+		dirty = apply_run(input, run, clock, dirty);
+		dirty = truncate_input(input, clock, dirty);
+		run = NIL;
+	}
+	return apply_run(input, run, clock, dirty);
+}
+
+static List *
+apply_run(C360InputId input, List *changes, const C360Clock *clock, List *dirty)
 {
 	HTAB	   *keys;
 	InputResult res;
 
+	if (changes == NIL)
+		return dirty;
 	if (input == C360_BEHAVIORAL_EVENTS && events_insert_only(changes))
 		return insert_events(changes, clock, dirty);
 
@@ -149,12 +179,29 @@ apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirt
 	replay(input, keys, changes);
 	res = diff_keys(input, keys);
 	write_rows(input, &res);
+	return attribution_changed(input, res.ids, clock, dirty);
+}
 
+static List *
+truncate_input(C360InputId input, const C360Clock *clock, List *dirty)
+{
+	List	   *ids = c360_exec_ids(input_plans(input)->truncate, NULL, NULL, NIL);
+
+	return attribution_changed(input, ids, clock, dirty);
+}
+
+/*
+ * The customers whose profile the changed rows affect.  ids are the rows' customer ids,
+ * but raw ids for events (recounted) and identity values for links (re-resolved).
+ */
+static List *
+attribution_changed(C360InputId input, List *ids, const C360Clock *clock, List *dirty)
+{
 	if (input == C360_BEHAVIORAL_EVENTS)
-		return c360_rollup_recount(res.ids, clock, dirty);
+		return c360_rollup_recount(ids, clock, dirty);
 	if (input == C360_IDENTITY_GRAPH)
-		return c360_rollup_resolve(res.ids, dirty);
-	return list_concat(dirty, res.ids);
+		return c360_rollup_resolve(ids, dirty);
+	return list_concat(dirty, ids);
 }
 
 /*
@@ -530,6 +577,11 @@ input_plans(C360InputId input)
 	resetStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM c360.%s WHERE %s = ANY($1)", in->name, key);
 	c360_plan(&p->delete, sql.data, 1, texts);
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM c360.%s RETURNING %s", in->name,
+					 input == C360_IDENTITY_GRAPH ? "identity_value" : "customer_id");
+	c360_plan(&p->truncate, sql.data, 0, NULL);
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO c360.%s (%s) SELECT * FROM unnest(%s) AS u(%s) "

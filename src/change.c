@@ -7,13 +7,16 @@
 #include "postgres.h"
 
 #include "catalog/pg_type_d.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
 #include "change.h"
 
 static char *jsonb_scalar_text(const C360Input *in, const char *col, JsonbValue *v);
+static void tuple_json(StringInfo buf, const C360Input *in, const C360Tuple *t);
 
 /* Column order is the mirror tables' order in sql/customer360--0.1.sql. */
 const C360Input c360_inputs[C360_NUM_INPUTS] = {
@@ -158,6 +161,8 @@ c360_change_check(const C360Change *ch)
 	const C360Input *in = &c360_inputs[ch->input];
 	const char *key_col = in->cols[in->key_col].name;
 
+	if (ch->op == C360_TRUNCATE)
+		return;
 	if (ch->op != C360_DELETE && ch->new == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -174,4 +179,50 @@ c360_change_check(const C360Change *ch)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("key column \"%s\" of input \"%s\" is missing or null", key_col, in->name)));
+}
+
+/* The change as JSON text, in apply_changes' format: what a dead letter keeps. */
+char *
+c360_change_json(const C360Change *ch)
+{
+	static const char *const ops[] = {"insert", "update", "delete", "truncate"};
+	const C360Input *in = &c360_inputs[ch->input];
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"input\": \"%s\", \"op\": \"%s\"", in->name, ops[ch->op]);
+	if (ch->old)
+	{
+		appendStringInfoString(&buf, ", \"old\": ");
+		tuple_json(&buf, in, ch->old);
+	}
+	if (ch->new)
+	{
+		appendStringInfoString(&buf, ", \"new\": ");
+		tuple_json(&buf, in, ch->new);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+static void
+tuple_json(StringInfo buf, const C360Input *in, const C360Tuple *t)
+{
+	bool		first = true;
+
+	appendStringInfoChar(buf, '{');
+	for (int c = 0; c < in->ncols; c++)
+	{
+		if (!t->present[c])
+			continue;
+		appendStringInfoString(buf, first ? "" : ", ");
+		escape_json(buf, in->cols[c].name);
+		appendStringInfoString(buf, ": ");
+		if (t->values[c] == NULL)
+			appendStringInfoString(buf, "null");
+		else
+			escape_json(buf, t->values[c]);
+		first = false;
+	}
+	appendStringInfoChar(buf, '}');
 }

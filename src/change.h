@@ -26,7 +26,8 @@ typedef enum C360Op
 {
 	C360_INSERT,
 	C360_UPDATE,
-	C360_DELETE
+	C360_DELETE,
+	C360_TRUNCATE				/* every row of the input goes (a source TRUNCATE) */
 } C360Op;
 
 typedef struct C360Column
@@ -64,6 +65,7 @@ typedef struct C360Change
 	C360Op		op;
 	C360Tuple  *old;			/* NULL for insert; may hold only the key */
 	C360Tuple  *new;			/* NULL for delete */
+	const char *position;		/* where the source had it, for dead letters; may be NULL */
 } C360Change;
 
 extern int	c360_input_by_name(const char *name);
@@ -72,5 +74,6 @@ extern int	c360_column_by_name(const C360Input *in, const char *name);
 extern C360Tuple *c360_tuple_from_jsonb(const C360Input *in, Jsonb *jb, const char *what);
 extern void c360_change_check(const C360Change *ch);
 extern const char *c360_change_key(const C360Change *ch, bool old_image);
+extern char *c360_change_json(const C360Change *ch);
 
 #endif							/* C360_CHANGE_H */

@@ -9,9 +9,11 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "storage/ipc.h"
 #include "utils/guc.h"
 
 #include "customer360.h"
+#include "shmem.h"
 
 PG_MODULE_MAGIC;
 
@@ -22,6 +24,25 @@ int			c360_tick_interval_ms = 1000;
 bool		c360_loaded_at_startup = false;
 
 void		_PG_init(void);
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	c360_shmem_request();
+}
+
+static void
+shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	c360_shmem_startup();
+}
 
 void
 _PG_init(void)
@@ -49,6 +70,10 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	c360_loaded_at_startup = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = shmem_startup;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -1,0 +1,743 @@
+/*-------------------------------------------------------------------------
+ * pg_source.c
+ *	  The PostgreSQL CDC source worker: a consistent snapshot of the mapped tables
+ *	  under the slot's exported snapshot, then pgoutput streaming.  Each batch of
+ *	  whole source transactions is applied through the one apply path and the
+ *	  replication origin advances in the same local transaction.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlogdefs.h"
+#include "catalog/pg_type_d.h"
+#include "executor/tuptable.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "nodes/value.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/logicalproto.h"
+#include "replication/origin.h"
+#include "replication/walreceiver.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "../src/customer360.h"
+#include "../src/pgremote.h"
+#include "../src/shmem.h"
+#include "../src/source.h"
+#include "worker.h"
+
+/* A remote relation as the last Relation message described it. */
+typedef struct RemoteRel
+{
+	LogicalRepRelId relid;
+	C360SourceTable *table;		/* NULL: not mapped, its changes are skipped */
+	int			natts;
+	int		   *colmap;			/* remote attribute -> input column, or -1 */
+} RemoteRel;
+
+/* The worker's whole state: one source, one connection, one pending batch. */
+typedef struct PgSource
+{
+	C360Source *src;
+	C360WorkerInfo *status;
+	WalReceiverConn *conn;
+	char	   *slot;
+	char	   *publication;
+	RepOriginId origin;
+	HTAB	   *rels;
+	MemoryContext batch_cxt;
+	C360Batch  *batch;
+	bool		in_txn;
+	char		txn_position[32];
+	int			pending_txns;	/* whole source transactions in the batch */
+	XLogRecPtr	pending_end;	/* end of the last of them */
+	TimestampTz pending_commit_at;
+	TimestampTz batch_started;
+	XLogRecPtr	applied;		/* committed locally */
+	XLogRecPtr	received;		/* furthest position the server told us about */
+	TimestampTz last_feedback;
+} PgSource;
+
+static PgSource ps;
+static bool stop_on_error = false;	/* the failure needs the user: phase 'error' */
+
+static void run(const char *name);
+static void fail(const char *name) pg_attribute_noreturn();
+static void source_error(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
+static void setup(const char *name);
+static void check_slot(void);
+static void snapshot(void);
+static int64 snapshot_table(C360SourceTable *t, int64 done);
+static List *remote_columns(C360SourceTable *t);
+static void stream(void);
+static void handle_message(char *buf, int len);
+static void dispatch(StringInfo s);
+static void handle_relation(LogicalRepRelation *rel);
+static void add_change(C360Op op, LogicalRepRelId relid, LogicalRepTupleData *old,
+					   LogicalRepTupleData *new);
+static C360Tuple *decode_tuple(RemoteRel *rel, LogicalRepTupleData *tup);
+static bool castable(Oid remote_type, Oid mirror_type);
+static void flush(void);
+static bool batch_due(void);
+static void new_batch(void);
+static void send_feedback(bool force);
+static void report(const char *state);
+
+void
+c360_pg_source_main(Datum arg)
+{
+	char		name[BGW_EXTRALEN];
+
+	memcpy(name, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
+	c360_worker_init(name);
+	ps.status = c360_worker_attach(name);
+	PG_TRY();
+	{
+		run(name);
+	}
+	PG_CATCH();
+	{
+		fail(name);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Record the failure and exit, as core's apply worker does for disable_on_error: a
+ * failure that needs the user (schema drift, a lost slot) parks the source in 'error';
+ * anything else exits non-zero and the launcher restarts the worker from the committed
+ * position.
+ */
+static void
+fail(const char *name)
+{
+	ErrorData  *edata;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(TopMemoryContext);
+	edata = CopyErrorData();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	RESUME_INTERRUPTS();
+	c360_source_record_error(name, edata->message, stop_on_error);
+	proc_exit(stop_on_error ? 0 : 1);
+}
+
+static void
+source_error(const char *fmt,...)
+{
+	va_list		ap;
+	char		msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	stop_on_error = true;
+	ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg_internal("%s", msg)));
+}
+
+static void
+run(const char *name)
+{
+	setup(name);
+	if (strcmp(ps.src->phase, "snapshot") == 0)
+		snapshot();
+	else
+		check_slot();
+	stream();
+}
+
+/* Load the source, find or create its replication origin, connect. */
+static void
+setup(const char *name)
+{
+	char	   *origin_name = psprintf("c360_%s", name);
+	char	   *conninfo;
+	HASHCTL		ctl = {.keysize = sizeof(LogicalRepRelId), .entrysize = sizeof(RemoteRel)};
+
+	c360_worker_begin("c360 source setup");
+	MemoryContextSwitchTo(TopMemoryContext);
+	ps.src = c360_source_load(name);
+	ps.origin = replorigin_by_name(origin_name, true);
+	if (ps.origin == InvalidRepOriginId)
+		ps.origin = replorigin_create(origin_name);
+	c360_worker_commit();
+	MemoryContextSwitchTo(TopMemoryContext);
+
+	conninfo = c360_source_option(ps.src, "conninfo", NULL);
+	if (conninfo == NULL)
+		source_error("source \"%s\" has no \"conninfo\" option", name);
+	ps.slot = c360_source_option(ps.src, "slot", origin_name);
+	ps.publication = c360_source_option(ps.src, "publication", origin_name);
+	ps.rels = hash_create("c360 remote relations", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+	ps.batch_cxt = AllocSetContextCreate(TopMemoryContext, "c360 batch", ALLOCSET_DEFAULT_SIZES);
+	new_batch();
+
+	replorigin_session_setup(ps.origin);
+	replorigin_session_origin = ps.origin;
+	ps.applied = replorigin_session_get_progress(false);
+
+	ps.conn = c360_pgremote_connect(conninfo, name);
+	elog(LOG, "c360 source \"%s\" connected (%s)", name, ps.src->phase);
+}
+
+/* A streaming source needs its slot: a dropped or invalidated slot lost changes. */
+static void
+check_slot(void)
+{
+	Oid			types[1] = {TEXTOID};
+	WalRcvExecResult *res;
+	char	   *status;
+
+	c360_worker_begin("c360 source check");
+	res = c360_pgremote_exec(ps.conn, psprintf("SELECT COALESCE(wal_status, 'reserved') "
+											   "FROM pg_replication_slots WHERE slot_name = %s",
+											   quote_literal_cstr(ps.slot)), 1, types);
+	status = c360_pgremote_value(res, 1);
+	status = status ? MemoryContextStrdup(TopMemoryContext, status) : NULL;
+	c360_worker_commit();
+	if (status == NULL)
+		source_error("replication slot \"%s\" no longer exists on the source, so changes since "
+					 "position %X/%X may be lost; to take a new snapshot, drop the source with "
+					 "c360.drop_source('%s') and create and map it again", ps.slot,
+					 LSN_FORMAT_ARGS(ps.applied), ps.src->name);
+	if (strcmp(status, "lost") == 0)
+		source_error("replication slot \"%s\" was invalidated on the source (it held more WAL "
+					 "than max_slot_wal_keep_size), so changes were lost; to take a new "
+					 "snapshot, drop the source with c360.drop_source('%s') and create and map "
+					 "it again", ps.slot, ps.src->name);
+}
+
+/*
+ * First start: create the slot with CRS_USE_SNAPSHOT inside a REPEATABLE READ transaction
+ * on the source and copy every mapped table under that snapshot, all in one local
+ * transaction that also sets the origin to the slot's consistent point and the phase to
+ * streaming.  A crash anywhere rolls all of it back and the next start begins again: the
+ * snapshot and the stream meet exactly, with nothing missed or applied twice.
+ */
+static void
+snapshot(void)
+{
+	XLogRecPtr	consistent;
+	ListCell   *lc;
+	int64		done = 0;
+	Oid			types[1] = {TEXTOID};
+	WalRcvExecResult *res;
+	StringInfoData tables;
+
+	if (ps.src->tables == NIL)
+		source_error("source \"%s\" has no mapped tables; map them with c360.map_table()",
+					 ps.src->name);
+
+	initStringInfo(&tables);
+	foreach(lc, ps.src->tables)
+		appendStringInfo(&tables, "%s%s", foreach_current_index(lc) ? ", " : "",
+						 ((C360SourceTable *) lfirst(lc))->remote);
+
+	/* remote results land in tuplestores, which need a local transaction */
+	c360_worker_begin("c360 snapshot setup");
+	res = c360_pgremote_exec(ps.conn, psprintf("SELECT pubname::text FROM pg_publication "
+											   "WHERE pubname = %s",
+											   quote_literal_cstr(ps.publication)), 1, types);
+	if (c360_pgremote_value(res, 1) == NULL)
+	{
+		c360_pgremote_exec(ps.conn, psprintf("CREATE PUBLICATION %s FOR TABLE %s",
+											 quote_identifier(ps.publication), tables.data), 0, NULL);
+		c360_source_mark_created(ps.src, "publication");
+	}
+
+	/* a slot left by an interrupted snapshot has no usable snapshot any more */
+	res = c360_pgremote_exec(ps.conn, psprintf("SELECT slot_name::text FROM pg_replication_slots "
+											   "WHERE slot_name = %s",
+											   quote_literal_cstr(ps.slot)), 1, types);
+	if (c360_pgremote_value(res, 1) != NULL)
+		c360_pgremote_exec(ps.conn, psprintf("DROP_REPLICATION_SLOT %s WAIT",
+											 quote_identifier(ps.slot)), 0, NULL);
+	c360_worker_commit();
+
+	c360_worker_begin("c360 snapshot");
+	c360_pgremote_exec(ps.conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", 0, NULL);
+	walrcv_create_slot(ps.conn, ps.slot, false, false, CRS_USE_SNAPSHOT, &consistent);
+	report("snapshot");
+	foreach(lc, ps.src->tables)
+		done = snapshot_table(lfirst(lc), done);
+	replorigin_session_origin_lsn = consistent;
+	replorigin_session_origin_timestamp = GetCurrentTimestamp();
+	c360_source_set_phase(ps.src, "streaming");
+	c360_worker_commit();
+	c360_pgremote_exec(ps.conn, "COMMIT", 0, NULL);
+
+	ps.applied = consistent;
+	elog(LOG, "c360 source \"%s\" snapshot done: %lld rows, streaming from %X/%X",
+		 ps.src->name, (long long) done, LSN_FORMAT_ARGS(consistent));
+}
+
+/* Copy one table through a cursor, a batch of c360.batch_size rows at a time. */
+static int64
+snapshot_table(C360SourceTable *t, int64 done)
+{
+	List	   *cols = remote_columns(t);
+	const C360Input *in = &c360_inputs[t->input];
+	StringInfoData sql;
+	Oid		   *types = palloc(sizeof(Oid) * list_length(cols));
+	int		   *colmap = palloc(sizeof(int) * list_length(cols));
+	Oid			count_type[1] = {TEXTOID};
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	foreach(lc, cols)
+	{
+		int			i = foreach_current_index(lc);
+
+		appendStringInfo(&sql, "%s%s::text", i ? ", " : "", quote_identifier(lfirst(lc)));
+		types[i] = TEXTOID;
+		colmap[i] = c360_column_by_name(in, lfirst(lc));
+	}
+	ps.status->snapshot_total += pg_strtoint64(c360_pgremote_value(
+		c360_pgremote_exec(ps.conn, psprintf("SELECT GREATEST(reltuples, 0)::bigint::text FROM pg_class "
+											 "WHERE oid = %s::regclass",
+											 quote_literal_cstr(t->remote)), 1, count_type), 1));
+	c360_pgremote_exec(ps.conn, psprintf("DECLARE c360_snapshot NO SCROLL CURSOR FOR SELECT %s FROM %s",
+										 sql.data, t->remote), 0, NULL);
+	for (;;)
+	{
+		WalRcvExecResult *res = c360_pgremote_exec(ps.conn,
+												   psprintf("FETCH %d FROM c360_snapshot", c360_batch_size),
+												   list_length(cols), types);
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
+		int64		n = 0;
+
+		while (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
+		{
+			C360Change *ch = palloc0(sizeof(C360Change));
+
+			ch->input = t->input;
+			ch->op = C360_INSERT;
+			ch->new = palloc0(sizeof(C360Tuple));
+			ch->position = "snapshot";
+			for (int i = 0; i < list_length(cols); i++)
+			{
+				bool		isnull;
+				Datum		d = slot_getattr(slot, i + 1, &isnull);
+
+				ch->new->present[colmap[i]] = true;
+				ch->new->values[colmap[i]] = isnull ? NULL : TextDatumGetCString(d);
+			}
+			c360_apply_add(ps.batch, ch);
+			n++;
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		walrcv_clear_result(res);
+		if (n == 0)
+			break;
+		c360_source_apply(ps.src, ps.batch, 0);
+		new_batch();
+		done += n;
+		ps.status->snapshot_done = done;
+		CHECK_FOR_INTERRUPTS();
+	}
+	c360_pgremote_exec(ps.conn, "CLOSE c360_snapshot", 0, NULL);
+	return done;
+}
+
+/*
+ * The input columns the remote table has, checked for drift: every required column must be
+ * there and every column must cast into its mirror column.  Remembered with the mapping,
+ * so that a later Relation message that lacks one of them is drift.
+ */
+static List *
+remote_columns(C360SourceTable *t)
+{
+	Oid			types[2] = {TEXTOID, OIDOID};
+	const C360Input *in = &c360_inputs[t->input];
+	WalRcvExecResult *res;
+	TupleTableSlot *slot;
+	List	   *cols = NIL;
+
+	res = c360_pgremote_exec(ps.conn, psprintf("SELECT attname::text, atttypid FROM pg_attribute "
+											   "WHERE attrelid = %s::regclass AND attnum > 0 "
+											   "AND NOT attisdropped ORDER BY attnum",
+											   quote_literal_cstr(t->remote)), 2, types);
+	slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
+	while (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
+	{
+		bool		isnull;
+		char	   *name = TextDatumGetCString(slot_getattr(slot, 1, &isnull));
+		Oid			type = DatumGetObjectId(slot_getattr(slot, 2, &isnull));
+		int			c = c360_column_by_name(in, name);
+
+		if (c < 0)
+			continue;
+		if (!castable(type, in->cols[c].type))
+			source_error("column \"%s\" of source table %s has type %s, which does not cast to the "
+						 "%s column of input \"%s\"", name, t->remote, format_type_be(type),
+						 format_type_be(in->cols[c].type), in->name);
+		cols = lappend(cols, name);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	for (int c = 0; c < in->ncols; c++)
+	{
+		ListCell   *lc;
+		bool		found = false;
+
+		foreach(lc, cols)
+			found |= strcmp(lfirst(lc), in->cols[c].name) == 0;
+		if (in->cols[c].required && !found)
+			source_error("source table %s has no column \"%s\", which input \"%s\" requires",
+						 t->remote, in->cols[c].name, in->name);
+	}
+	c360_source_set_columns(ps.src, t, cols);
+	return cols;
+}
+
+/* Stream from the origin's position; apply whole transactions in batches. */
+static void
+stream(void)
+{
+	WalRcvStreamOptions options = {0};
+
+	options.logical = true;
+	options.slotname = ps.slot;
+	options.startpoint = ps.applied;
+	options.proto.logical.proto_version = 1;
+	options.proto.logical.publication_names = list_make1(makeString(ps.publication));
+	if (!walrcv_startstreaming(ps.conn, &options))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the source refused to stream from slot \"%s\"", ps.slot)));
+	report("streaming");
+
+	for (;;)
+	{
+		char	   *buf;
+		pgsocket	fd = PGINVALID_SOCKET;
+		int			len;
+
+		while ((len = walrcv_receive(ps.conn, &buf, &fd)) > 0)
+		{
+			handle_message(buf, len);
+			if (!ps.in_txn && batch_due())
+				flush();
+		}
+		if (len < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the source ended the replication stream")));
+
+		/* the stream went quiet: apply what is complete now, for freshness */
+		if (!ps.in_txn && ps.pending_txns > 0)
+			flush();
+		send_feedback(false);
+
+		(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_TIMEOUT |
+								 WL_EXIT_ON_PM_DEATH, fd, 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/* A CopyData message of the replication stream: XLogData ('w') or keepalive ('k'). */
+static void
+handle_message(char *buf, int len)
+{
+	StringInfoData s = {.data = buf, .len = len, .maxlen = len, .cursor = 0};
+	char		kind = pq_getmsgbyte(&s);
+
+	if (kind == 'w')
+	{
+		XLogRecPtr	start = pq_getmsgint64(&s);
+		XLogRecPtr	end = pq_getmsgint64(&s);
+
+		(void) pq_getmsgint64(&s);	/* send time */
+		ps.received = Max(ps.received, Max(start, end));
+		dispatch(&s);
+	}
+	else if (kind == 'k')
+	{
+		XLogRecPtr	end = pq_getmsgint64(&s);
+		bool		reply;
+
+		(void) pq_getmsgint64(&s);
+		reply = pq_getmsgbyte(&s);
+		ps.received = Max(ps.received, end);
+		send_feedback(reply);
+	}
+}
+
+/* One pgoutput message. */
+static void
+dispatch(StringInfo s)
+{
+	char		action = pq_getmsgbyte(s);
+	MemoryContext old = MemoryContextSwitchTo(ps.batch_cxt);
+	LogicalRepTupleData oldtup;
+	LogicalRepTupleData newtup;
+	bool		has_old;
+	LogicalRepRelId relid;
+
+	switch (action)
+	{
+		case LOGICAL_REP_MSG_BEGIN:
+			{
+				LogicalRepBeginData begin;
+
+				logicalrep_read_begin(s, &begin);
+				ps.in_txn = true;
+				snprintf(ps.txn_position, sizeof(ps.txn_position), "%X/%X",
+						 LSN_FORMAT_ARGS(begin.final_lsn));
+				break;
+			}
+		case LOGICAL_REP_MSG_COMMIT:
+			{
+				LogicalRepCommitData commit;
+
+				logicalrep_read_commit(s, &commit);
+				ps.in_txn = false;
+				ps.pending_txns++;
+				ps.pending_end = commit.end_lsn;
+				ps.pending_commit_at = commit.committime;
+				if (ps.batch_started == 0)
+					ps.batch_started = GetCurrentTimestamp();
+				break;
+			}
+		case LOGICAL_REP_MSG_RELATION:
+			MemoryContextSwitchTo(TopMemoryContext);
+			handle_relation(logicalrep_read_rel(s));
+			break;
+		case LOGICAL_REP_MSG_INSERT:
+			relid = logicalrep_read_insert(s, &newtup);
+			add_change(C360_INSERT, relid, NULL, &newtup);
+			break;
+		case LOGICAL_REP_MSG_UPDATE:
+			relid = logicalrep_read_update(s, &has_old, &oldtup, &newtup);
+			add_change(C360_UPDATE, relid, has_old ? &oldtup : NULL, &newtup);
+			break;
+		case LOGICAL_REP_MSG_DELETE:
+			relid = logicalrep_read_delete(s, &oldtup);
+			add_change(C360_DELETE, relid, &oldtup, NULL);
+			break;
+		case LOGICAL_REP_MSG_TRUNCATE:
+			{
+				bool		cascade;
+				bool		restart;
+				ListCell   *lc;
+
+				foreach(lc, logicalrep_read_truncate(s, &cascade, &restart))
+					add_change(C360_TRUNCATE, lfirst_oid(lc), NULL, NULL);
+				break;
+			}
+		case LOGICAL_REP_MSG_TYPE:
+		case LOGICAL_REP_MSG_ORIGIN:
+		case LOGICAL_REP_MSG_MESSAGE:
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("unexpected pgoutput message type \"%c\"", action)));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A Relation message: map its columns onto the input and check drift.  A column the
+ * mapping had that is gone, or that changed to a type that does not cast, stops the
+ * source in 'error' before any of this transaction is applied: the position stays put.
+ */
+static void
+handle_relation(LogicalRepRelation *rel)
+{
+	char	   *remote = psprintf("%s.%s", rel->nspname, rel->relname);
+	RemoteRel  *r = hash_search(ps.rels, &rel->remoteid, HASH_ENTER, NULL);
+	const C360Input *in;
+	ListCell   *lc;
+
+	r->relid = rel->remoteid;
+	r->table = c360_source_table(ps.src, remote);
+	if (r->table == NULL)
+		return;
+	in = &c360_inputs[r->table->input];
+	r->natts = rel->natts;
+	r->colmap = palloc(sizeof(int) * rel->natts);
+	for (int i = 0; i < rel->natts; i++)
+	{
+		r->colmap[i] = c360_column_by_name(in, rel->attnames[i]);
+		if (r->colmap[i] >= 0 && !castable(rel->atttyps[i], in->cols[r->colmap[i]].type))
+			source_error("column \"%s\" of source table %s changed to type %s, which does not "
+						 "cast to the %s column of input \"%s\"", rel->attnames[i], remote,
+						 format_type_be(rel->atttyps[i]),
+						 format_type_be(in->cols[r->colmap[i]].type), in->name);
+	}
+	foreach(lc, r->table->columns)
+	{
+		bool		found = false;
+
+		for (int i = 0; i < rel->natts && !found; i++)
+			found = strcmp(rel->attnames[i], lfirst(lc)) == 0;
+		if (!found)
+			source_error("column \"%s\" of source table %s was dropped on the source; it feeds "
+						 "input \"%s\". Re-add it, or accept its loss, then run "
+						 "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
+						 ps.src->name);
+	}
+}
+
+static void
+add_change(C360Op op, LogicalRepRelId relid, LogicalRepTupleData *old, LogicalRepTupleData *new)
+{
+	RemoteRel  *r = hash_search(ps.rels, &relid, HASH_FIND, NULL);
+	C360Change *ch;
+
+	if (r == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("change for relation %u before its Relation message", relid)));
+	if (r->table == NULL)
+		return;
+	ch = palloc0(sizeof(C360Change));
+	ch->input = r->table->input;
+	ch->op = op;
+	ch->old = old ? decode_tuple(r, old) : NULL;
+	ch->new = new ? decode_tuple(r, new) : NULL;
+	ch->position = pstrdup(ps.txn_position);
+	c360_apply_add(ps.batch, ch);
+}
+
+/*
+ * A pgoutput tuple as a row image: NULLs are present and null, an unchanged TOASTed
+ * value is absent (the mirror keeps its stored value).  No SPI here.
+ */
+static C360Tuple *
+decode_tuple(RemoteRel *rel, LogicalRepTupleData *tup)
+{
+	C360Tuple  *t = palloc0(sizeof(C360Tuple));
+
+	for (int i = 0; i < tup->ncols && i < rel->natts; i++)
+	{
+		int			c = rel->colmap[i];
+
+		if (c < 0 || tup->colstatus[i] == LOGICALREP_COLUMN_UNCHANGED)
+			continue;
+		t->present[c] = true;
+		if (tup->colstatus[i] == LOGICALREP_COLUMN_TEXT)
+			t->values[c] = pnstrdup(tup->colvalues[i].data, tup->colvalues[i].len);
+	}
+	return t;
+}
+
+/* Which remote column types the mirror column's input function accepts as text. */
+static bool
+castable(Oid remote_type, Oid mirror_type)
+{
+	switch (mirror_type)
+	{
+		case TEXTOID:
+			return true;
+		case NUMERICOID:
+			return remote_type == NUMERICOID || remote_type == INT2OID || remote_type == INT4OID ||
+				remote_type == INT8OID || remote_type == FLOAT4OID || remote_type == FLOAT8OID;
+		case INT4OID:
+			return remote_type == INT2OID || remote_type == INT4OID || remote_type == INT8OID ||
+				remote_type == NUMERICOID;
+		case TIMESTAMPTZOID:
+			return remote_type == TIMESTAMPTZOID || remote_type == TIMESTAMPOID ||
+				remote_type == DATEOID;
+	}
+	return false;
+}
+
+static bool
+batch_due(void)
+{
+	return ps.pending_txns > 0 &&
+		(ps.batch->nchanges >= c360_batch_size ||
+		 TimestampDifferenceExceeds(ps.batch_started, GetCurrentTimestamp(), c360_batch_ms));
+}
+
+/*
+ * Apply the pending whole transactions in one local transaction that also moves the
+ * origin to the end of the last of them: the data and the position commit together.
+ */
+static void
+flush(void)
+{
+	c360_worker_begin("c360 apply");
+	c360_source_apply(ps.src, ps.batch, ps.pending_commit_at);
+	replorigin_session_origin_lsn = ps.pending_end;
+	replorigin_session_origin_timestamp = ps.pending_commit_at;
+	c360_worker_commit();
+
+	ps.applied = ps.pending_end;
+	ps.status->last_source_commit_at = ps.pending_commit_at;
+	new_batch();
+	report("streaming");
+	send_feedback(false);
+}
+
+static void
+new_batch(void)
+{
+	MemoryContextReset(ps.batch_cxt);
+	ps.batch = MemoryContextAllocZero(ps.batch_cxt, sizeof(C360Batch));
+	ps.pending_txns = 0;
+	ps.batch_started = 0;
+}
+
+/*
+ * Standby status update.  Flush is what committed locally; when nothing is in flight, the
+ * whole received stream is done, so an idle source does not hold WAL back on the server.
+ */
+static void
+send_feedback(bool force)
+{
+	static XLogRecPtr last_flush = InvalidXLogRecPtr;
+	TimestampTz now = GetCurrentTimestamp();
+	XLogRecPtr	flush_pos = ps.applied;
+	StringInfoData buf;
+	bool		idle = !ps.in_txn && ps.batch->nchanges == 0 && ps.pending_txns == 0;
+
+	if (idle)
+		flush_pos = Max(ps.applied, ps.received);
+	if (!force && flush_pos == last_flush &&
+		!TimestampDifferenceExceeds(ps.last_feedback, now, 10000))
+		return;
+
+	initStringInfo(&buf);
+	pq_sendbyte(&buf, 'r');
+	pq_sendint64(&buf, Max(ps.received, flush_pos));	/* write */
+	pq_sendint64(&buf, flush_pos);	/* flush */
+	pq_sendint64(&buf, flush_pos);	/* apply */
+	pq_sendint64(&buf, now);
+	pq_sendbyte(&buf, false);
+	walrcv_send(ps.conn, buf.data, buf.len);
+	pfree(buf.data);
+
+	last_flush = flush_pos;
+	ps.last_feedback = now;
+	ps.status->caught_up = idle;
+	ps.status->lag_bytes = idle ? 0 : (int64) (ps.received - ps.applied);
+}
+
+static void
+report(const char *state)
+{
+	char		position[32];
+
+	snprintf(position, sizeof(position), "%X/%X", LSN_FORMAT_ARGS(ps.applied));
+	c360_worker_report(ps.status, state, position);
+}

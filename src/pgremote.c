@@ -1,0 +1,96 @@
+/*-------------------------------------------------------------------------
+ * pgremote.c
+ *	  A logical replication connection to a source PostgreSQL server: connect,
+ *	  run SQL and replication commands, drop what a source created there.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "pgremote.h"
+
+PG_FUNCTION_INFO_V1(c360_pg_drop_remote);
+
+WalReceiverConn *
+c360_pgremote_connect(const char *conninfo, const char *appname)
+{
+	WalReceiverConn *conn;
+	char	   *err = NULL;
+
+	if (WalReceiverFunctions == NULL)
+		load_file("libpqwalreceiver", false);
+	conn = walrcv_connect(conninfo, true, appname, &err);
+	if (conn == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not connect to the source PostgreSQL server: %s", err)));
+	return conn;
+}
+
+/* Run one command; an error on the source is an error here, with its message. */
+WalRcvExecResult *
+c360_pgremote_exec(WalReceiverConn *conn, const char *sql, int nret, const Oid *types)
+{
+	WalRcvExecResult *res = walrcv_exec(conn, sql, nret, (Oid *) types);
+
+	if (res->status != WALRCV_OK_COMMAND && res->status != WALRCV_OK_TUPLES)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the source PostgreSQL server failed \"%s\": %s", sql,
+						res->err ? res->err : "(no message)")));
+	return res;
+}
+
+/* Column col (1-based) of the first row of a one-row result, NULL when none. */
+char *
+c360_pgremote_value(WalRcvExecResult *res, int col)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
+	char	   *value = NULL;
+
+	if (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, col, &isnull);
+
+		if (!isnull)
+			value = TextDatumGetCString(d);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return value;
+}
+
+/* Drop the source's slot (waiting for its walsender to go) and, if given, its publication. */
+void
+c360_pgremote_drop(const char *conninfo, const char *slot, const char *publication)
+{
+	WalReceiverConn *conn = c360_pgremote_connect(conninfo, "c360 drop_source");
+	Oid			types[1] = {TEXTOID};
+	WalRcvExecResult *res;
+
+	res = c360_pgremote_exec(conn, psprintf("SELECT slot_name::text FROM pg_replication_slots "
+											"WHERE slot_name = %s", quote_literal_cstr(slot)),
+							 1, types);
+	if (c360_pgremote_value(res, 1) != NULL)
+		c360_pgremote_exec(conn, psprintf("DROP_REPLICATION_SLOT %s WAIT", quote_identifier(slot)),
+						   0, NULL);
+	if (publication != NULL)
+		c360_pgremote_exec(conn, psprintf("DROP PUBLICATION IF EXISTS %s",
+										  quote_identifier(publication)), 0, NULL);
+	walrcv_disconnect(conn);
+}
+
+/* c360._pg_drop_remote(conninfo text, slot text, publication text) */
+Datum
+c360_pg_drop_remote(PG_FUNCTION_ARGS)
+{
+	c360_pgremote_drop(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					   text_to_cstring(PG_GETARG_TEXT_PP(1)),
+					   PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,320 @@
+/*-------------------------------------------------------------------------
+ * source.c
+ *	  The part of every source worker that does not depend on the wire format: its
+ *	  catalog entry, and the flush of a decoded batch through the one apply path,
+ *	  with poison rows retried one by one into c360.dead_letters and the counters
+ *	  written in the same transaction as the data.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+
+#include "maintain.h"
+#include "source.h"
+
+static int64 apply_one_by_one(C360Source *src, C360Batch *batch);
+static bool try_apply(C360Batch *batch, ErrorData **error);
+static bool is_data_error(int sqlerrcode);
+static void exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
+					  const char *nulls);
+
+/* The named source and its mapped tables, read in the current transaction. */
+C360Source *
+c360_source_load(const char *name)
+{
+	static SPIPlanPtr source_plan;
+	static SPIPlanPtr tables_plan;
+	MemoryContext cxt = CurrentMemoryContext;
+	C360Source *src = palloc0(sizeof(C360Source));
+	Oid			types[1] = {TEXTOID};
+	Datum		arg = CStringGetTextDatum(name);
+	bool		isnull;
+
+	SPI_connect();
+	c360_exec(c360_plan(&source_plan, "SELECT kind, options::text, phase, enabled "
+						"FROM c360.sources WHERE name = $1", 1, types), &arg, NULL);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("customer360 source \"%s\" does not exist", name)));
+	src->name = MemoryContextStrdup(cxt, name);
+	src->kind = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	src->phase = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+	src->enabled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	{
+		MemoryContext spi = MemoryContextSwitchTo(cxt);
+
+		src->options = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														  CStringGetDatum(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2))));
+		MemoryContextSwitchTo(spi);
+	}
+
+	c360_exec(c360_plan(&tables_plan, "SELECT remote, input, columns FROM c360.source_tables "
+						"WHERE source = $1 ORDER BY remote", 1, types), &arg, NULL);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		C360SourceTable *t = MemoryContextAllocZero(cxt, sizeof(C360SourceTable));
+		Datum		cols = SPI_getbinval(tup, desc, 3, &isnull);
+
+		t->remote = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
+		t->input = c360_input_by_name(SPI_getvalue(tup, desc, 2));
+		if (!isnull)
+		{
+			Datum	   *elems;
+			int			n;
+
+			deconstruct_array(DatumGetArrayTypeP(cols), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, NULL, &n);
+			for (int i = 0; i < n; i++)
+			{
+				MemoryContext spi = MemoryContextSwitchTo(cxt);
+
+				t->columns = lappend(t->columns, TextDatumGetCString(elems[i]));
+				MemoryContextSwitchTo(spi);
+			}
+		}
+		{
+			MemoryContext spi = MemoryContextSwitchTo(cxt);
+
+			src->tables = lappend(src->tables, t);
+			MemoryContextSwitchTo(spi);
+		}
+	}
+	SPI_finish();
+	return src;
+}
+
+/* A top-level string option, or dflt when absent. */
+char *
+c360_source_option(C360Source *src, const char *key, const char *dflt)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&src->options->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type == jbvNull)
+		return dflt ? pstrdup(dflt) : NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" of source \"%s\" must be a string", key, src->name)));
+	return NULL;				/* keep compiler quiet */
+}
+
+C360SourceTable *
+c360_source_table(C360Source *src, const char *remote)
+{
+	ListCell   *lc;
+
+	foreach(lc, src->tables)
+		if (strcmp(((C360SourceTable *) lfirst(lc))->remote, remote) == 0)
+			return lfirst(lc);
+	return NULL;
+}
+
+/*
+ * Apply a decoded batch in the current transaction and count it.  A batch that fails on
+ * bad data (a value that does not cast, a missing required column) is retried change by
+ * change, each in its own subtransaction, and the changes that still fail go to
+ * c360.dead_letters with the reason: the stream goes on and loses nothing.  Any other
+ * error (lost connection, deadlock) is not the data's fault and propagates.
+ */
+int64
+c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz source_commit_at)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
+	Datum		args[3];
+	ErrorData  *error;
+	int64		n = batch->nchanges;
+
+	if (!try_apply(batch, &error))
+		n = apply_one_by_one(src, batch);
+
+	args[0] = CStringGetTextDatum(src->name);
+	args[1] = Int64GetDatum(n);
+	args[2] = TimestampTzGetDatum(source_commit_at);
+	exec_args(&plan,
+			  "INSERT INTO c360.source_progress AS p (source, changes_applied, last_applied_at,"
+			  " last_source_commit_at) VALUES ($1, $2, clock_timestamp(), $3)"
+			  " ON CONFLICT (source) DO UPDATE SET"
+			  " changes_applied = p.changes_applied + excluded.changes_applied,"
+			  " last_applied_at = excluded.last_applied_at,"
+			  " last_source_commit_at = COALESCE(excluded.last_source_commit_at, p.last_source_commit_at)",
+			  3, types, args, source_commit_at == 0 ? "  n" : NULL);
+	return n;
+}
+
+static int64
+apply_one_by_one(C360Source *src, C360Batch *batch)
+{
+	int64		applied = 0;
+
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		ListCell   *lc;
+
+		foreach(lc, batch->changes[i])
+		{
+			C360Change *ch = lfirst(lc);
+			C360Batch  *one = c360_apply_begin();
+			ErrorData  *error;
+
+			c360_apply_add(one, ch);
+			if (try_apply(one, &error))
+				applied++;
+			else
+				c360_source_dead_letter(src, ch->position, c360_change_json(ch), error->message);
+		}
+	}
+	return applied;
+}
+
+/* Apply in a subtransaction; false (with the error) when the data was bad. */
+static bool
+try_apply(C360Batch *batch, ErrorData **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		c360_apply_finish(batch);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		*error = CopyErrorData();
+		if (!is_data_error((*error)->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return ok;
+}
+
+static bool
+is_data_error(int sqlerrcode)
+{
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+}
+
+void
+c360_source_dead_letter(C360Source *src, const char *position, const char *payload,
+						const char *error)
+{
+	static SPIPlanPtr plan;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[4] = {CStringGetTextDatum(src->name), position ? CStringGetTextDatum(position) : 0,
+	payload ? CStringGetTextDatum(payload) : 0, CStringGetTextDatum(error)};
+	char		nulls[5] = {' ', position ? ' ' : 'n', payload ? ' ' : 'n', ' ', '\0'};
+
+	exec_args(&plan, "INSERT INTO c360.dead_letters (source, position, payload, error)"
+			  " VALUES ($1, $2, $3, $4)", 4, types, args, nulls);
+}
+
+void
+c360_source_set_phase(C360Source *src, const char *phase)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {CStringGetTextDatum(src->name), CStringGetTextDatum(phase)};
+
+	exec_args(&plan, "UPDATE c360.sources SET phase = $2, last_error = NULL WHERE name = $1",
+			  2, types, args, NULL);
+	src->phase = pstrdup(phase);
+}
+
+void
+c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTARRAYOID};
+	Datum		args[3] = {CStringGetTextDatum(src->name), CStringGetTextDatum(t->remote),
+	c360_text_array(columns)};
+
+	exec_args(&plan, "UPDATE c360.source_tables SET columns = $3 WHERE source = $1 AND remote = $2",
+			  3, types, args, NULL);
+	t->columns = columns;
+}
+
+/* Remember that the source created object on the remote side, for drop_source to remove. */
+void
+c360_source_mark_created(C360Source *src, const char *object)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {CStringGetTextDatum(src->name), CStringGetTextDatum(object)};
+
+	exec_args(&plan, "UPDATE c360.sources SET created_objects = created_objects ||"
+			  " jsonb_build_object($2::text, true) WHERE name = $1", 2, types, args, NULL);
+}
+
+void
+c360_source_save_position(C360Source *src, const char *part, const char *position)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3] = {CStringGetTextDatum(src->name), CStringGetTextDatum(part),
+	CStringGetTextDatum(position)};
+
+	exec_args(&plan, "INSERT INTO c360.source_positions AS p (source, part, position)"
+			  " VALUES ($1, $2, $3) ON CONFLICT (source, part) DO UPDATE SET position = excluded.position",
+			  3, types, args, NULL);
+}
+
+/*
+ * Record a worker's failure in its own transaction (the failed one is gone).  With stop,
+ * the source goes to phase 'error' and stays there, position unmoved, until
+ * c360.resume_source(); without, the launcher restarts the worker with back-off.
+ */
+void
+c360_source_record_error(const char *name, const char *message, bool stop)
+{
+	static SPIPlanPtr plan;
+	Oid			types[3] = {TEXTOID, TEXTOID, BOOLOID};
+	Datum		args[3];
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	args[0] = CStringGetTextDatum(name);
+	args[1] = CStringGetTextDatum(message);
+	args[2] = BoolGetDatum(stop);
+	exec_args(&plan, "UPDATE c360.sources SET last_error = $2,"
+			  " resume_phase = CASE WHEN $3 AND phase <> 'error' THEN phase ELSE resume_phase END,"
+			  " phase = CASE WHEN $3 THEN 'error' ELSE phase END WHERE name = $1",
+			  3, types, args, NULL);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	elog(LOG, "c360 source \"%s\" %s: %s", name, stop ? "stopped in state error" : "failed", message);
+}
+
+static void
+exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
+		  const char *nulls)
+{
+	SPI_connect();
+	c360_exec(c360_plan(cache, sql, nargs, types), args, nulls);
+	SPI_finish();
+}

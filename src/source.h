@@ -1,0 +1,43 @@
+/*-------------------------------------------------------------------------
+ * source.h
+ *	  What every source worker shares, whatever its wire format: its catalog
+ *	  entry, the flush of a decoded batch (poison rows into dead letters, counters
+ *	  and position in the same transaction), and its error states.
+ *-------------------------------------------------------------------------
+ */
+#ifndef C360_SOURCE_H
+#define C360_SOURCE_H
+
+#include "apply.h"
+#include "utils/jsonb.h"
+
+typedef struct C360SourceTable
+{
+	char	   *remote;			/* schema.table or topic */
+	C360InputId input;
+	List	   *columns;		/* input columns the remote had at snapshot; NIL: learn */
+} C360SourceTable;
+
+typedef struct C360Source
+{
+	char	   *name;
+	char	   *kind;
+	Jsonb	   *options;
+	char	   *phase;			/* snapshot, streaming, error */
+	bool		enabled;
+	List	   *tables;			/* C360SourceTable * */
+} C360Source;
+
+extern C360Source *c360_source_load(const char *name);
+extern char *c360_source_option(C360Source *src, const char *key, const char *dflt);
+extern C360SourceTable *c360_source_table(C360Source *src, const char *remote);
+extern int64 c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz source_commit_at);
+extern void c360_source_set_phase(C360Source *src, const char *phase);
+extern void c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns);
+extern void c360_source_mark_created(C360Source *src, const char *object);
+extern void c360_source_save_position(C360Source *src, const char *part, const char *position);
+extern void c360_source_dead_letter(C360Source *src, const char *position, const char *payload,
+									const char *error);
+extern void c360_source_record_error(const char *name, const char *message, bool stop);
+
+#endif							/* C360_SOURCE_H */
