@@ -6,6 +6,7 @@
  */
 #include "postgres.h"
 
+#include "commands/extension.h"
 #include "storage/ipc.h"
 #include "utils/timestamp.h"
 
@@ -27,6 +28,13 @@ c360_ticker_main(Datum arg)
 			proc_exit(0);
 		}
 		c360_worker_begin("c360 tick");
+		if (!OidIsValid(get_extension_oid("customer360", true)))
+		{
+			/* dropped since the launcher last looked: nothing to tick, not a failure */
+			c360_worker_commit();
+			elog(LOG, "c360 ticker stopping: extension customer360 was dropped");
+			proc_exit(0);
+		}
 		c360_maintain_tick(GetCurrentTimestamp(), false);
 		c360_worker_commit();
 		c360_worker_wait(c360_tick_interval_ms);

@@ -564,6 +564,9 @@ REVOKE ALL ON FUNCTION c360._pg_drop_remote(text, text, text) FROM PUBLIC;
 DO $$
 BEGIN
     IF NOT c360._preloaded() THEN
+        -- CREATE EXTENSION runs this script with client_min_messages at warning; the setting
+        -- is local to the script, so lowering it here shows this one notice and no other
+        PERFORM set_config('client_min_messages', 'notice', true);
         RAISE NOTICE 'customer360 is not in shared_preload_libraries: the SQL API works, but no background workers (sources, sinks, ticker) will run'
             USING HINT = 'Add customer360 to shared_preload_libraries and set c360.database, then restart the server.';
     END IF;

@@ -179,6 +179,12 @@ c360_change_check(const C360Change *ch)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("key column \"%s\" of input \"%s\" is missing or null", key_col, in->name)));
+	/* a key sent as null is not an absent key: it would make the row unaddressable */
+	if ((ch->old && ch->old->present[in->key_col] && ch->old->values[in->key_col] == NULL) ||
+		(ch->new && ch->new->present[in->key_col] && ch->new->values[in->key_col] == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("key column \"%s\" of input \"%s\" is missing or null", key_col, in->name)));
 }
 
 /* The change as JSON text, in apply_changes' format: what a dead letter keeps. */

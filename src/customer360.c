@@ -49,10 +49,12 @@ _PG_init(void)
 {
 	BackgroundWorker worker;
 
+	/* PGC_POSTMASTER only while preloading: loaded later, it would be a FATAL error */
 	DefineCustomStringVariable("c360.database",
 							   "Database in which the customer360 workers run.",
 							   NULL, &c360_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							   0, NULL, NULL, NULL);
 	DefineCustomIntVariable("c360.batch_size",
 							"Most changes a source worker applies in one transaction.",
 							NULL, &c360_batch_size, 1000, 1, 1000000,

@@ -308,7 +308,7 @@ c360_maintain_tick(TimestampTz to, bool strict)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot move the profile clock back from %s to %s",
-						timestamptz_to_str(from.as_of), timestamptz_to_str(to)),
+						pstrdup(timestamptz_to_str(from.as_of)), pstrdup(timestamptz_to_str(to))),
 				 errhint("c360.tick() only moves forward; c360.as_of() is the current instant.")));
 	if (to <= from.as_of)
 	{

@@ -19,13 +19,16 @@
 /*
  * Insert new events ($1..$7: the mirror's columns; $8: the 30-day bound) and add them to
  * their raw ids' counters and sessions.  Rows are taken in key order so that concurrent
- * batches lock index entries and rollup rows in one order.
+ * batches lock index entries and rollup rows in one order, and among duplicates of an
+ * event id in arrival order, so that the first one wins as on the replay path.
  */
 static const char *insert_sql =
-"WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7)\n"
-"           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time)\n"
-"           ORDER BY event_id COLLATE \"C\"),\n"
-"ins AS (INSERT INTO c360.behavioral_events SELECT * FROM v ON CONFLICT (event_id) DO NOTHING\n"
+"WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY\n"
+"           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time, n)\n"
+"           ORDER BY event_id COLLATE \"C\", n),\n"
+"ins AS (INSERT INTO c360.behavioral_events\n"
+"        SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time\n"
+"        FROM v ON CONFLICT (event_id) DO NOTHING\n"
 "        RETURNING customer_id, session_id, event_type, event_time),\n"
 "counted AS (\n"
 "  INSERT INTO c360.event_rollup AS r (raw_id, events_30d, product_views_30d, last_event_at)\n"
