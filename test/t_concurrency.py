@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+# Concurrency test: four sessions maintain the same few customers' profiles at once (orders,
+# customers, events with identity links, clock ticks) for C360_CONCURRENCY_SECONDS (default 60).
+# No session may see any error (a deadlock 40P01 or serialization failure 40001 above all),
+# and at every pause and at the end c360.verify() is empty and the mirrors hold every write.
+import copy
+import datetime
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+UTC = datetime.timezone.utc
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+DAY_US = 86400 * 1000000
+START = "2030-01-15 12:00:00+00"
+
+# Few customers, so that every session keeps touching the profile rows the others touch.
+CUSTOMER_IDS = ["c%02d" % i for i in range(1, 41)]
+COOKIE_IDS = ["k%02d" % i for i in range(1, 31)]
+ORDER_IDS = ["o%03d" % i for i in range(1, 401)]
+IDENTITY_IDS = ["i%02d" % i for i in range(1, 41)]
+MAX_EVENTS = 8000   # beyond this the events session deletes old events, so verify stays cheap
+
+COLUMNS = {
+    "customers": ["customer_id", "email", "first_name", "last_name", "phone",
+                  "acquisition_channel", "signup_date", "loyalty_tier", "last_updated"],
+    "orders": ["order_id", "customer_id", "order_status", "total_amount", "item_count",
+               "channel", "created_at", "updated_at"],
+    "behavioral_events": ["event_id", "customer_id", "session_id", "event_type", "product_id",
+                          "category_id", "event_time"],
+    "identity_graph": ["identity_id", "customer_id", "identity_type", "identity_value",
+                       "created_at"],
+}
+KEY = {t: cols[0] for t, cols in COLUMNS.items()}
+
+
+class SqlError(Exception):
+    pass
+
+
+class Psql:
+    """One long-lived psql process; each command is followed by an \\echo marker, so that its
+    output ends where the marker appears."""
+
+    def __init__(self, dbname):
+        self.proc = subprocess.Popen(
+            ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", dbname],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8")
+        self.stderr = []
+        self.n = 0
+        threading.Thread(target=self._drain, daemon=True).start()
+        # A hang must end as an error, not as a test that never returns.
+        self.run("\\set VERBOSITY verbose\nSET client_min_messages = warning;\n"
+                 "SET statement_timeout = '120s';")
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def run(self, sql):
+        self.n += 1
+        marker = "__c360_done_%d__" % self.n
+        try:
+            self.proc.stdin.write(sql.rstrip() + "\n\\echo " + marker + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        lines = []
+        while True:
+            line = self.proc.stdout.readline()
+            if line == "":
+                self.proc.wait()
+                time.sleep(0.1)
+                raise SqlError("".join(self.stderr).strip() or "psql exited")
+            line = line.rstrip("\n")
+            if line == marker:
+                return lines
+            lines.append(line)
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
+
+
+def admin(sql):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def replay(model, table, op, old, new):
+    """The apply semantics (apply.c: replay()): what the mirror holds after one change."""
+    key = KEY[table]
+    cols = COLUMNS[table]
+    if op == "delete":
+        model.pop(old[key], None)
+        return
+    if op == "insert":
+        if table == "behavioral_events" and new[key] in model:
+            return
+        model[new[key]] = {c: new.get(c) for c in cols}
+        return
+    fromk = old.get(key) if old else None
+    fromk = fromk if fromk is not None else new.get(key)
+    tok = new.get(key) if new.get(key) is not None else fromk
+    row = dict(model[fromk]) if fromk in model else {c: None for c in cols}
+    if tok != fromk:
+        model.pop(fromk, None)
+    row.update({c: v for c, v in new.items() if c in cols})
+    row[key] = tok
+    model[tok] = row
+
+
+class Shared:
+    def __init__(self, seed, seconds):
+        self.seed = seed
+        self.seconds = seconds
+        self.clock = None                 # c360.as_of() in us, as last seen by the ticker
+        self.stop = threading.Event()
+        self.pause = threading.Event()
+        self.parked = threading.Barrier(5)
+        self.resumed = threading.Barrier(5)
+        self.errors = []
+        self.lock = threading.Lock()
+
+    def error(self, who, msg):
+        with self.lock:
+            self.errors.append("%s: %s" % (who, msg))
+        self.stop.set()
+        # Nobody may wait for a session that is gone.
+        self.parked.abort()
+        self.resumed.abort()
+
+
+class Session(threading.Thread):
+    def __init__(self, name, shared, dbname, index):
+        super().__init__(name=name, daemon=True)
+        self.shared = shared
+        self.dbname = dbname
+        self.rng = random.Random("%s-%d" % (shared.seed, index))
+        self.batches = 0
+        self.changes = 0
+        self.models = {}
+        self.last_sql = None
+
+    # values
+    def ts(self, nullable=True):
+        rng = self.rng
+        if nullable and rng.random() < 0.08:
+            return None
+        clock = self.shared.clock
+        r = rng.random()
+        if r < 0.5:
+            us = clock - rng.randint(0, 35 * DAY_US)
+        elif r < 0.6:
+            us = clock + rng.randint(0, 10 * DAY_US)
+        else:
+            us = clock - rng.randint(0, 400 * DAY_US)
+        us -= us % 1000000
+        return (EPOCH + datetime.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def maybe(self, v):
+        return None if self.rng.random() < 0.1 else v
+
+    def customer(self):
+        return self.rng.choice(CUSTOMER_IDS)
+
+    def numeric(self):
+        if self.rng.random() < 0.08:
+            return None
+        v = "%d.%02d" % divmod(self.rng.randint(0, 50000), 100)
+        return self.rng.choice([v, v + "0", v.rstrip("0").rstrip(".")])
+
+    def change(self, table, op, old, new):
+        replay(self.models[table], table, op, old, new)
+        return {"input": table, "op": op, "old": old, "new": new}
+
+    def run(self):
+        try:
+            self.db = Psql(self.dbname)
+            while not self.shared.stop.is_set():
+                if self.shared.pause.is_set():
+                    self.shared.parked.wait(timeout=300)
+                    self.shared.resumed.wait(timeout=300)
+                    continue
+                self.last_sql = self.step()
+                self.after(self.db.run(self.last_sql))
+                self.batches += 1
+        except SqlError as e:
+            code = "deadlock" if "40P01" in str(e) else \
+                "serialization failure" if "40001" in str(e) else "error"
+            self.shared.error(self.name, "%s after %d batches:\n%s\nstatement: %s" % (
+                code, self.batches, e, (self.last_sql or "")[:2000]))
+        except threading.BrokenBarrierError:
+            pass    # another session failed while this one was paused; its error is reported
+        except Exception as e:  # a bug in this script must fail the test too
+            self.shared.error(self.name, "%r" % e)
+        finally:
+            if getattr(self, "db", None):
+                self.db.close()
+
+    def after(self, out):
+        pass
+
+    def apply_sql(self, batch):
+        self.changes += len(batch)
+        return "SELECT c360.apply_changes($j$%s$j$::jsonb);" % json.dumps(batch)
+
+
+class Orders(Session):
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.models = {"orders": {}}
+
+    def row(self, key):
+        return {"order_id": key, "customer_id": self.customer(),
+                "order_status": self.maybe(self.rng.choice(["placed", "shipped", "delivered", "cancelled"])),
+                "total_amount": self.numeric(), "item_count": self.maybe(self.rng.randint(1, 9)),
+                "channel": self.maybe(self.rng.choice(["web", "mobile", "store"])),
+                "created_at": self.ts(), "updated_at": self.ts()}
+
+    def step(self):
+        rng = self.rng
+        m = self.models["orders"]
+        batch = []
+        for _ in range(rng.randint(1, 50)):
+            k = rng.choice(ORDER_IDS)
+            r = rng.random()
+            if r < 0.45 or k not in m:
+                batch.append(self.change("orders", "insert", None, self.row(k)))
+            elif r < 0.75:
+                # The order moves to another customer and/or changes status.
+                new = {"customer_id": self.customer()} if rng.random() < 0.6 else {}
+                new["order_status"] = rng.choice(["shipped", "delivered", "returned"])
+                if rng.random() < 0.3:
+                    new["created_at"] = self.ts(False)
+                batch.append(self.change("orders", "update", {"order_id": k}, new))
+            elif r < 0.85:
+                nk = rng.choice(ORDER_IDS)
+                batch.append(self.change("orders", "update", {"order_id": k},
+                                         {"order_id": nk, "total_amount": self.numeric()}))
+            else:
+                batch.append(self.change("orders", "delete", {"order_id": k}, None))
+        return self.apply_sql(batch)
+
+
+class Customers(Session):
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.models = {"customers": {}}
+
+    def row(self, key):
+        return {"customer_id": key, "email": self.maybe("%s@example.com" % key),
+                "first_name": self.maybe(self.rng.choice(["Ann", "Bob", "Zoë"])),
+                "last_name": self.maybe(self.rng.choice(["Ng", "O'Brien"])),
+                "phone": None,
+                "acquisition_channel": self.maybe(self.rng.choice(["organic", "social"])),
+                "signup_date": self.ts(),
+                "loyalty_tier": self.maybe(self.rng.choice(["bronze", "silver", "gold"])),
+                "last_updated": self.ts()}
+
+    def step(self):
+        rng = self.rng
+        m = self.models["customers"]
+        batch = []
+        for _ in range(rng.randint(1, 20)):
+            k = self.customer()
+            r = rng.random()
+            if r < 0.4 or k not in m:
+                batch.append(self.change("customers", "insert", None, self.row(k)))
+            elif r < 0.8:
+                batch.append(self.change("customers", "update", {"customer_id": k},
+                                         {"loyalty_tier": rng.choice(["silver", "gold", None]),
+                                          "last_updated": self.ts()}))
+            elif r < 0.88:
+                batch.append(self.change("customers", "update", {"customer_id": k},
+                                         {"customer_id": self.customer()}))
+            else:
+                batch.append(self.change("customers", "delete", {"customer_id": k}, None))
+        return self.apply_sql(batch)
+
+
+class Events(Session):
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.models = {"behavioral_events": {}, "identity_graph": {}}
+        self.next_id = 0
+
+    def event(self, key):
+        rng = self.rng
+        raw = self.customer() if rng.random() < 0.6 else rng.choice(COOKIE_IDS)
+        return {"event_id": key, "customer_id": raw,
+                "session_id": self.maybe("s%03d" % rng.randint(1, 150)),
+                "event_type": rng.choice(["product_view", "product_view", "page_view", "add_to_cart"]),
+                "product_id": None, "category_id": self.maybe("cat1"),
+                "event_time": self.ts(False)}
+
+    def step(self):
+        rng = self.rng
+        ev = self.models["behavioral_events"]
+        batch = []
+        r = rng.random()
+        if len(ev) > MAX_EVENTS:
+            # Keep the mirror small: drop a slice of events (a recount, run exclusively).
+            for k in rng.sample(sorted(ev), 300):
+                batch.append(self.change("behavioral_events", "delete", {"event_id": k}, None))
+        elif r < 0.8:
+            # The hot path: inserts only, with a few ids retried from earlier batches (a
+            # duplicate within one batch is t_random_diff.py's business).
+            earlier = list(ev)[-300:]
+            for _ in range(rng.randint(1, 200)):
+                if earlier and rng.random() < 0.05:
+                    k = rng.choice(earlier)
+                else:
+                    self.next_id += 1
+                    k = "e%07d" % self.next_id
+                batch.append(self.change("behavioral_events", "insert", None, self.event(k)))
+        elif r < 0.9 or not ev:
+            # Identity links added, moved and deleted, with a few events in the same batch.
+            for _ in range(rng.randint(1, 5)):
+                k = rng.choice(IDENTITY_IDS)
+                op = rng.choice(["insert", "insert", "update", "delete"])
+                if op == "delete":
+                    batch.append(self.change("identity_graph", "delete", {"identity_id": k}, None))
+                elif op == "update" and k in self.models["identity_graph"]:
+                    batch.append(self.change("identity_graph", "update", {"identity_id": k},
+                                             {"customer_id": self.customer()}))
+                else:
+                    value = rng.choice(COOKIE_IDS) if rng.random() < 0.8 else self.customer()
+                    batch.append(self.change("identity_graph", "insert", None, {
+                        "identity_id": k, "customer_id": self.customer(),
+                        "identity_type": "cookie", "identity_value": value,
+                        "created_at": self.ts()}))
+            for _ in range(rng.randint(0, 20)):
+                self.next_id += 1
+                k = "e%07d" % self.next_id
+                batch.append(self.change("behavioral_events", "insert", None, self.event(k)))
+        else:
+            # Events corrected or withdrawn: moved to another id or time, deleted.
+            keys = list(ev)
+            for _ in range(rng.randint(1, 30)):
+                k = rng.choice(keys)
+                if rng.random() < 0.5:
+                    batch.append(self.change("behavioral_events", "update", {"event_id": k},
+                                             {"customer_id": self.customer(),
+                                              "event_time": self.ts(False)}))
+                else:
+                    batch.append(self.change("behavioral_events", "delete", {"event_id": k}, None))
+        return self.apply_sql(batch)
+
+
+class Ticker(Session):
+    def step(self):
+        time.sleep(self.rng.random() * 0.02)
+        secs = int(2 ** self.rng.uniform(6, 18.5))   # a minute to about four days
+        return ("SELECT c360.tick(c360.as_of() + interval '%d seconds');\n"
+                "SELECT (extract(epoch FROM c360.as_of()) * 1000000)::bigint;" % secs)
+
+    def after(self, out):
+        # Publish the clock, so that the other sessions' timestamps follow it.
+        self.shared.clock = int(out[-1])
+
+
+def checks(db, sessions, what):
+    """verify() empty, every session's writes in the mirrors."""
+    problems = []
+    n = int(db.run("SELECT count(*) FROM c360.verify();")[0])
+    if n:
+        problems.append("c360.verify() returned %d row(s) %s:\n  %s" % (n, what, "\n  ".join(
+            db.run("SELECT * FROM c360.verify() LIMIT 20;"))))
+    for s in sessions:
+        for table, model in s.models.items():
+            js = json.dumps(list(model.values()))
+            out = db.run(
+                "WITH m AS (SELECT r::text AS t FROM jsonb_populate_recordset(NULL::c360.%s, $m$%s$m$) r),\n"
+                "     s AS (SELECT s::text AS t FROM c360.%s s)\n"
+                "SELECT 'written, missing: ' || t FROM (SELECT t FROM m EXCEPT ALL SELECT t FROM s) a\n"
+                "UNION ALL SELECT 'unexpected: ' || t FROM (SELECT t FROM s EXCEPT ALL SELECT t FROM m) b\n"
+                "LIMIT 10;" % (table, js, table))
+            if out:
+                problems.append("mirror %s differs from what session %s wrote %s:\n  %s" % (
+                    table, s.name, what, "\n  ".join(out)))
+    return problems
+
+
+def main():
+    seed = int(sys.argv[1]) if len(sys.argv) > 1 else random.SystemRandom().randrange(10 ** 9)
+    seconds = float(os.environ.get("C360_CONCURRENCY_SECONDS", "60"))
+    print("seed %d, %.0f s" % (seed, seconds), flush=True)
+    dbname = "c360_conc_%d_%d" % (seed, os.getpid())
+    admin("CREATE DATABASE %s" % dbname)
+    db = Psql(dbname)
+    db.run("SET TimeZone = 'UTC';\nCREATE EXTENSION customer360;")
+    db.run("SELECT c360.tick('%s');" % START)
+    shared = Shared(seed, seconds)
+    shared.clock = int(db.run("SELECT (extract(epoch FROM c360.as_of()) * 1000000)::bigint;")[0])
+
+    sessions = [Orders("orders", shared, dbname, 1), Customers("customers", shared, dbname, 2),
+                Events("events", shared, dbname, 3), Ticker("ticks", shared, dbname, 4)]
+    t0 = time.time()
+    for s in sessions:
+        s.start()
+    pauses = 0
+    problems = []
+    next_pause = t0 + min(5.0, seconds / 4)
+    while not shared.stop.is_set() and time.time() - t0 < seconds:
+        time.sleep(0.05)
+        if time.time() < next_pause:
+            continue
+        # A quiet moment: every session between transactions, then check everything.
+        shared.pause.set()
+        try:
+            shared.parked.wait(timeout=300)
+        except threading.BrokenBarrierError:
+            if not shared.errors:
+                shared.error("main", "the sessions did not pause within 300 s (a hang?)")
+            break
+        shared.pause.clear()
+        pauses += 1
+        problems = checks(db, sessions, "at pause %d (%.0f s)" % (pauses, time.time() - t0))
+        try:
+            shared.resumed.wait(timeout=300)
+        except threading.BrokenBarrierError:
+            if not shared.errors:
+                shared.error("main", "the sessions did not resume")
+            break
+        if problems:
+            shared.stop.set()
+            break
+        next_pause = time.time() + 5.0
+    shared.stop.set()
+    for s in sessions:
+        s.join(timeout=180)
+        if s.is_alive():
+            shared.errors.append("%s: still running 180 s after the stop (a hang?)" % s.name)
+    elapsed = time.time() - t0
+
+    if not problems and not shared.errors:
+        problems = checks(db, sessions, "at the end")
+    for s in sessions:
+        print("session %-9s %6d batches, %7d changes" % (s.name, s.batches, s.changes))
+    print("%d pauses checked, %.1f s, clock at %s" % (
+        pauses, elapsed, db.run("SELECT c360.as_of();")[0]))
+    failures = shared.errors + problems
+    if not failures and elapsed < seconds - 1:
+        failures.append("ran %.1f s, expected %.0f s" % (elapsed, seconds))
+    if not failures and any(s.batches == 0 for s in sessions):
+        failures.append("a session applied no batch")
+    db.close()
+    if failures:
+        for f in failures:
+            print("FAIL: " + f)
+        print("database %s kept for a closer look (seed %d)" % (dbname, seed))
+        sys.exit(1)
+    admin("DROP DATABASE %s WITH (FORCE)" % dbname)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
