@@ -1,10 +1,8 @@
 # customer360: PGXS build, regression suites, and the two commands (test, demo) plus bench.
 
 MODULE_big = customer360
-OBJS = \
-	src/customer360.o src/change.o src/apply.o src/maintain.o src/rollup.o src/sqlfuncs.o \
-	src/shmem.o src/source.o src/sourcefuncs.o src/pgremote.o \
-	bgworkers/worker.o bgworkers/launcher.o bgworkers/ticker.o bgworkers/pg_source.o
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworkers/*.c)))
+SHLIB_LINK = -lmariadb -lrdkafka -ljansson
 PGFILEDESC = "customer360 - real-time Customer 360 profile"
 
 EXTENSION = customer360
@@ -15,7 +13,7 @@ REGRESS_OPTS = --inputdir=. --load-extension=customer360
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
-PG_CPPFLAGS = -Isrc
+PG_CPPFLAGS = -Isrc -I/usr/include/mariadb
 # No JIT bitcode: it would need clang on every machine that builds the extension.
 override with_llvm = no
 include $(PGXS)

@@ -12,6 +12,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "../src/customer360.h"
@@ -84,9 +86,10 @@ want_sources(void)
 		char	   *kind = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
 		WorkerSlot *slot = source_slot(name);
 
-		if (slot == NULL || strcmp(kind, "postgres-cdc") != 0)
+		if (slot == NULL)
 			continue;
-		slot->function = "c360_pg_source_main";
+		slot->function = strcmp(kind, "postgres-cdc") == 0 ? "c360_pg_source_main" :
+			strcmp(kind, "mysql-cdc") == 0 ? "c360_mysql_source_main" : "c360_kafka_source_main";
 		slot->wanted = true;
 	}
 	SPI_finish();
@@ -195,4 +198,17 @@ slot_start(WorkerSlot *slot)
 				(errmsg("could not start %s: no free background worker slot", slot->name),
 				 errhint("Raise max_worker_processes.")));
 	}
+}
+
+PG_FUNCTION_INFO_V1(c360_kind_available);
+
+/* c360._kind_available(kind text): whether this build has a worker for the source kind */
+Datum
+c360_kind_available(PG_FUNCTION_ARGS)
+{
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_BOOL(strcmp(kind, "postgres-cdc") == 0 ||
+				   (strcmp(kind, "mysql-cdc") == 0 && c360_mysql_source_available) ||
+				   (strcmp(kind, "kafka") == 0 && c360_kafka_source_available));
 }

@@ -384,6 +384,8 @@ ORDER BY 1, 2
 $$;
 
 -- The source API.
+CREATE FUNCTION c360._kind_available(kind text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'c360_kind_available';
 CREATE FUNCTION c360._wake_launcher() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_wake_launcher';
 CREATE FUNCTION c360._stop_worker(name text) RETURNS void
@@ -419,7 +421,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The kinds are postgres-cdc, mysql-cdc and kafka.';
     END IF;
-    IF kind <> 'postgres-cdc' THEN
+    IF NOT c360._kind_available(kind) THEN
         RAISE EXCEPTION 'source kind "%" is not available in this version of customer360', kind
             USING ERRCODE = 'feature_not_supported';
     END IF;
@@ -429,6 +431,21 @@ BEGIN
     END IF;
     IF kind = 'postgres-cdc' AND jsonb_typeof(options->'conninfo') IS DISTINCT FROM 'string' THEN
         RAISE EXCEPTION 'a postgres-cdc source needs a "conninfo" option (a libpq connection string)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'mysql-cdc' AND (jsonb_typeof(options->'host') IS DISTINCT FROM 'string'
+                               OR jsonb_typeof(options->'user') IS DISTINCT FROM 'string'
+                               OR jsonb_typeof(options->'server_id') IS DISTINCT FROM 'number') THEN
+        RAISE EXCEPTION 'a mysql-cdc source needs "host", "user" (strings) and "server_id" (a number unique among the server''s replicas); "port", "password" and "database" are optional'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'kafka' AND (jsonb_typeof(options->'bootstrap.servers') IS DISTINCT FROM 'string'
+                           OR jsonb_typeof(options->'topic') IS DISTINCT FROM 'string') THEN
+        RAISE EXCEPTION 'a kafka source needs "bootstrap.servers" and "topic" (strings); "startup" (earliest|latest), "partitions" and "properties.*" are optional'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind = 'kafka' AND options ? 'startup' AND options->>'startup' NOT IN ('earliest', 'latest') THEN
+        RAISE EXCEPTION 'option "startup" must be earliest or latest, not "%"', options->>'startup'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
