@@ -27,3 +27,7 @@ demo:
 
 bench:
 	bash bench/run.sh
+
+# The Kafka-protocol test broker (librdkafka's mock cluster) used by tests, demo and bench.
+test/kafka_broker: test/kafka_broker.c
+	$(CC) -O2 -Wall -o $@ $< -lrdkafka

@@ -69,11 +69,8 @@ typedef struct PgSource
 } PgSource;
 
 static PgSource ps;
-static bool stop_on_error = false;	/* the failure needs the user: phase 'error' */
 
 static void run(const char *name);
-static void fail(const char *name) pg_attribute_noreturn();
-static void source_error(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
 static void setup(const char *name);
 static void check_slot(void);
 static void snapshot(void);
@@ -96,60 +93,13 @@ static void report(const char *state);
 void
 c360_pg_source_main(Datum arg)
 {
-	char		name[BGW_EXTRALEN];
-
-	memcpy(name, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
-	c360_worker_init(name);
-	ps.status = c360_worker_attach(name);
-	PG_TRY();
-	{
-		run(name);
-	}
-	PG_CATCH();
-	{
-		fail(name);
-	}
-	PG_END_TRY();
-}
-
-/*
- * Record the failure and exit, as core's apply worker does for disable_on_error: a
- * failure that needs the user (schema drift, a lost slot) parks the source in 'error';
- * anything else exits non-zero and the launcher restarts the worker from the committed
- * position.
- */
-static void
-fail(const char *name)
-{
-	ErrorData  *edata;
-
-	HOLD_INTERRUPTS();
-	MemoryContextSwitchTo(TopMemoryContext);
-	edata = CopyErrorData();
-	EmitErrorReport();
-	AbortOutOfAnyTransaction();
-	FlushErrorState();
-	RESUME_INTERRUPTS();
-	c360_source_record_error(name, edata->message, stop_on_error);
-	proc_exit(stop_on_error ? 0 : 1);
-}
-
-static void
-source_error(const char *fmt,...)
-{
-	va_list		ap;
-	char		msg[1024];
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	stop_on_error = true;
-	ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg_internal("%s", msg)));
+	c360_source_worker_main(run);
 }
 
 static void
 run(const char *name)
 {
+	ps.status = c360_source_worker_status();
 	setup(name);
 	if (strcmp(ps.src->phase, "snapshot") == 0)
 		snapshot();
@@ -177,7 +127,7 @@ setup(const char *name)
 
 	conninfo = c360_source_option(ps.src, "conninfo", NULL);
 	if (conninfo == NULL)
-		source_error("source \"%s\" has no \"conninfo\" option", name);
+		c360_source_error("source \"%s\" has no \"conninfo\" option", name);
 	ps.slot = c360_source_option(ps.src, "slot", origin_name);
 	ps.publication = c360_source_option(ps.src, "publication", origin_name);
 	ps.rels = hash_create("c360 remote relations", 64, &ctl, HASH_ELEM | HASH_BLOBS);
@@ -208,12 +158,12 @@ check_slot(void)
 	status = status ? MemoryContextStrdup(TopMemoryContext, status) : NULL;
 	c360_worker_commit();
 	if (status == NULL)
-		source_error("replication slot \"%s\" no longer exists on the source, so changes since "
+		c360_source_error("replication slot \"%s\" no longer exists on the source, so changes since "
 					 "position %X/%X may be lost; to take a new snapshot, drop the source with "
 					 "c360.drop_source('%s') and create and map it again", ps.slot,
 					 LSN_FORMAT_ARGS(ps.applied), ps.src->name);
 	if (strcmp(status, "lost") == 0)
-		source_error("replication slot \"%s\" was invalidated on the source (it held more WAL "
+		c360_source_error("replication slot \"%s\" was invalidated on the source (it held more WAL "
 					 "than max_slot_wal_keep_size), so changes were lost; to take a new "
 					 "snapshot, drop the source with c360.drop_source('%s') and create and map "
 					 "it again", ps.slot, ps.src->name);
@@ -237,7 +187,7 @@ snapshot(void)
 	StringInfoData tables;
 
 	if (ps.src->tables == NIL)
-		source_error("source \"%s\" has no mapped tables; map them with c360.map_table()",
+		c360_source_error("source \"%s\" has no mapped tables; map them with c360.map_table()",
 					 ps.src->name);
 
 	initStringInfo(&tables);
@@ -380,7 +330,7 @@ remote_columns(C360SourceTable *t)
 		if (c < 0)
 			continue;
 		if (!castable(type, in->cols[c].type))
-			source_error("column \"%s\" of source table %s has type %s, which does not cast to the "
+			c360_source_error("column \"%s\" of source table %s has type %s, which does not cast to the "
 						 "%s column of input \"%s\"", name, t->remote, format_type_be(type),
 						 format_type_be(in->cols[c].type), in->name);
 		cols = lappend(cols, name);
@@ -394,7 +344,7 @@ remote_columns(C360SourceTable *t)
 		foreach(lc, cols)
 			found |= strcmp(lfirst(lc), in->cols[c].name) == 0;
 		if (in->cols[c].required && !found)
-			source_error("source table %s has no column \"%s\", which input \"%s\" requires",
+			c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
 						 t->remote, in->cols[c].name, in->name);
 	}
 	c360_source_set_columns(ps.src, t, cols);
@@ -578,7 +528,7 @@ handle_relation(LogicalRepRelation *rel)
 	{
 		r->colmap[i] = c360_column_by_name(in, rel->attnames[i]);
 		if (r->colmap[i] >= 0 && !castable(rel->atttyps[i], in->cols[r->colmap[i]].type))
-			source_error("column \"%s\" of source table %s changed to type %s, which does not "
+			c360_source_error("column \"%s\" of source table %s changed to type %s, which does not "
 						 "cast to the %s column of input \"%s\"", rel->attnames[i], remote,
 						 format_type_be(rel->atttyps[i]),
 						 format_type_be(in->cols[r->colmap[i]].type), in->name);
@@ -590,7 +540,7 @@ handle_relation(LogicalRepRelation *rel)
 		for (int i = 0; i < rel->natts && !found; i++)
 			found = strcmp(rel->attnames[i], lfirst(lc)) == 0;
 		if (!found)
-			source_error("column \"%s\" of source table %s was dropped on the source; it feeds "
+			c360_source_error("column \"%s\" of source table %s was dropped on the source; it feeds "
 						 "input \"%s\". Re-add it, or accept its loss, then run "
 						 "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
 						 ps.src->name);

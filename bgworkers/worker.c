@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "utils/memutils.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -18,7 +19,14 @@
 #include "utils/snapmgr.h"
 
 #include "../src/customer360.h"
+#include "../src/shmem.h"
+#include "../src/source.h"
 #include "worker.h"
+
+static bool stop_on_error = false;	/* the failure needs the user: phase 'error' */
+static C360WorkerInfo *source_status = NULL;
+
+static void source_failed(const char *name) pg_attribute_noreturn();
 
 void
 c360_worker_init(const char *appname)
@@ -65,4 +73,71 @@ c360_worker_wait(long timeout_ms)
 		reloaded = true;
 	}
 	return reloaded;
+}
+
+/*
+ * The body of every source worker: its name comes in bgw_extra; run() streams until an
+ * error, which source_failed() records.
+ */
+void
+c360_source_worker_main(c360_source_run run)
+{
+	char		name[BGW_EXTRALEN];
+
+	memcpy(name, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
+	c360_worker_init(name);
+	source_status = c360_worker_attach(name);
+	PG_TRY();
+	{
+		run(name);
+	}
+	PG_CATCH();
+	{
+		source_failed(name);
+	}
+	PG_END_TRY();
+	proc_exit(0);
+}
+
+/* The running source worker's live status slot (for snapshot progress, lag, position). */
+C360WorkerInfo *
+c360_source_worker_status(void)
+{
+	return source_status;
+}
+
+/*
+ * Record the failure and exit, as core's apply worker does for disable_on_error: a
+ * failure that needs the user (schema drift, a lost slot or binlog) parks the source in
+ * 'error'; anything else exits non-zero and the launcher restarts the worker from the
+ * committed position.
+ */
+static void
+source_failed(const char *name)
+{
+	ErrorData  *edata;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(TopMemoryContext);
+	edata = CopyErrorData();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	RESUME_INTERRUPTS();
+	c360_source_record_error(name, edata->message, stop_on_error);
+	proc_exit(stop_on_error ? 0 : 1);
+}
+
+/* An error the user must fix: the source stops in state 'error', its position kept. */
+void
+c360_source_error(const char *fmt,...)
+{
+	va_list		ap;
+	char		msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	stop_on_error = true;
+	ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg_internal("%s", msg)));
 }

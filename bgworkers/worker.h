@@ -24,4 +24,10 @@ extern void c360_worker_begin(const char *activity);
 extern void c360_worker_commit(void);
 extern bool c360_worker_wait(long timeout_ms);
 
+/* Source workers: run(name) under the shared failure handling. */
+typedef void (*c360_source_run) (const char *name);
+extern void c360_source_worker_main(c360_source_run run) pg_attribute_noreturn();
+extern struct C360WorkerInfo *c360_source_worker_status(void);
+extern void c360_source_error(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
+
 #endif							/* C360_WORKER_H */

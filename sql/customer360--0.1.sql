@@ -394,7 +394,8 @@ CREATE FUNCTION c360._pg_drop_remote(conninfo text, slot text, publication text)
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_pg_drop_remote';
 CREATE FUNCTION c360.worker_status(
     OUT name text, OUT pid integer, OUT state text, OUT source_position text, OUT lag_bytes bigint,
-    OUT lag_seconds double precision, OUT snapshot_done bigint, OUT snapshot_total bigint)
+    OUT lag_seconds double precision, OUT snapshot_done bigint, OUT snapshot_total bigint,
+    OUT lag_messages bigint)
 RETURNS SETOF record
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_worker_status';
 
@@ -553,6 +554,7 @@ SELECT s.name,
                 (SELECT string_agg(p.part || '=' || p.position, ', ' ORDER BY p.part)
                  FROM c360.source_positions p WHERE p.source = s.name)) AS position,
        w.lag_bytes,
+       w.lag_messages,
        w.lag_seconds,
        w.snapshot_done                                             AS snapshot_rows_done,
        w.snapshot_total                                            AS snapshot_rows_total,

@@ -25,6 +25,7 @@ typedef struct C360WorkerInfo
 	int64		snapshot_done;
 	int64		snapshot_total;
 	int64		lag_bytes;
+	int64		lag_messages;	/* Kafka: high watermark minus position, summed */
 	TimestampTz last_source_commit_at;	/* lag in seconds = now - this, while behind */
 	bool		caught_up;
 	TimestampTz stop_requested_until;	/* the launcher leaves the source alone until */

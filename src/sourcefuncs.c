@@ -74,8 +74,8 @@ c360_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < C360_MAX_WORKERS; i++)
 	{
 		C360WorkerInfo info;
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[9];
+		bool		nulls[9] = {0};
 
 		if (!c360_worker_find_slot(i, &info) || info.pid == 0)
 			continue;
@@ -89,6 +89,7 @@ c360_worker_status(PG_FUNCTION_ARGS)
 								   (double) (now - info.last_source_commit_at) / USECS_PER_SEC);
 		values[6] = Int64GetDatum(info.snapshot_done);
 		values[7] = Int64GetDatum(info.snapshot_total);
+		values[8] = Int64GetDatum(info.lag_messages);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
