@@ -1,0 +1,184 @@
+-- bench/lib.sql: the bench's own schema in the bench cluster: the fixed clock instant, the
+-- staging tables that hold pre-generated batches, the results, and the timed procedures.
+-- Loaded once per run by bench/run.sh; nothing here touches the extension's objects.
+
+CREATE SCHEMA bench;
+
+-- Every generated timestamp is relative to one fixed instant, so that runs are comparable
+-- and the tick phase knows exactly which rows cross a window boundary.
+CREATE FUNCTION bench.t0() RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE AS $$ SELECT timestamptz '2030-01-01 00:00:00+00' $$;
+
+-- The tick phase moves the clock by one hour and expects only the planted rows to cross a
+-- boundary, so random data keeps clear of the 30/90/365-day boundaries (with margin on both
+-- sides of the hour).
+CREATE FUNCTION bench.off_band(ts timestamptz) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN EXISTS (
+        SELECT 1 FROM unnest(ARRAY[30, 90, 365]) d
+        WHERE ts > bench.t0() - make_interval(days => d) - interval '1 hour'
+          AND ts <= bench.t0() - make_interval(days => d) + interval '2 hours')
+    THEN ts - interval '3 hours' ELSE ts END $$;
+
+CREATE FUNCTION bench.customer(i bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT 'c' || lpad(i::text, 6, '0') $$;
+
+-- Batches of JSON changes exactly as a client would send them (text), so that the timed
+-- apply includes the JSON parse, as the timed COPY includes the CSV parse.  EXTERNAL storage:
+-- fetching a batch costs no decompression that a real client would not have caused.
+CREATE TABLE bench.batches (
+    phase    text NOT NULL,
+    batch_no integer NOT NULL,
+    n        integer NOT NULL,
+    changes  text NOT NULL,
+    PRIMARY KEY (phase, batch_no)
+);
+ALTER TABLE bench.batches ALTER COLUMN changes SET STORAGE EXTERNAL;
+
+CREATE TABLE bench.results (
+    phase    text PRIMARY KEY,
+    rows     bigint NOT NULL,
+    seconds  float8 NOT NULL,
+    batches  integer,
+    p50_ms   float8,
+    p99_ms   float8,
+    max_ms   float8,
+    note     text,
+    lat_ms   float8[]            -- per batch, in order: shows drift as tables grow
+);
+
+-- The maintainer's nested statements per timed phase, from pg_stat_statements (track = all).
+CREATE TABLE bench.statements (
+    phase      text NOT NULL,
+    label      text NOT NULL,
+    calls      bigint NOT NULL,
+    total_ms   float8 NOT NULL,
+    mean_ms    float8 NOT NULL,
+    rows       bigint NOT NULL,
+    blks_hit   bigint NOT NULL,
+    blks_other bigint NOT NULL
+);
+
+-- Names the extension's statements by where they live, so that the report reads as a
+-- pointer into the C sources rather than as truncated SQL.
+CREATE FUNCTION bench.label(q text) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id%' THEN 'maintain.c refresh_sql (profile recompute+write)'
+        WHEN q LIKE 'WITH v AS (SELECT * FROM unnest(%' THEN 'rollup.c insert_sql (events mirror+rollups)'
+        WHEN q LIKE 'SELECT DISTINCT x FROM unnest($1::text[]) x' THEN 'maintain.c lock_ids (stripe ids)'
+        WHEN q LIKE 'SELECT as_of, time_zone FROM c360.clock' THEN 'maintain.c clock read'
+        WHEN q LIKE 'WITH band AS%' THEN 'rollup.c shift_sql (30d window shift)'
+        WHEN q LIKE 'SELECT customer_id FROM c360.customer_360 WHERE%' THEN 'maintain.c tick band (last orders)'
+        WHEN q LIKE 'UPDATE c360.clock%' THEN 'maintain.c tick set clock'
+        WHEN q ~ '^SELECT .* FROM c360\.\w+ WHERE \w+ = ANY\(\$1\) ORDER BY .* FOR UPDATE'
+            THEN 'apply.c lock (' || substring(q from 'FROM c360\.(\w+)') || ')'
+        WHEN q ~ '^INSERT INTO c360\.\w+ \(.*unnest'
+            THEN 'apply.c upsert (' || substring(q from 'INTO c360\.(\w+)') || ')'
+        WHEN q ~ '^DELETE FROM c360\.\w+ WHERE'
+            THEN 'apply.c delete (' || substring(q from 'FROM c360\.(\w+)') || ')'
+        ELSE left(regexp_replace(q, '\s+', ' ', 'g'), 60)
+    END $$;
+
+CREATE FUNCTION bench.snapshot_statements(p_phase text) RETURNS void
+    LANGUAGE sql AS $$
+    INSERT INTO bench.statements
+    SELECT p_phase, bench.label(query), sum(calls), sum(total_exec_time),
+           sum(total_exec_time) / greatest(sum(calls), 1), sum(rows),
+           sum(shared_blks_hit), sum(shared_blks_read + shared_blks_dirtied + shared_blks_written)
+    FROM pg_stat_statements
+    WHERE NOT toplevel AND query NOT LIKE '%bench.%' AND query NOT LIKE '%pg_stat_statements%'
+    GROUP BY 2 $$;
+
+CREATE FUNCTION bench.pct(a float8[], p float8) RETURNS float8
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT percentile_cont(p) WITHIN GROUP (ORDER BY x) FROM unnest(a) x $$;
+
+-- Apply a phase's staged batches the way a source worker does: one batch per transaction.
+-- Only the apply and its commit are timed; fetching the staged text is not (a worker would
+-- have it in memory already).
+CREATE PROCEDURE bench.apply_staged(p_phase text, p_note text DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    nbatches integer;
+    batch    text;
+    t        timestamptz;
+    lat      float8[] := '{}';
+    total    float8 := 0;
+    applied  bigint := 0;
+    n        bigint;
+BEGIN
+    PERFORM pg_stat_statements_reset();
+    SELECT count(*) INTO nbatches FROM bench.batches WHERE phase = p_phase;
+    IF nbatches = 0 THEN
+        RAISE EXCEPTION 'no staged batches for phase %', p_phase;
+    END IF;
+    COMMIT;
+    FOR i IN 1..nbatches LOOP
+        SELECT changes INTO batch FROM bench.batches WHERE phase = p_phase AND batch_no = i;
+        t := clock_timestamp();
+        n := c360.apply_changes(batch::jsonb);
+        COMMIT;
+        lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
+        total := total + extract(epoch FROM clock_timestamp() - t)::float8;
+        applied := applied + n;
+    END LOOP;
+    INSERT INTO bench.results
+    VALUES (p_phase, applied, total, nbatches, bench.pct(lat, 0.5), bench.pct(lat, 0.99),
+            (SELECT max(x) FROM unnest(lat) x), p_note, lat);
+    PERFORM bench.snapshot_statements(p_phase);
+    COMMIT;
+END $$;
+
+-- Raw COPY of a server-side CSV file, committed, timed on the server, once into each of the
+-- given identical tables.  One COPY lasts a few seconds, short enough for a burst of other
+-- load on the machine to halve its rate, so the baseline is the median of the runs.
+CREATE PROCEDURE bench.copy_timed(p_phase text, p_tables text[], p_file text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t       timestamptz;
+    n       bigint;
+    runs    float8[] := '{}';
+BEGIN
+    FOR i IN 1..array_length(p_tables, 1) LOOP
+        COMMIT;
+        t := clock_timestamp();
+        EXECUTE format('COPY %s FROM %L WITH (FORMAT csv)', p_tables[i], p_file);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        COMMIT;
+        runs := runs || extract(epoch FROM clock_timestamp() - t)::float8;
+    END LOOP;
+    INSERT INTO bench.results (phase, rows, seconds, batches, note)
+    VALUES (p_phase, n, bench.pct(runs, 0.5), 1,
+            (SELECT string_agg(round(x::numeric, 2)::text, ', ') FROM unnest(runs) x));
+    COMMIT;
+END $$;
+
+-- Time one statement (tick, refresh, verify), committed.  A SELECT's single value is the
+-- phase's row count; for a utility statement p_count_sql, run untimed afterwards, gives it.
+CREATE PROCEDURE bench.time_stmt(p_phase text, p_sql text, p_note text DEFAULT NULL,
+                                 p_count_sql text DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t       timestamptz;
+    n       bigint;
+    elapsed float8;
+BEGIN
+    PERFORM pg_stat_statements_reset();
+    COMMIT;
+    t := clock_timestamp();
+    IF p_count_sql IS NULL THEN
+        EXECUTE p_sql INTO n;
+    ELSE
+        EXECUTE p_sql;
+    END IF;
+    COMMIT;
+    elapsed := extract(epoch FROM clock_timestamp() - t);
+    IF p_count_sql IS NOT NULL THEN
+        EXECUTE p_count_sql INTO n;
+    END IF;
+    INSERT INTO bench.results (phase, rows, seconds, batches, note)
+    VALUES (p_phase, coalesce(n, 0), elapsed, 1, p_note);
+    PERFORM bench.snapshot_statements(p_phase);
+    COMMIT;
+END $$;

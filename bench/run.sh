@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# bench/run.sh: `make bench`.  Starts a throwaway PostgreSQL 15 cluster with customer360
+# preloaded, loads a generated shop through c360.apply_changes, and measures in one run:
+# events/s and order changes/s through apply_changes beside raw COPY of the same rows, the
+# cost of c360.tick() with 1% of profiles due, and verify().  Prints the report and writes it
+# to bench/out/report.txt (plus plans of the maintainer's statements in bench/out/explain.txt).
+# Scale knobs (environment): BENCH_CUSTOMERS, BENCH_BASE_ORDERS, BENCH_BASE_EVENTS,
+# BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
+# BENCH_KEEP=1 leaves the cluster running for a closer look (it prints how to stop it).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/bench/out
+PORT=${BENCH_PORT:-54330}
+CUSTOMERS=${BENCH_CUSTOMERS:-100000}
+BASE_ORDERS=${BENCH_BASE_ORDERS:-200000}
+BASE_EVENTS=${BENCH_BASE_EVENTS:-300000}
+EVENTS=${BENCH_EVENTS:-200000}
+ORDER_CHANGES=${BENCH_ORDER_CHANGES:-100000}
+BATCH=${BENCH_BATCH:-1000}
+EXPLAIN=${BENCH_EXPLAIN:-1}
+KEEP=${BENCH_KEEP:-0}
+
+make -s && make -s install
+
+. test/servers.sh
+
+DIR=$(mktemp -d /tmp/c360-bench.XXXXXX)
+cleanup() {
+    if [ "$KEEP" = 1 ]; then
+        echo "cluster left running: psql -h 127.0.0.1 -p $PORT -U postgres;" \
+            "stop: . test/servers.sh && pg_stop $DIR && rm -rf $DIR" >&2
+        return
+    fi
+    pg_stop "$DIR"
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+mkdir -p "$OUT"
+# Autovacuum stays on (a real deployment has it); the bench vacuums between phases so that it
+# rarely has anything to do while a phase is timed.
+pg_start "$DIR" "$PORT" \
+    "shared_preload_libraries = 'customer360, pg_stat_statements'" \
+    "c360.tick_interval = 0" \
+    "shared_buffers = 1GB" \
+    "work_mem = 16MB" \
+    "maintenance_work_mem = 256MB" \
+    "max_wal_size = 8GB" \
+    "checkpoint_timeout = 30min" \
+    "timezone = 'UTC'" \
+    "pg_stat_statements.track = all" \
+    "pg_stat_statements.max = 1000"
+
+EVENTS_CSV=$DIR/events.csv
+ORDERS_CSV=$DIR/orders.csv
+
+psql_b() { pg_psql "$PORT" -d postgres "$@"; }
+say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+
+# Other work on the machine skews every rate; the report shows how busy it was.
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say "cluster on port $PORT in $DIR; generating data (untimed)"
+psql_b -c "CREATE EXTENSION customer360" -c "CREATE EXTENSION pg_stat_statements" \
+    -c "SELECT c360.tick(timestamptz '2030-01-01 00:00:00+00')" >/dev/null
+psql_b -f bench/lib.sql
+psql_b -v customers="$CUSTOMERS" -v base_orders="$BASE_ORDERS" -v base_events="$BASE_EVENTS" \
+    -v events="$EVENTS" -v order_changes="$ORDER_CHANGES" -v batch="$BATCH" \
+    -v events_csv="$EVENTS_CSV" -v orders_csv="$ORDERS_CSV" -f bench/data.sql
+
+say "loading the base through apply_changes: customers, orders, events"
+psql_b -c "CALL bench.apply_staged('customers')" \
+    -c "CALL bench.apply_staged('base_orders')" \
+    -c "CALL bench.apply_staged('base_events')"
+
+# Scratch copies with the mirrors' own indexes (LIKE ... INCLUDING ALL), pre-filled with the
+# same base rows, so that the COPY baseline inserts into indexes of the same size; three of
+# them, for three COPY runs.  The order scratch copies lack the orders about to be updated:
+# COPY cannot update, so it inserts their new images instead, ending in the mirror's rows.
+say "events: raw COPY (3 runs) into scratch copies of the mirror, then apply_changes"
+psql_b -v events_csv="$EVENTS_CSV" <<'SQL'
+SELECT format('CREATE TABLE bench.events_copy%s (LIKE c360.behavioral_events INCLUDING ALL)', i),
+       format('INSERT INTO bench.events_copy%s SELECT * FROM c360.behavioral_events', i),
+       format('VACUUM ANALYZE bench.events_copy%s', i)
+FROM generate_series(1, 3) i \gexec
+VACUUM ANALYZE;
+CHECKPOINT;
+CALL bench.copy_timed('copy_events', '{bench.events_copy1,bench.events_copy2,bench.events_copy3}',
+                      :'events_csv');
+DROP TABLE bench.events_copy1, bench.events_copy2, bench.events_copy3;
+CHECKPOINT;
+CALL bench.apply_staged('events');
+SQL
+
+say "orders: raw COPY (3 runs) into scratch copies of the mirror, then apply_changes"
+psql_b -v orders_csv="$ORDERS_CSV" <<'SQL'
+SELECT format('CREATE TABLE bench.orders_copy%s (LIKE c360.orders INCLUDING ALL)', i),
+       format('INSERT INTO bench.orders_copy%s SELECT * FROM c360.orders o
+               WHERE NOT EXISTS (SELECT 1 FROM bench.order_changes c
+                                 WHERE c.order_id = o.order_id)', i),
+       format('VACUUM ANALYZE bench.orders_copy%s', i)
+FROM generate_series(1, 3) i \gexec
+VACUUM ANALYZE;
+CHECKPOINT;
+CALL bench.copy_timed('copy_orders', '{bench.orders_copy1,bench.orders_copy2,bench.orders_copy3}',
+                      :'orders_csv');
+DROP TABLE bench.orders_copy1, bench.orders_copy2, bench.orders_copy3;
+CHECKPOINT;
+CALL bench.apply_staged('orders');
+SQL
+
+say "tick: nothing due, then 1% due; full refresh of the reference query; verify"
+psql_b <<'SQL'
+VACUUM ANALYZE;
+CHECKPOINT;
+INSERT INTO bench.results (phase, rows, seconds)
+SELECT 'due_before_tick', count(*) FILTER (WHERE next_change_at <= bench.t0() + interval '1 hour'), 0
+FROM c360.customer_360;
+INSERT INTO bench.results (phase, rows, seconds)
+SELECT 'profiles', count(*), 0 FROM c360.customer_360;
+CALL bench.time_stmt('tick_idle', $$SELECT c360.tick(bench.t0() + interval '1 second')$$);
+CALL bench.time_stmt('tick_due', $$SELECT c360.tick(bench.t0() + interval '1 hour')$$);
+CREATE MATERIALIZED VIEW bench.reference AS
+    SELECT * FROM c360.reference_profile(c360.as_of()) WITH NO DATA;
+CALL bench.time_stmt('refresh_matview', 'REFRESH MATERIALIZED VIEW bench.reference', NULL,
+                     'SELECT count(*) FROM bench.reference');
+CALL bench.time_stmt('verify', 'SELECT count(*) FROM c360.verify()');
+SQL
+
+if [ "$EXPLAIN" = 1 ]; then
+    say "plans of one more events batch and one orders batch (rolled back) -> bench/out/explain.txt"
+    # The top-level statement's text is the whole batch: keep plans, not JSON.
+    psql_b -f bench/explain.sql 2>&1 | cut -c1-400 >"$OUT/explain.txt" ||
+        say "explain failed, see bench/out/explain.txt"
+fi
+
+{
+    psql_b -At -c "SELECT json_build_object(
+        'server', current_setting('server_version'),
+        'cores', '$(nproc)',
+        'load_start', '$LOAD_START',
+        'load_end', '$(cut -d' ' -f1-3 /proc/loadavg)',
+        'batch', $BATCH,
+        'results', (SELECT json_object_agg(phase, r) FROM bench.results r),
+        'statements', (SELECT json_agg(s ORDER BY phase, total_ms DESC) FROM bench.statements s))"
+} | python3 bench/report.py "$OUT/report.txt"
