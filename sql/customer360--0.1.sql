@@ -383,6 +383,126 @@ WHERE (p.customer_id IS NULL OR r.customer_id IS NULL) = (v.column_name = 'custo
 ORDER BY 1, 2
 $$;
 
+-- Segments (DESIGN.md section 9): a boolean predicate over c360.customer_360 columns.
+CREATE TABLE c360.segments (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z_][a-z0-9_]{0,39}$'),
+    predicate  text NOT NULL,
+    columns    text[] NOT NULL,        -- the profile columns carried in change messages
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE c360.segment_members (
+    segment     text NOT NULL REFERENCES c360.segments ON DELETE CASCADE,
+    customer_id text NOT NULL,
+    entered_at  timestamptz NOT NULL,
+    payload     jsonb NOT NULL,        -- the carried columns as last published
+    PRIMARY KEY (segment, customer_id)
+);
+
+-- The outbox: every enter, exit and update, in the transaction of the profile change.
+CREATE TABLE c360.segment_changes (
+    seq         bigserial PRIMARY KEY,
+    segment     text NOT NULL REFERENCES c360.segments ON DELETE CASCADE,
+    customer_id text NOT NULL,
+    change      text NOT NULL CHECK (change IN ('enter', 'exit', 'update')),
+    payload     jsonb NOT NULL,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX segment_changes_segment_seq_idx ON c360.segment_changes (segment, seq);
+
+-- Sinks publish a segment's outbox (bgworkers/kafka_sink.c).
+CREATE TABLE c360.sinks (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z_][a-z0-9_]{0,39}$'),
+    segment    text NOT NULL REFERENCES c360.segments ON DELETE RESTRICT,
+    kind       text NOT NULL CHECK (kind IN ('kafka')),
+    options    jsonb NOT NULL DEFAULT '{}',
+    enabled    boolean NOT NULL DEFAULT true,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The last outbox seq a sink has had delivered (acknowledged by the broker).
+CREATE TABLE c360.sink_positions (
+    sink text PRIMARY KEY REFERENCES c360.sinks ON DELETE CASCADE,
+    seq  bigint NOT NULL
+);
+
+SELECT pg_catalog.pg_extension_config_dump('c360.segments', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.segment_members', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.segment_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.segment_changes_seq_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.sinks', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.sink_positions', '');
+
+CREATE FUNCTION c360._check_predicate(predicate text) RETURNS text[]
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'c360_check_predicate';
+
+-- The SQL expression that renders a profile row p's carried columns as a JSON object.
+CREATE FUNCTION c360._segment_payload(columns text[]) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT 'jsonb_build_object(' || string_agg(format('%L, p.%I', c, c), ', ' ORDER BY o) || ')'
+    FROM unnest(columns) WITH ORDINALITY AS u(c, o)
+$$;
+
+-- Create a segment: validate the predicate, compute its membership once (while no batch
+-- runs: the clock lock is held exclusively), then the maintainer keeps it.
+CREATE FUNCTION c360.create_segment(name text, predicate text, columns text[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    used text[];
+    carried text[];
+    bad text;
+    members bigint;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'invalid segment name "%"', name
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Use up to 40 lower-case letters, digits and underscores.';
+    END IF;
+    used := c360._check_predicate(predicate);
+    carried := COALESCE(columns, ARRAY['customer_id', 'email'] ||
+                        ARRAY(SELECT u FROM unnest(used) u WHERE u NOT IN ('customer_id', 'email')));
+    SELECT c INTO bad FROM unnest(carried) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = 'c360.customer_360'::regclass AND a.attname = c
+                        AND a.attnum > 0 AND NOT a.attisdropped);
+    IF bad IS NOT NULL OR cardinality(carried) = 0 THEN
+        RAISE EXCEPTION 'column "%" of a segment''s columns is not a column of c360.customer_360', bad
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    -- the clock lock (key "c360" = 1664300592) excludes every apply batch meanwhile
+    PERFORM pg_advisory_xact_lock(1664300592, 0);
+    INSERT INTO c360.segments (name, predicate, columns) VALUES (name, predicate, carried);
+    EXECUTE format('INSERT INTO c360.segment_members (segment, customer_id, entered_at, payload) '
+                   'SELECT %L, p.customer_id, clock_timestamp(), %s FROM c360.customer_360 p '
+                   'WHERE (%s) IS TRUE', name, c360._segment_payload(carried), predicate);
+    GET DIAGNOSTICS members = ROW_COUNT;
+    RETURN members;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'segment "%" already exists', name USING ERRCODE = 'duplicate_object';
+END
+$$;
+
+CREATE FUNCTION c360.drop_segment(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    sink text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM c360.segments s WHERE s.name = drop_segment.name) THEN
+        RAISE EXCEPTION 'segment "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT string_agg(k.name, ', ') INTO sink FROM c360.sinks k WHERE k.segment = drop_segment.name;
+    IF sink IS NOT NULL THEN
+        RAISE EXCEPTION 'segment "%" is published by sink %', name, sink
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Drop the sink first with c360.drop_sink().';
+    END IF;
+    PERFORM pg_advisory_xact_lock(1664300592, 0);
+    DELETE FROM c360.segments s WHERE s.name = drop_segment.name;
+END
+$$;
+
 -- The source API.
 CREATE FUNCTION c360._kind_available(kind text) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'c360_kind_available';
@@ -579,6 +699,8 @@ REVOKE ALL ON FUNCTION c360.resume_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.drop_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360._stop_worker(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360._pg_drop_remote(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.create_segment(text, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.drop_segment(text) FROM PUBLIC;
 
 DO $$
 BEGIN

@@ -19,6 +19,7 @@
 
 #include "maintain.h"
 #include "rollup.h"
+#include "segment.h"
 
 /*
  * Advisory lock keys (the two-int4 form).  The clock lock is taken shared by every apply
@@ -220,13 +221,15 @@ c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
  * Bring the profile rows of the dirty customers up to date.  Unless the caller holds the
  * clock lock exclusively, lock the customers first, in one global order, so that two
  * concurrent batches touching the same customer recompute one after the other and the
- * second sees the first's committed rows.  Returns the number of profile rows written.
+ * second sees the first's committed rows.  Segments then see only the rows that really
+ * changed.  Returns the number of profile rows written or deleted.
  */
 int64
 c360_maintain_refresh(List *dirty, const C360Clock *clock, bool exclusive)
 {
 	Oid			types[5] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		args[5];
+	List	   *changed;
 
 	if (dirty == NIL)
 		return 0;
@@ -238,8 +241,9 @@ c360_maintain_refresh(List *dirty, const C360Clock *clock, bool exclusive)
 	args[2] = TimestampTzGetDatum(clock->d90);
 	args[3] = TimestampTzGetDatum(clock->d365);
 	args[4] = CStringGetTextDatum(clock->time_zone);
-	c360_exec(c360_plan(&refresh_plan, refresh_sql, 5, types), args, NULL);
-	return SPI_processed;
+	changed = c360_exec_ids(c360_plan(&refresh_plan, refresh_sql, 5, types), args, NULL, NIL);
+	c360_segments_refresh(changed);
+	return list_length(changed);
 }
 
 /*
