@@ -77,9 +77,11 @@ want_sources(void)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
+	/* sinks share the launcher's slots, under "sink:<name>" */
 	if (SPI_execute("SELECT name, kind FROM c360.sources WHERE enabled AND phase <> 'error'"
-					" ORDER BY name", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read c360.sources");
+					" UNION ALL SELECT 'sink:' || name, 'kafka-sink' FROM c360.sinks WHERE enabled"
+					" ORDER BY 1", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read c360.sources and c360.sinks");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
@@ -89,7 +91,9 @@ want_sources(void)
 		if (slot == NULL)
 			continue;
 		slot->function = strcmp(kind, "postgres-cdc") == 0 ? "c360_pg_source_main" :
-			strcmp(kind, "mysql-cdc") == 0 ? "c360_mysql_source_main" : "c360_kafka_source_main";
+			strcmp(kind, "mysql-cdc") == 0 ? "c360_mysql_source_main" :
+			strcmp(kind, "kafka") == 0 ? "c360_kafka_source_main" : "c360_kafka_sink_main";
+		slot->type = strcmp(kind, "kafka-sink") == 0 ? "c360 sink" : "c360 source";
 		slot->wanted = true;
 	}
 	SPI_finish();
@@ -140,8 +144,8 @@ keep_running(WorkerSlot *slot, bool wanted)
 		TerminateBackgroundWorker(slot->handle);
 		elog(LOG, "%s \"%s\" stopped by the launcher", slot->type, slot->name);
 	}
-	else if (!running && !wanted && strcmp(slot->type, "c360 source") == 0)
-		slot->name[0] = '\0';	/* a source gone from the catalog frees its slot */
+	else if (!running && !wanted && strcmp(slot->type, "c360 ticker") != 0)
+		slot->name[0] = '\0';	/* a source or sink gone from the catalog frees its slot */
 	else if (!running && wanted && GetCurrentTimestamp() >= slot->next_start)
 		slot_start(slot);
 }
@@ -210,5 +214,6 @@ c360_kind_available(PG_FUNCTION_ARGS)
 
 	PG_RETURN_BOOL(strcmp(kind, "postgres-cdc") == 0 ||
 				   (strcmp(kind, "mysql-cdc") == 0 && c360_mysql_source_available) ||
-				   (strcmp(kind, "kafka") == 0 && c360_kafka_source_available));
+				   (strcmp(kind, "kafka") == 0 && c360_kafka_source_available) ||
+				   (strcmp(kind, "kafka-sink") == 0 && c360_kafka_sink_available));
 }

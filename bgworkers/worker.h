@@ -14,10 +14,12 @@ extern PGDLLEXPORT void c360_ticker_main(Datum arg);
 extern PGDLLEXPORT void c360_pg_source_main(Datum arg);
 extern PGDLLEXPORT void c360_mysql_source_main(Datum arg);
 extern PGDLLEXPORT void c360_kafka_source_main(Datum arg);
+extern PGDLLEXPORT void c360_kafka_sink_main(Datum arg);
 
 /* Whether this build has a worker for each source kind (create_source refuses the others). */
 extern const bool c360_mysql_source_available;
 extern const bool c360_kafka_source_available;
+extern const bool c360_kafka_sink_available;
 
 extern void c360_worker_init(const char *appname);
 extern void c360_worker_begin(const char *activity);

@@ -427,12 +427,22 @@ CREATE TABLE c360.sink_positions (
     seq  bigint NOT NULL
 );
 
+-- A new sink's first messages: the segment's members when it was created (one enter each),
+-- published before the outbox rows after sink_positions.seq; deleted as they are delivered.
+CREATE TABLE c360.sink_snapshot (
+    sink        text NOT NULL REFERENCES c360.sinks ON DELETE CASCADE,
+    customer_id text NOT NULL,
+    payload     jsonb NOT NULL,
+    PRIMARY KEY (sink, customer_id)
+);
+
 SELECT pg_catalog.pg_extension_config_dump('c360.segments', '');
 SELECT pg_catalog.pg_extension_config_dump('c360.segment_members', '');
 SELECT pg_catalog.pg_extension_config_dump('c360.segment_changes', '');
 SELECT pg_catalog.pg_extension_config_dump('c360.segment_changes_seq_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('c360.sinks', '');
 SELECT pg_catalog.pg_extension_config_dump('c360.sink_positions', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.sink_snapshot', '');
 
 CREATE FUNCTION c360._check_predicate(predicate text) RETURNS text[]
     LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'c360_check_predicate';
@@ -686,6 +696,74 @@ FROM c360.sources s
 LEFT JOIN c360.worker_status() w ON w.name = s.name
 LEFT JOIN c360.source_progress p ON p.source = s.name;
 
+-- Create a sink publishing a segment's changes.  Its position and its snapshot of the
+-- members are taken while no batch runs (the clock lock), so the snapshot and the outbox
+-- rows after the position meet exactly: no gap, no double.
+CREATE FUNCTION c360.create_sink(name text, segment text, kind text, options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'invalid sink name "%"', name
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Use up to 40 lower-case letters, digits and underscores.';
+    END IF;
+    IF kind IS DISTINCT FROM 'kafka' THEN
+        RAISE EXCEPTION 'unknown sink kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The only sink kind is kafka.';
+    END IF;
+    IF NOT c360._kind_available('kafka-sink') THEN
+        RAISE EXCEPTION 'sink kind "%" is not available in this version of customer360', kind
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF jsonb_typeof(options->'bootstrap.servers') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(options->'topic') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'a kafka sink needs "bootstrap.servers" and "topic" (strings); "properties.*" are optional'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM c360.segments s WHERE s.name = create_sink.segment) THEN
+        RAISE EXCEPTION 'segment "%" does not exist', segment USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM pg_advisory_xact_lock(1664300592, 0);
+    INSERT INTO c360.sinks (name, segment, kind, options) VALUES (name, segment, kind, options);
+    INSERT INTO c360.sink_positions (sink, seq)
+    SELECT name, COALESCE(max(seq), 0) FROM c360.segment_changes;
+    INSERT INTO c360.sink_snapshot (sink, customer_id, payload)
+    SELECT name, m.customer_id, m.payload FROM c360.segment_members m
+    WHERE m.segment = create_sink.segment;
+    PERFORM c360._wake_launcher();
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'sink "%" already exists', name USING ERRCODE = 'duplicate_object';
+END
+$$;
+
+CREATE FUNCTION c360.drop_sink(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM c360.sinks k WHERE k.name = drop_sink.name) THEN
+        RAISE EXCEPTION 'sink "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM c360._stop_worker('sink:' || name);
+    DELETE FROM c360.sinks k WHERE k.name = drop_sink.name;
+    PERFORM c360._wake_launcher();
+END
+$$;
+
+CREATE VIEW c360.sink_status AS
+SELECT k.name,
+       k.segment,
+       CASE WHEN NOT k.enabled THEN 'paused'
+            WHEN w.pid IS NULL THEN 'stopped'
+            ELSE w.state END                                        AS state,
+       p.seq                                                        AS position,
+       (SELECT count(*) FROM c360.sink_snapshot n WHERE n.sink = k.name)
+       + (SELECT count(*) FROM c360.segment_changes c
+          WHERE c.segment = k.segment AND c.seq > p.seq)            AS backlog,
+       k.last_error
+FROM c360.sinks k
+LEFT JOIN c360.sink_positions p ON p.sink = k.name
+LEFT JOIN c360.worker_status() w ON w.name = 'sink:' || k.name;
+
 -- Tables holding profile data are not for PUBLIC; the owner grants what each role may read.
 REVOKE ALL ON ALL TABLES IN SCHEMA c360 FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.apply_change(text, text, jsonb, jsonb) FROM PUBLIC;
@@ -701,6 +779,8 @@ REVOKE ALL ON FUNCTION c360._stop_worker(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360._pg_drop_remote(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.create_segment(text, text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.drop_segment(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.create_sink(text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.drop_sink(text) FROM PUBLIC;
 
 DO $$
 BEGIN

@@ -21,13 +21,7 @@
 #include "rollup.h"
 #include "segment.h"
 
-/*
- * Advisory lock keys (the two-int4 form).  The clock lock is taken shared by every apply
- * batch and exclusively by tick, rebuild and batches that re-attribute events; customer
- * locks are striped so that a batch never needs more than C360_STRIPES lock table entries.
- */
-#define C360_LOCK_CLOCK		0x63333630	/* "c360" */
-#define C360_LOCK_CUSTOMER	0x63333631
+/* Customer locks are striped: a batch never needs more than this many lock entries. */
 #define C360_STRIPES		1024
 
 static void lock_customers(Datum ids);

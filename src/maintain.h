@@ -12,6 +12,15 @@
 #include "nodes/pg_list.h"
 #include "utils/timestamp.h"
 
+/*
+ * Advisory lock keys (the two-int4 form).  The clock lock is taken shared by every apply
+ * batch and exclusively by tick, rebuild, segment creation and batches that re-attribute
+ * events; customer locks are striped; the outbox lock orders segment_changes commits.
+ */
+#define C360_LOCK_CLOCK		0x63333630	/* "c360" */
+#define C360_LOCK_CUSTOMER	0x63333631
+#define C360_LOCK_OUTBOX	0x63333632
+
 /* The clock as one batch sees it: as_of and its window bounds, in the profile's zone. */
 typedef struct C360Clock
 {

@@ -20,6 +20,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -75,6 +76,14 @@ c360_segments_refresh(List *changed)
 		predicates[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 		payloads[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
 	}
+
+	/*
+	 * Outbox rows must commit in seq order, or a sink that has read seq N could later see
+	 * a smaller seq commit and never publish it.  Holding this lock from before the first
+	 * seq is drawn until commit makes seq order the commit order.
+	 */
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(C360_LOCK_OUTBOX),
+						Int32GetDatum(0));
 
 	args[0] = c360_text_array(changed);
 	for (int i = 0; i < nsegments; i++)
