@@ -1,7 +1,8 @@
 -- bench/data.sql: generate the bench's shop (untimed) into staging: the rows of every phase,
 -- their JSON batches of :batch changes for c360.apply_changes, and the CSV files that the raw
 -- COPY baselines load.  psql variables: customers, base_orders, base_events, events,
--- order_changes, batch, csvdir.  Deterministic (setseed), serial so the seed holds.
+-- order_changes, batch, events_csv, orders_csv.  Deterministic (setseed), serial so the seed
+-- holds.
 
 SET max_parallel_workers_per_gather = 0;
 SELECT setseed(0.36) \gset

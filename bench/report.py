@@ -69,7 +69,10 @@ def main():
     p("")
 
     ti, td, due = res["tick_idle"], res["tick_due"], res["due_before_tick"]
-    p(f"3. c360.tick(): {n(due['rows'])} profiles due (next_change_at within the step)")
+    p(f"3. c360.tick(): {n(due['rows'])} profiles due (next_change_at within the step); "
+      f"{n(res['planted']['rows'])} planted to cross a boundary"
+      + ("" if due["rows"] == td["rows"] == res["planted"]["rows"] else
+         "  MISMATCH between planted, due and changed rows"))
     p(f"   tick +1 s, nothing due {ti['seconds'] * 1000:8.1f} ms  {n(ti['rows'])} rows changed")
     p(f"   tick +1 h, 1% due      {td['seconds'] * 1000:8.1f} ms  {n(td['rows'])} rows changed"
       f"  ({td['seconds'] / mv['seconds']:.3f} x the full REFRESH above)")
@@ -89,7 +92,7 @@ def main():
         for s in rows:
             p(f"    {100 * s['total_ms'] / total:5.1f}%  {s['mean_ms']:8.2f} ms x {s['calls']:<5}"
               f" {s['rows'] / max(s['calls'], 1):7.0f} rows/call  {s['label']}")
-        p(f"    {rest:5.1f}%  outside SQL: JSON decode, casts, C bookkeeping, commit")
+        p(f"    {rest:5.1f}%  outside the nested SQL (JSON decode, casts, C bookkeeping, commit)")
 
     text = "\n".join(out) + "\n"
     sys.stdout.write(text)
