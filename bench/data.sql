@@ -1,7 +1,7 @@
 -- bench/data.sql: generate the bench's shop (untimed) into staging: the rows of every phase,
 -- their JSON batches of :batch changes for c360.apply_changes, and the CSV files that the raw
 -- COPY baselines load.  psql variables: customers, base_orders, base_events, events,
--- order_changes, batch, events_csv, orders_csv.  Deterministic (setseed), serial so the seed
+-- order_changes, batch, chunks, csv_prefix.  Deterministic (setseed), serial so the seed
 -- holds.
 
 SET max_parallel_workers_per_gather = 0;
@@ -134,11 +134,25 @@ SELECT 'orders', (seq - 1) / :batch + 1, count(*),
                                     'new', to_jsonb(o) - 'seq' - 'op') ORDER BY seq)::text
 FROM bench.order_changes o GROUP BY 2;
 
--- The same rows as CSV for the COPY baselines: the new images of the order changes.
-COPY (SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time
-      FROM bench.new_events ORDER BY seq) TO :'events_csv' WITH (FORMAT csv);
-COPY (SELECT order_id, customer_id, order_status, total_amount, item_count, channel,
-             created_at, updated_at
-      FROM bench.order_changes ORDER BY seq) TO :'orders_csv' WITH (FORMAT csv);
+-- The same rows as CSV for the COPY baselines, one file per chunk of batches (the measured
+-- phases interleave COPY and apply chunk by chunk): the events, and the new images of the
+-- order changes.
+SELECT format('COPY (SELECT event_id, customer_id, session_id, event_type, product_id, category_id,
+                            event_time
+                     FROM bench.new_events WHERE (seq - 1) / %s + 1 BETWEEN %s AND %s ORDER BY seq)
+               TO %L WITH (FORMAT csv)',
+              :batch, bench.chunk_first(c, nb, :chunks), bench.chunk_first(c + 1, nb, :chunks) - 1,
+              :'csv_prefix' || 'events_' || c || '.csv')
+FROM generate_series(1, :chunks) c,
+     (SELECT max(batch_no) AS nb FROM bench.batches WHERE phase = 'events') x \gexec
+
+SELECT format('COPY (SELECT order_id, customer_id, order_status, total_amount, item_count, channel,
+                            created_at, updated_at
+                     FROM bench.order_changes WHERE (seq - 1) / %s + 1 BETWEEN %s AND %s ORDER BY seq)
+               TO %L WITH (FORMAT csv)',
+              :batch, bench.chunk_first(c, nb, :chunks), bench.chunk_first(c + 1, nb, :chunks) - 1,
+              :'csv_prefix' || 'orders_' || c || '.csv')
+FROM generate_series(1, :chunks) c,
+     (SELECT max(batch_no) AS nb FROM bench.batches WHERE phase = 'orders') x \gexec
 
 ANALYZE bench.batches;

@@ -95,51 +95,63 @@ CREATE FUNCTION bench.pct(a float8[], p float8) RETURNS float8
     LANGUAGE sql IMMUTABLE AS $$
     SELECT percentile_cont(p) WITHIN GROUP (ORDER BY x) FROM unnest(a) x $$;
 
--- Apply a phase's staged batches the way a source worker does: one batch per transaction.
--- Only the apply and its commit are timed; fetching the staged text is not (a worker would
--- have it in memory already).
-CREATE PROCEDURE bench.apply_staged(p_phase text, p_note text DEFAULT NULL)
+-- The first batch of chunk c when nbatches batches are cut into nchunks chunks (c = nchunks + 1
+-- gives one past the last batch).
+CREATE FUNCTION bench.chunk_first(c int, nbatches int, nchunks int) RETURNS int
+    LANGUAGE sql IMMUTABLE AS $$ SELECT ((c - 1) * nbatches) / nchunks + 1 $$;
+
+-- Apply staged batches p_from..p_to of a phase the way a source worker does: one batch per
+-- transaction.  Only the apply and its commit are timed; fetching the staged text is not (a
+-- worker would have it in memory already).  Appends each batch's milliseconds to lat.
+CREATE PROCEDURE bench.apply_range(p_phase text, p_from int, p_to int,
+                                   INOUT lat float8[], INOUT applied bigint)
     LANGUAGE plpgsql AS $$
 DECLARE
-    nbatches integer;
-    batch    text;
-    t        timestamptz;
-    lat      float8[] := '{}';
-    total    float8 := 0;
-    applied  bigint := 0;
-    n        bigint;
+    batch text;
+    t     timestamptz;
 BEGIN
-    PERFORM pg_stat_statements_reset();
-    SELECT count(*) INTO nbatches FROM bench.batches WHERE phase = p_phase;
-    IF nbatches = 0 THEN
-        RAISE EXCEPTION 'no staged batches for phase %', p_phase;
-    END IF;
     COMMIT;
-    FOR i IN 1..nbatches LOOP
-        SELECT changes INTO batch FROM bench.batches WHERE phase = p_phase AND batch_no = i;
+    FOR i IN p_from..p_to LOOP
+        SELECT changes INTO STRICT batch FROM bench.batches WHERE phase = p_phase AND batch_no = i;
         t := clock_timestamp();
-        n := c360.apply_changes(batch::jsonb);
+        applied := applied + c360.apply_changes(batch::jsonb);
         COMMIT;
         lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
-        total := total + extract(epoch FROM clock_timestamp() - t)::float8;
-        applied := applied + n;
     END LOOP;
+END $$;
+
+CREATE PROCEDURE bench.record_apply(p_phase text, lat float8[], applied bigint)
+    LANGUAGE sql AS $$
     INSERT INTO bench.results
-    VALUES (p_phase, applied, total, nbatches, bench.pct(lat, 0.5), bench.pct(lat, 0.99),
-            (SELECT max(x) FROM unnest(lat) x), p_note, lat);
+    SELECT p_phase, applied, sum(x) / 1000, count(*), bench.pct(lat, 0.5), bench.pct(lat, 0.99),
+           max(x), NULL, lat
+    FROM unnest(lat) x $$;
+
+CREATE PROCEDURE bench.apply_staged(p_phase text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    lat      float8[] := '{}';
+    applied  bigint := 0;
+    nbatches integer;
+BEGIN
+    PERFORM pg_stat_statements_reset();
+    SELECT max(batch_no) INTO STRICT nbatches FROM bench.batches WHERE phase = p_phase;
+    CALL bench.apply_range(p_phase, 1, nbatches, lat, applied);
+    CALL bench.record_apply(p_phase, lat, applied);
     PERFORM bench.snapshot_statements(p_phase);
     COMMIT;
 END $$;
 
 -- Raw COPY of a server-side CSV file, committed, timed on the server, once into each of the
--- given identical tables.  One COPY lasts a few seconds, short enough for a burst of other
--- load on the machine to halve its rate, so the baseline is the median of the runs.
-CREATE PROCEDURE bench.copy_timed(p_phase text, p_tables text[], p_file text)
+-- given identical tables; the median run counts.  A COPY lasts about a second, short enough
+-- for a burst of other load on the machine to halve its rate.
+CREATE PROCEDURE bench.copy_runs(p_tables text[], p_file text,
+                                 INOUT secs float8, INOUT copied bigint, INOUT note text)
     LANGUAGE plpgsql AS $$
 DECLARE
-    t       timestamptz;
-    n       bigint;
-    runs    float8[] := '{}';
+    t    timestamptz;
+    n    bigint;
+    runs float8[] := '{}';
 BEGIN
     FOR i IN 1..array_length(p_tables, 1) LOOP
         COMMIT;
@@ -149,9 +161,37 @@ BEGIN
         COMMIT;
         runs := runs || extract(epoch FROM clock_timestamp() - t)::float8;
     END LOOP;
+    secs := secs + bench.pct(runs, 0.5);
+    copied := copied + n;
+    note := concat_ws(' | ', note,
+                      (SELECT string_agg(round(x::numeric, 2)::text, ', ') FROM unnest(runs) x));
+END $$;
+
+-- A measured phase: its staged batches and its CSV in as many chunks as files, interleaved
+-- (COPY chunk 1, apply chunk 1, COPY chunk 2, ...) so that both sides of the ratio run under
+-- the same conditions, even when other work on the machine comes and goes.
+CREATE PROCEDURE bench.measure(p_phase text, p_tables text[], p_files text[])
+    LANGUAGE plpgsql AS $$
+DECLARE
+    nbatches integer;
+    nchunks  integer := array_length(p_files, 1);
+    lat      float8[] := '{}';
+    applied  bigint := 0;
+    secs     float8 := 0;
+    copied   bigint := 0;
+    note     text;
+BEGIN
+    PERFORM pg_stat_statements_reset();
+    SELECT max(batch_no) INTO STRICT nbatches FROM bench.batches WHERE phase = p_phase;
+    FOR c IN 1..nchunks LOOP
+        CALL bench.copy_runs(p_tables, p_files[c], secs, copied, note);
+        CALL bench.apply_range(p_phase, bench.chunk_first(c, nbatches, nchunks),
+                               bench.chunk_first(c + 1, nbatches, nchunks) - 1, lat, applied);
+    END LOOP;
+    CALL bench.record_apply(p_phase, lat, applied);
     INSERT INTO bench.results (phase, rows, seconds, batches, note)
-    VALUES (p_phase, n, bench.pct(runs, 0.5), 1,
-            (SELECT string_agg(round(x::numeric, 2)::text, ', ') FROM unnest(runs) x));
+    VALUES ('copy_' || p_phase, copied, secs, nchunks, note);
+    PERFORM bench.snapshot_statements(p_phase);
     COMMIT;
 END $$;
 

@@ -5,7 +5,7 @@
 # cost of c360.tick() with 1% of profiles due, and verify().  Prints the report and writes it
 # to bench/out/report.txt (plus plans of the maintainer's statements in bench/out/explain.txt).
 # Scale knobs (environment): BENCH_CUSTOMERS, BENCH_BASE_ORDERS, BENCH_BASE_EVENTS,
-# BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
+# BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_CHUNKS, BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
 # BENCH_KEEP=1 leaves the cluster running for a closer look (it prints how to stop it).
 set -euo pipefail
 
@@ -19,6 +19,7 @@ BASE_EVENTS=${BENCH_BASE_EVENTS:-300000}
 EVENTS=${BENCH_EVENTS:-200000}
 ORDER_CHANGES=${BENCH_ORDER_CHANGES:-100000}
 BATCH=${BENCH_BATCH:-1000}
+CHUNKS=${BENCH_CHUNKS:-4}
 EXPLAIN=${BENCH_EXPLAIN:-1}
 KEEP=${BENCH_KEEP:-0}
 
@@ -54,8 +55,12 @@ pg_start "$DIR" "$PORT" \
     "pg_stat_statements.track = all" \
     "pg_stat_statements.max = 1000"
 
-EVENTS_CSV=$DIR/events.csv
-ORDERS_CSV=$DIR/orders.csv
+CSV_PREFIX=$DIR/
+csv_files() { # kind -> '{file1,file2,...}', the chunk files written by data.sql
+    local files=() c
+    for c in $(seq 1 "$CHUNKS"); do files+=("$CSV_PREFIX${1}_$c.csv"); done
+    (IFS=,; echo "{${files[*]}}")
+}
 
 psql_b() { pg_psql "$PORT" -d postgres "$@"; }
 say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
@@ -69,7 +74,7 @@ psql_b -f bench/lib.sql
 psql_b -c "SELECT c360.tick(bench.t0())" >/dev/null
 psql_b -v customers="$CUSTOMERS" -v base_orders="$BASE_ORDERS" -v base_events="$BASE_EVENTS" \
     -v events="$EVENTS" -v order_changes="$ORDER_CHANGES" -v batch="$BATCH" \
-    -v events_csv="$EVENTS_CSV" -v orders_csv="$ORDERS_CSV" -f bench/data.sql
+    -v chunks="$CHUNKS" -v csv_prefix="$CSV_PREFIX" -f bench/data.sql
 
 say "loading the base through apply_changes: customers, orders, events"
 psql_b -c "CALL bench.apply_staged('customers')" \
@@ -78,25 +83,24 @@ psql_b -c "CALL bench.apply_staged('customers')" \
 
 # Scratch copies with the mirrors' own indexes (LIKE ... INCLUDING ALL), pre-filled with the
 # same base rows, so that the COPY baseline inserts into indexes of the same size; three of
-# them, for three COPY runs.  The order scratch copies lack the orders about to be updated:
-# COPY cannot update, so it inserts their new images instead, ending in the mirror's rows.
-say "events: raw COPY (3 runs) into scratch copies of the mirror, then apply_changes"
-psql_b -v events_csv="$EVENTS_CSV" <<'SQL'
+# them, for three COPY runs of each chunk.  The order scratch copies lack the orders about to
+# be updated: COPY cannot update, so it inserts their new images instead, ending in the
+# mirror's rows.
+say "events: raw COPY (3 runs) and apply_changes, interleaved in $CHUNKS chunks"
+psql_b -v files="$(csv_files events)" <<'SQL'
 SELECT format('CREATE TABLE bench.events_copy%s (LIKE c360.behavioral_events INCLUDING ALL)', i),
        format('INSERT INTO bench.events_copy%s SELECT * FROM c360.behavioral_events', i),
        format('VACUUM ANALYZE bench.events_copy%s', i)
 FROM generate_series(1, 3) i \gexec
 VACUUM ANALYZE;
 CHECKPOINT;
-CALL bench.copy_timed('copy_events', '{bench.events_copy1,bench.events_copy2,bench.events_copy3}',
-                      :'events_csv');
+CALL bench.measure('events', '{bench.events_copy1,bench.events_copy2,bench.events_copy3}',
+                   :'files');
 DROP TABLE bench.events_copy1, bench.events_copy2, bench.events_copy3;
-CHECKPOINT;
-CALL bench.apply_staged('events');
 SQL
 
-say "orders: raw COPY (3 runs) into scratch copies of the mirror, then apply_changes"
-psql_b -v orders_csv="$ORDERS_CSV" <<'SQL'
+say "orders: raw COPY (3 runs) and apply_changes, interleaved in $CHUNKS chunks"
+psql_b -v files="$(csv_files orders)" <<'SQL'
 SELECT format('CREATE TABLE bench.orders_copy%s (LIKE c360.orders INCLUDING ALL)', i),
        format('INSERT INTO bench.orders_copy%s SELECT * FROM c360.orders o
                WHERE NOT EXISTS (SELECT 1 FROM bench.order_changes c
@@ -105,11 +109,9 @@ SELECT format('CREATE TABLE bench.orders_copy%s (LIKE c360.orders INCLUDING ALL)
 FROM generate_series(1, 3) i \gexec
 VACUUM ANALYZE;
 CHECKPOINT;
-CALL bench.copy_timed('copy_orders', '{bench.orders_copy1,bench.orders_copy2,bench.orders_copy3}',
-                      :'orders_csv');
+CALL bench.measure('orders', '{bench.orders_copy1,bench.orders_copy2,bench.orders_copy3}',
+                   :'files');
 DROP TABLE bench.orders_copy1, bench.orders_copy2, bench.orders_copy3;
-CHECKPOINT;
-CALL bench.apply_staged('orders');
 SQL
 
 say "tick: nothing due, then 1% due; full refresh of the reference query; verify"
