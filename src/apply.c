@@ -56,12 +56,14 @@ typedef struct InputResult
 static bool needs_exclusive_clock(C360Batch *batch);
 static bool events_insert_only(List *changes);
 static bool same_image(Oid type, Datum a, Datum b);
-static List *apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirty);
-static List *apply_run(C360InputId input, List *changes, const C360Clock *clock, List *dirty);
-static List *truncate_input(C360InputId input, const C360Clock *clock, List *dirty);
-static List *attribution_changed(C360InputId input, List *ids, const C360Clock *clock,
-								 List *dirty);
-static List *insert_events(List *changes, const C360Clock *clock, List *dirty);
+static void apply_input(C360InputId input, List *changes, const C360Clock *clock,
+						C360Dirty *dirty);
+static void apply_run(C360InputId input, List *changes, const C360Clock *clock,
+					  C360Dirty *dirty);
+static void truncate_input(C360InputId input, const C360Clock *clock, C360Dirty *dirty);
+static void attribution_changed(C360InputId input, List *ids, const C360Clock *clock,
+								C360Dirty *dirty);
+static void insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty);
 static HTAB *load_keys(C360InputId input, List *changes);
 static void replay(C360InputId input, HTAB *keys, List *changes);
 static InputResult diff_keys(C360InputId input, HTAB *keys);
@@ -99,7 +101,7 @@ int64
 c360_apply_finish(C360Batch *batch)
 {
 	C360Clock	clock;
-	List	   *dirty = NIL;
+	C360Dirty	dirty = {NIL, NIL};
 	bool		exclusive;
 
 	if (batch->nchanges == 0)
@@ -111,9 +113,9 @@ c360_apply_finish(C360Batch *batch)
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 		if (batch->changes[i] != NIL)
-			dirty = apply_input(i, batch->changes[i], &clock, dirty);
+			apply_input(i, batch->changes[i], &clock, &dirty);
 
-	c360_maintain_refresh(dirty, &clock, exclusive);
+	c360_maintain_refresh(&dirty, &clock, exclusive);
 	SPI_finish();
 	return batch->nchanges;
 }
@@ -142,8 +144,8 @@ events_insert_only(List *changes)
 }
 
 /* An input's changes, in runs split at truncates (what precedes a truncate is gone). */
-static List *
-apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirty)
+static void
+apply_input(C360InputId input, List *changes, const C360Clock *clock, C360Dirty *dirty)
 {
 	List	   *run = NIL;
 	ListCell   *lc;
@@ -157,59 +159,64 @@ apply_input(C360InputId input, List *changes, const C360Clock *clock, List *dirt
 			run = lappend(run, ch);
 			continue;
 		}
-		dirty = apply_run(input, run, clock, dirty);
-		dirty = truncate_input(input, clock, dirty);
+		apply_run(input, run, clock, dirty);
+		truncate_input(input, clock, dirty);
 		run = NIL;
 	}
-	return apply_run(input, run, clock, dirty);
+	apply_run(input, run, clock, dirty);
 }
 
-static List *
-apply_run(C360InputId input, List *changes, const C360Clock *clock, List *dirty)
+static void
+apply_run(C360InputId input, List *changes, const C360Clock *clock, C360Dirty *dirty)
 {
 	HTAB	   *keys;
 	InputResult res;
 
 	if (changes == NIL)
-		return dirty;
+		return;
 	if (input == C360_BEHAVIORAL_EVENTS && events_insert_only(changes))
-		return insert_events(changes, clock, dirty);
+	{
+		insert_events(changes, clock, dirty);
+		return;
+	}
 
 	keys = load_keys(input, changes);
 	replay(input, keys, changes);
 	res = diff_keys(input, keys);
 	write_rows(input, &res);
-	return attribution_changed(input, res.ids, clock, dirty);
+	attribution_changed(input, res.ids, clock, dirty);
 }
 
-static List *
-truncate_input(C360InputId input, const C360Clock *clock, List *dirty)
+static void
+truncate_input(C360InputId input, const C360Clock *clock, C360Dirty *dirty)
 {
 	List	   *ids = c360_exec_ids(input_plans(input)->truncate, NULL, NULL, NIL);
 
-	return attribution_changed(input, ids, clock, dirty);
+	attribution_changed(input, ids, clock, dirty);
 }
 
 /*
  * The customers whose profile the changed rows affect.  ids are the rows' customer ids,
- * but raw ids for events (recounted) and identity values for links (re-resolved).
+ * but raw ids for events (recounted) and identity values for links (re-resolved).  Events
+ * and links change only the behaviour columns of a profile.
  */
-static List *
-attribution_changed(C360InputId input, List *ids, const C360Clock *clock, List *dirty)
+static void
+attribution_changed(C360InputId input, List *ids, const C360Clock *clock, C360Dirty *dirty)
 {
 	if (input == C360_BEHAVIORAL_EVENTS)
-		return c360_rollup_recount(ids, clock, dirty);
-	if (input == C360_IDENTITY_GRAPH)
-		return c360_rollup_resolve(ids, dirty);
-	return list_concat(dirty, ids);
+		dirty->behaviour = c360_rollup_recount(ids, clock, dirty->behaviour);
+	else if (input == C360_IDENTITY_GRAPH)
+		dirty->behaviour = c360_rollup_resolve(ids, dirty->behaviour);
+	else
+		dirty->full = list_concat(dirty->full, ids);
 }
 
 /*
  * The hot path: events are append-only, so a batch of inserts needs no replay.  Duplicate
  * event ids (a producer retry) are dropped by the mirror's primary key.
  */
-static List *
-insert_events(List *changes, const C360Clock *clock, List *dirty)
+static void
+insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 {
 	const C360Input *in = &c360_inputs[C360_BEHAVIORAL_EVENTS];
 	int			n = list_length(changes);
@@ -228,7 +235,7 @@ insert_events(List *changes, const C360Clock *clock, List *dirty)
 	}
 	for (int col = 0; col < in->ncols; col++)
 		columns[col] = column_array(in, col, changes, true, vals, nulls);
-	return c360_rollup_insert_events(columns, clock, dirty);
+	dirty->behaviour = c360_rollup_insert_events(columns, clock, dirty->behaviour);
 }
 
 /* Fetch, locked, the stored rows of every key the changes name. */

@@ -32,11 +32,51 @@ static SPIPlanPtr refresh_plan;
 static SPIPlanPtr lock_ids_plan;
 
 /*
- * Recompute the profile rows of the given customers ($1) as of the clock ($2..$4 are the
- * 30/90/365-day window bounds, $5 the profile's time zone).  Orders and tickets use the
- * reference query's own aggregates over the indexed mirrors; behaviour sums the rollups of
- * every raw id that resolves to the customer.  A row is written only when its binary image
- * differs from the stored one; rows whose customer is gone are deleted.
+ * The behaviour of the customers in d: the rollups of every raw id that resolves to the
+ * customer (itself, unless it is an identity value linked elsewhere, plus its linked
+ * values), distinct in-window sessions across them, and the oldest in-window event (when
+ * the counts next change with no new input).  $2 is the 30-day bound.
+ */
+#define BEHAVIOUR_CTES \
+"raw AS (\n" \
+"  SELECT d.customer_id, r.raw_id FROM d CROSS JOIN LATERAL (\n" \
+"    SELECT ir.identity_value FROM c360.identity_resolved ir WHERE ir.customer_id = d.customer_id\n" \
+"    UNION\n" \
+"    SELECT d.customer_id WHERE NOT EXISTS\n" \
+"      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d.customer_id)\n" \
+"  ) r(raw_id)),\n" \
+"beh AS (\n" \
+"  SELECT raw.customer_id, sum(er.events_30d)::bigint AS events_30d,\n" \
+"         sum(er.product_views_30d)::bigint AS product_views_30d,\n" \
+"         max(er.last_event_at) AS last_active_at\n" \
+"  FROM raw JOIN c360.event_rollup er ON er.raw_id = raw.raw_id GROUP BY raw.customer_id),\n" \
+"ses AS (\n" \
+"  SELECT raw.customer_id, count(DISTINCT s.session_id) AS sessions_30d\n" \
+"  FROM raw JOIN c360.event_sessions s ON s.raw_id = raw.raw_id AND s.last_event_at > $2\n" \
+"  GROUP BY raw.customer_id),\n" \
+"expiry AS (\n" \
+"  SELECT raw.customer_id, min(e.event_time) AS first_in_window\n" \
+"  FROM raw CROSS JOIN LATERAL (\n" \
+"    SELECT event_time FROM c360.behavioral_events e\n" \
+"    WHERE e.customer_id = raw.raw_id AND e.event_time > $2 ORDER BY event_time LIMIT 1) e\n" \
+"  GROUP BY raw.customer_id)"
+
+/* lifecycle_stage and next_change_at from a last order date; $2..$4 bounds, $5 the zone */
+#define STAGE(lod) \
+"CASE WHEN " lod " > $2 THEN 'active' WHEN " lod " > $3 THEN 'at_risk'\n" \
+"     WHEN " lod " > $4 THEN 'lapsing' WHEN " lod " IS NOT NULL THEN 'churned'\n" \
+"     ELSE 'prospect' END"
+#define NEXT_CHANGE(lod) \
+"least(c360.shift_days(expiry.first_in_window, 30, $5),\n" \
+"      CASE WHEN " lod " > $2 THEN c360.shift_days(" lod ", 30, $5)\n" \
+"           WHEN " lod " > $3 THEN c360.shift_days(" lod ", 90, $5)\n" \
+"           WHEN " lod " > $4 THEN c360.shift_days(" lod ", 365, $5) END)"
+
+/*
+ * Recompute the whole profile rows of the given customers ($1) as of the clock.  Orders
+ * and tickets use the reference query's own aggregates over the indexed mirrors.  A row
+ * is written only when its binary image differs from the stored one; rows whose customer
+ * is gone are deleted.
  */
 static const char *refresh_sql =
 "WITH d AS (SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x),\n"
@@ -51,28 +91,7 @@ static const char *refresh_sql =
 "  SELECT customer_id, count(*) FILTER (WHERE status = 'open') AS open_tickets,\n"
 "         count(*) AS total_tickets, max(created_at) AS last_ticket_at\n"
 "  FROM c360.support_tickets WHERE customer_id = ANY($1) GROUP BY customer_id),\n"
-"raw AS (\n"
-"  SELECT d.customer_id, r.raw_id FROM d CROSS JOIN LATERAL (\n"
-"    SELECT ir.identity_value FROM c360.identity_resolved ir WHERE ir.customer_id = d.customer_id\n"
-"    UNION\n"
-"    SELECT d.customer_id WHERE NOT EXISTS\n"
-"      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d.customer_id)\n"
-"  ) r(raw_id)),\n"
-"beh AS (\n"
-"  SELECT raw.customer_id, sum(er.events_30d)::bigint AS events_30d,\n"
-"         sum(er.product_views_30d)::bigint AS product_views_30d,\n"
-"         max(er.last_event_at) AS last_active_at\n"
-"  FROM raw JOIN c360.event_rollup er ON er.raw_id = raw.raw_id GROUP BY raw.customer_id),\n"
-"ses AS (\n"
-"  SELECT raw.customer_id, count(DISTINCT s.session_id) AS sessions_30d\n"
-"  FROM raw JOIN c360.event_sessions s ON s.raw_id = raw.raw_id AND s.last_event_at > $2\n"
-"  GROUP BY raw.customer_id),\n"
-"expiry AS (\n"
-"  SELECT raw.customer_id, min(e.event_time) AS first_in_window\n"
-"  FROM raw CROSS JOIN LATERAL (\n"
-"    SELECT event_time FROM c360.behavioral_events e\n"
-"    WHERE e.customer_id = raw.raw_id AND e.event_time > $2 ORDER BY event_time LIMIT 1) e\n"
-"  GROUP BY raw.customer_id),\n"
+BEHAVIOUR_CTES ",\n"
 "fresh AS (\n"
 "  SELECT c.customer_id, c.email, c.first_name, c.last_name, c.loyalty_tier,\n"
 "         c.acquisition_channel, c.signup_date,\n"
@@ -88,17 +107,9 @@ static const char *refresh_sql =
 "         COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,\n"
 "         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n"
 "         beh.last_active_at,\n"
-"         CASE WHEN ord.last_order_date > $2 THEN 'active'\n"
-"              WHEN ord.last_order_date > $3 THEN 'at_risk'\n"
-"              WHEN ord.last_order_date > $4 THEN 'lapsing'\n"
-"              WHEN ord.last_order_date IS NOT NULL THEN 'churned'\n"
-"              ELSE 'prospect' END AS lifecycle_stage,\n"
+"         " STAGE("ord.last_order_date") " AS lifecycle_stage,\n"
 "         COALESCE(sup.open_tickets, 0) > 0 AS has_open_support_issue,\n"
-"         least(c360.shift_days(expiry.first_in_window, 30, $5),\n"
-"               CASE WHEN ord.last_order_date > $2 THEN c360.shift_days(ord.last_order_date, 30, $5)\n"
-"                    WHEN ord.last_order_date > $3 THEN c360.shift_days(ord.last_order_date, 90, $5)\n"
-"                    WHEN ord.last_order_date > $4 THEN c360.shift_days(ord.last_order_date, 365, $5)\n"
-"               END) AS next_change_at\n"
+"         " NEXT_CHANGE("ord.last_order_date") " AS next_change_at\n"
 "  FROM c360.customers c JOIN d USING (customer_id)\n"
 "  LEFT JOIN ord USING (customer_id) LEFT JOIN sup USING (customer_id)\n"
 "  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n"
@@ -143,6 +154,41 @@ static const char *refresh_sql =
 "    AND NOT EXISTS (SELECT 1 FROM c360.customers c WHERE c.customer_id = p.customer_id)\n"
 "  RETURNING customer_id)\n"
 "SELECT customer_id FROM written UNION ALL SELECT customer_id FROM gone";
+
+/*
+ * Recompute only the behaviour columns (and the time-dependent stage, from the stored last
+ * order date) of customers ($1) whose events or identity links changed, unless they are
+ * also in $6 (recomputed in full).  Customers without a profile row have no customer row:
+ * there is nothing to write for them.
+ */
+static const char *refresh_behaviour_sql =
+"WITH d AS (SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x WHERE x <> ALL ($6)),\n"
+BEHAVIOUR_CTES ",\n"
+"fresh AS (\n"
+"  SELECT p.customer_id,\n"
+"         COALESCE(beh.events_30d, 0) AS events_last_30d,\n"
+"         COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,\n"
+"         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n"
+"         beh.last_active_at,\n"
+"         " STAGE("p.last_order_date") " AS lifecycle_stage,\n"
+"         " NEXT_CHANGE("p.last_order_date") " AS next_change_at\n"
+"  FROM c360.customer_360 p JOIN d USING (customer_id)\n"
+"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n"
+"  LEFT JOIN expiry USING (customer_id)),\n"
+"written AS (\n"
+"  UPDATE c360.customer_360 p SET\n"
+"    events_last_30d = f.events_last_30d, product_views_last_30d = f.product_views_last_30d,\n"
+"    sessions_last_30d = f.sessions_last_30d, last_active_at = f.last_active_at,\n"
+"    lifecycle_stage = f.lifecycle_stage, next_change_at = f.next_change_at,\n"
+"    profile_updated_at = clock_timestamp()\n"
+"  FROM fresh f\n"
+"  WHERE p.customer_id = f.customer_id\n"
+"    AND (p.events_last_30d, p.product_views_last_30d, p.sessions_last_30d, p.last_active_at,\n"
+"         p.lifecycle_stage, p.next_change_at) IS DISTINCT FROM\n"
+"        (f.events_last_30d, f.product_views_last_30d, f.sessions_last_30d, f.last_active_at,\n"
+"         f.lifecycle_stage, f.next_change_at)\n"
+"  RETURNING p.customer_id)\n"
+"SELECT customer_id FROM written";
 
 /*
  * Take the clock lock and read the clock with a fresh snapshot (under READ COMMITTED a new
@@ -219,23 +265,36 @@ c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
  * changed.  Returns the number of profile rows written or deleted.
  */
 int64
-c360_maintain_refresh(List *dirty, const C360Clock *clock, bool exclusive)
+c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 {
-	Oid			types[5] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		args[5];
-	List	   *changed;
+	static SPIPlanPtr behaviour_plan;
+	Oid			types[6] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TEXTOID, TEXTARRAYOID};
+	Datum		args[6];
+	List	   *changed = NIL;
 
-	if (dirty == NIL)
+	if (dirty->full == NIL && dirty->behaviour == NIL)
 		return 0;
-	args[0] = c360_text_array(dirty);
 	if (!exclusive)
-		lock_customers(args[0]);
+		lock_customers(c360_text_array(list_concat_copy(dirty->full, dirty->behaviour)));
 
 	args[1] = TimestampTzGetDatum(clock->d30);
 	args[2] = TimestampTzGetDatum(clock->d90);
 	args[3] = TimestampTzGetDatum(clock->d365);
 	args[4] = CStringGetTextDatum(clock->time_zone);
-	changed = c360_exec_ids(c360_plan(&refresh_plan, refresh_sql, 5, types), args, NULL, NIL);
+	args[5] = c360_text_array(dirty->full);
+	if (dirty->full != NIL)
+	{
+		args[0] = args[5];
+		changed = c360_exec_ids(c360_plan(&refresh_plan, refresh_sql, 5, types), args, NULL,
+								changed);
+	}
+	if (dirty->behaviour != NIL)
+	{
+		args[0] = c360_text_array(dirty->behaviour);
+		changed = c360_exec_ids(c360_plan(&behaviour_plan, refresh_behaviour_sql, 6, types),
+								args, NULL, changed);
+	}
 	c360_segments_refresh(changed);
 	return list_length(changed);
 }
@@ -297,7 +356,7 @@ c360_maintain_tick(TimestampTz to, bool strict)
 	C360Clock	from;
 	C360Clock	clock;
 	Datum		args[6];
-	List	   *dirty = NIL;
+	C360Dirty	dirty = {NIL, NIL};
 	int64		changed;
 
 	SPI_connect();
@@ -320,7 +379,7 @@ c360_maintain_tick(TimestampTz to, bool strict)
 	args[0] = TimestampTzGetDatum(to);
 	c360_exec(c360_plan(&set_plan, "UPDATE c360.clock SET as_of = $1", 1, set_types), args, NULL);
 
-	dirty = c360_rollup_shift(from.d30, clock.d30, dirty);
+	dirty.behaviour = c360_rollup_shift(from.d30, clock.d30, NIL);
 
 	args[0] = TimestampTzGetDatum(Min(from.d30, clock.d30));
 	args[1] = TimestampTzGetDatum(Max(from.d30, clock.d30));
@@ -328,15 +387,16 @@ c360_maintain_tick(TimestampTz to, bool strict)
 	args[3] = TimestampTzGetDatum(Max(from.d90, clock.d90));
 	args[4] = TimestampTzGetDatum(Min(from.d365, clock.d365));
 	args[5] = TimestampTzGetDatum(Max(from.d365, clock.d365));
-	dirty = c360_exec_ids(c360_plan(&band_plan,
+	/* time changes only the behaviour columns and the stage: no full recompute */
+	dirty.behaviour = c360_exec_ids(c360_plan(&band_plan,
 									"SELECT customer_id FROM c360.customer_360 WHERE"
 									" (last_order_date > $1 AND last_order_date <= $2) OR"
 									" (last_order_date > $3 AND last_order_date <= $4) OR"
 									" (last_order_date > $5 AND last_order_date <= $6)",
 									6, band_types),
-						  args, NULL, dirty);
+									args, NULL, dirty.behaviour);
 
-	changed = c360_maintain_refresh(dirty, &clock, true);
+	changed = c360_maintain_refresh(&dirty, &clock, true);
 	SPI_finish();
 	return changed;
 }
@@ -347,17 +407,17 @@ c360_maintain_rebuild(void)
 {
 	static SPIPlanPtr all_plan;
 	C360Clock	clock;
-	List	   *all;
+	C360Dirty	all = {NIL, NIL};
 	int64		changed;
 
 	SPI_connect();
 	c360_clock_lock(true, &clock);
 	c360_rollup_rebuild(&clock);
-	all = c360_exec_ids(c360_plan(&all_plan,
+	all.full = c360_exec_ids(c360_plan(&all_plan,
 								  "SELECT customer_id FROM c360.customers UNION "
 								  "SELECT customer_id FROM c360.customer_360", 0, NULL),
-						NULL, NULL, NIL);
-	changed = c360_maintain_refresh(all, &clock, true);
+							 NULL, NULL, NIL);
+	changed = c360_maintain_refresh(&all, &clock, true);
 	SPI_finish();
 	return changed;
 }

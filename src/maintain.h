@@ -35,7 +35,17 @@ extern void c360_clock_lock(bool exclusive, C360Clock *clock);
 extern void c360_clock_bounds(C360Clock *clock);
 extern TimestampTz c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone);
 
-extern int64 c360_maintain_refresh(List *dirty, const C360Clock *clock, bool exclusive);
+/*
+ * The customers a batch touched: full ones need every summary recomputed; behaviour ones
+ * only the event columns (and the time-dependent stage), from their stored profile row.
+ */
+typedef struct C360Dirty
+{
+	List	   *full;
+	List	   *behaviour;
+} C360Dirty;
+
+extern int64 c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive);
 extern int64 c360_maintain_tick(TimestampTz to, bool strict);
 extern int64 c360_maintain_rebuild(void);
 
