@@ -64,7 +64,10 @@ CREATE TABLE bench.statements (
 CREATE FUNCTION bench.label(q text) RETURNS text
     LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
-        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id%' THEN 'maintain.c refresh_sql (profile recompute+write)'
+        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x WHERE x <> ALL%'
+            THEN 'maintain.c refresh_behaviour_sql (behaviour columns)'
+        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id%' THEN 'maintain.c refresh_sql (whole profile row)'
+        WHEN q LIKE 'SELECT name, predicate, c360._segment_payload%' THEN 'segment.c list segments'
         WHEN q LIKE 'WITH v AS (SELECT * FROM unnest(%' THEN 'rollup.c insert_sql (events mirror+rollups)'
         WHEN q LIKE 'SELECT DISTINCT x FROM unnest($1::text[]) x' THEN 'maintain.c lock_ids (stripe ids)'
         WHEN q LIKE 'SELECT as_of, time_zone FROM c360.clock' THEN 'maintain.c clock read'
