@@ -91,7 +91,7 @@ CREATE FUNCTION bench.snapshot_statements(p_phase text) RETURNS void
            sum(shared_blks_hit), sum(shared_blks_read + shared_blks_dirtied + shared_blks_written)
     FROM pg_stat_statements
     WHERE NOT toplevel AND query NOT LIKE '%bench.%' AND query NOT LIKE '%pg_stat_statements%'
-      AND query NOT LIKE '%percentile_cont%'
+      AND query NOT LIKE '%percentile_cont%' AND query NOT LIKE 'SELECT timestamptz $1'
     GROUP BY 2 $$;
 
 CREATE FUNCTION bench.pct(a float8[], p float8) RETURNS float8
