@@ -1,17 +1,956 @@
 /*-------------------------------------------------------------------------
  * kafka_source.c
- *	  The Kafka (kafka) source worker.  Not in this build yet: c360.create_source
- *	  refuses the kind while c360_kafka_source_available is false.
+ *	  The Kafka source worker: reads one topic with librdkafka, assigning its
+ *	  partitions itself (no consumer group), decodes each JSON message into a
+ *	  change of the mapped input, and applies batches through the one apply path.
+ *	  The next offset of every partition is stored in c360.source_positions in the
+ *	  same local transaction as the batch, and the consumer starts from there.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "../src/customer360.h"
+#include "../src/kafka_decode.h"
+#include "../src/maintain.h"
+#include "../src/shmem.h"
+#include "../src/source.h"
 #include "worker.h"
 
-const bool	c360_kafka_source_available = false;
+const bool	c360_kafka_source_available = true;
+
+#define KAFKA_TIMEOUT_MS		10000	/* metadata and watermark look-ups */
+#define LAG_REFRESH_MS			2000
+#define PARTITION_REFRESH_MS	30000
+#define TROUBLE_REPORT_MS		3000	/* broker trouble shorter than this is not news */
+#define READ_AT_ONCE			1000
+
+/* One partition of the topic this source reads. */
+typedef struct KafkaPartition
+{
+	int32		id;
+	int64		next;			/* next offset to read; -1: from the earliest retained */
+	int64		committed;		/* next offset as committed locally; -1: none yet */
+} KafkaPartition;
+
+/* A message that could not even be decoded: a dead letter written with its batch. */
+typedef struct Undecodable
+{
+	char	   *position;
+	char	   *payload;
+	char	   *error;
+} Undecodable;
+
+/* The worker's whole state: one source, one topic, one consumer, one pending batch. */
+typedef struct KafkaSource
+{
+	C360Source *src;
+	C360WorkerInfo *status;
+	C360SourceTable *table;		/* the topic's mapping */
+	char	   *topic;
+	char	   *startup;
+	List	   *only_partitions;	/* the partitions option (int list); NIL: all */
+	List	   *conf;			/* librdkafka settings: alternating name, value */
+	size_t		max_bytes;
+	rd_kafka_t *rk;
+	rd_kafka_topic_t *rkt;
+	rd_kafka_queue_t *queue;
+	int			wake_fd[2];		/* librdkafka writes to [1] when the queue fills */
+	int			nparts;
+	KafkaPartition *parts;
+	MemoryContext source_cxt;	/* the catalog entry, reloaded while it is unmapped */
+	MemoryContext batch_cxt;
+	C360Batch  *batch;
+	List	   *undecodable;	/* Undecodable * */
+	int64		pending;		/* messages in the batch, decodable or not */
+	TimestampTz batch_started;
+	TimestampTz newest_at;		/* newest message timestamp in the batch */
+	TimestampTz lag_refreshed;
+	TimestampTz partitions_refreshed;
+	bool		trouble_recorded;	/* last_error holds broker trouble we recorded */
+
+	/* written by librdkafka's callbacks, which run on this thread inside its calls */
+	char		trouble[512];
+	TimestampTz trouble_since;
+	TimestampTz trouble_probed;
+	bool		fatal;
+} KafkaSource;
+
+static KafkaSource ks;
+
+static void run(const char *name);
+static void setup(const char *name);
+static void read_options(void);
+static void read_option(const char *key, JsonbValue *v);
+static void read_partitions(JsonbValue *v);
+static char *option_text(const char *key, JsonbValue *v);
+static void add_conf(const char *name, const char *value);
+static void find_mapping(const char *name);
+static void consumer_create(void);
+static void discover_partitions(void);
+static bool wanted_partition(int32 id);
+static KafkaPartition *find_partition(int32 id);
+static void load_positions(void);
+static void first_start(void);
+static void assign(bool reassign);
+static void stream(void);
+static void read_messages(void);
+static void handle_message(rd_kafka_message_t *m);
+static void add_message(KafkaPartition *p, rd_kafka_message_t *m);
+static void consumer_error(rd_kafka_message_t *m);
+static void offset_out_of_range(int32 partition);
+static bool batch_due(void);
+static void flush(void);
+static void new_batch(void);
+static void wait_for_messages(void);
+static void refresh_lag(bool force);
+static void refresh_partitions(void);
+static void check_trouble(void);
+static void report(const char *state);
+static void error_context(void *arg);
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
 void
 c360_kafka_source_main(Datum arg)
 {
-	elog(ERROR, "the kafka source worker is not part of this build");
+	c360_source_worker_main(run);
+}
+
+static void
+run(const char *name)
+{
+	ks.status = c360_source_worker_status();
+	setup(name);
+	consumer_create();
+	discover_partitions();
+	load_positions();
+	if (strcmp(ks.src->phase, "snapshot") == 0)
+		first_start();
+	assign(false);
+	stream();
+}
+
+/* Load the source and its options, and wait for its topic to be mapped. */
+static void
+setup(const char *name)
+{
+	ks.source_cxt = AllocSetContextCreate(TopMemoryContext, "c360 source", ALLOCSET_DEFAULT_SIZES);
+	ks.batch_cxt = AllocSetContextCreate(TopMemoryContext, "c360 batch", ALLOCSET_DEFAULT_SIZES);
+	ks.wake_fd[0] = ks.wake_fd[1] = -1;
+	ks.max_bytes = C360_KAFKA_MAX_MESSAGE_BYTES;
+	ks.startup = "latest";
+	find_mapping(name);
+	read_options();
+
+	/* jansson hands out UTF-8, which only these databases store as it is */
+	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
+		c360_source_error("the Kafka source needs a database in encoding UTF8, not %s",
+						  GetDatabaseEncodingName());
+	new_batch();
+	elog(LOG, "c360 source \"%s\" reading topic \"%s\" into input \"%s\"",
+		 name, ks.topic, c360_inputs[ks.table->input].name);
+}
+
+/*
+ * The source, with the mapping of its topic.  A source created and mapped in separate
+ * transactions may start in between: while it has no mapping at all, wait for one.
+ */
+static void
+find_mapping(const char *name)
+{
+	for (;;)
+	{
+		MemoryContext old;
+
+		MemoryContextReset(ks.source_cxt);
+		c360_worker_begin("c360 source setup");
+		old = MemoryContextSwitchTo(ks.source_cxt);
+		ks.src = c360_source_load(name);
+		ks.topic = c360_source_option(ks.src, "topic", NULL);
+		MemoryContextSwitchTo(old);
+		c360_worker_commit();
+		if (ks.topic == NULL)
+			c360_source_error("source \"%s\" has no \"topic\" option", name);
+		ks.table = c360_source_table(ks.src, ks.topic);
+		if (ks.table != NULL)
+			return;
+		if (ks.src->tables != NIL)
+			c360_source_error("source \"%s\" reads topic \"%s\", but its mappings name another "
+							  "topic; map this one with c360.map_table('%s', '%s', '<input>')",
+							  name, ks.topic, name, ks.topic);
+		report("unmapped");
+		c360_worker_wait(1000);
+	}
+}
+
+/* Walk the options object: the source's own options and the librdkafka properties. */
+static void
+read_options(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(ks.source_cxt);
+	JsonbIterator *it = JsonbIteratorInit(&ks.src->options->root);
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		tok = JsonbIteratorNext(&it, &v, true);
+		read_option(key, &v);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static void
+read_option(const char *key, JsonbValue *v)
+{
+	if (strcmp(key, "bootstrap.servers") == 0)
+		add_conf(key, option_text(key, v));
+	else if (strcmp(key, "topic") == 0)
+		return;
+	else if (strcmp(key, "startup") == 0)
+		ks.startup = option_text(key, v);
+	else if (strncmp(key, "properties.", 11) == 0 && key[11] != '\0')
+		add_conf(key + 11, option_text(key, v));
+	else if (strcmp(key, "max_message_bytes") == 0)
+	{
+		int64		n = v->type == jbvNumeric ? pg_strtoint64(option_text(key, v)) : 0;
+
+		if (n < 1)
+			c360_source_error("option \"max_message_bytes\" of source \"%s\" must be a positive integer",
+							  ks.src->name);
+		ks.max_bytes = (size_t) n;
+	}
+	else if (strcmp(key, "partitions") == 0)
+		read_partitions(v);
+	else
+		c360_source_error("unknown option \"%s\" of kafka source \"%s\"; the options are "
+						  "bootstrap.servers, topic, startup, partitions, max_message_bytes and "
+						  "properties.<librdkafka setting>", key, ks.src->name);
+}
+
+/* The partitions option: a non-empty array of partition numbers. */
+static void
+read_partitions(JsonbValue *v)
+{
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	e;
+
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
+		JsonContainerSize(v->val.binary.data) == 0)
+		c360_source_error("option \"partitions\" of source \"%s\" must be a non-empty array of "
+						  "partition numbers", ks.src->name);
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		char	   *text;
+		char	   *end;
+		long		id;
+
+		if (tok != WJB_ELEM)
+			continue;
+		text = e.type == jbvNumeric ? option_text("partitions", &e) : "";
+		id = strtol(text, &end, 10);
+		if (*text == '\0' || *end != '\0' || id < 0 || id > PG_INT32_MAX)
+			c360_source_error("option \"partitions\" of source \"%s\" must hold partition numbers, "
+							  "not \"%s\"", ks.src->name, text);
+		ks.only_partitions = lappend_int(ks.only_partitions, (int) id);
+	}
+}
+
+/* An option as text: strings as they are, numbers and booleans as JSON writes them. */
+static char *
+option_text(const char *key, JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			c360_source_error("option \"%s\" of source \"%s\" must be a string", key, ks.src->name);
+	}
+}
+
+static void
+add_conf(const char *name, const char *value)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	ks.conf = lappend(lappend(ks.conf, pstrdup(name)), pstrdup(value));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The consumer.  Offsets live in our table, so librdkafka commits and stores none, and an
+ * offset the broker no longer has is an error event here rather than a silent reset.
+ * Its logs and errors come through the consumer queue and are served on this thread;
+ * librdkafka writes to a pipe when the queue fills, so the wait can watch the latch too.
+ */
+static void
+consumer_create(void)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	sigset_t	all;
+	sigset_t	saved;
+	ListCell   *lc;
+
+	rd_kafka_conf_set(conf, "client.id", psprintf("c360-source-%s", ks.src->name), NULL, 0);
+	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.src->name), NULL, 0);
+	rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "2000", NULL, 0);
+	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
+	for (lc = list_head(ks.conf); lc != NULL; lc = lnext(ks.conf, lnext(ks.conf, lc)))
+	{
+		const char *name = lfirst(lc);
+		const char *value = lfirst(lnext(ks.conf, lc));
+
+		if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		{
+			rd_kafka_conf_destroy(conf);
+			c360_source_error("source \"%s\": bad Kafka setting \"%s\": %s", ks.src->name, name, errstr);
+		}
+	}
+	/* last, so that no property can turn them off: the positions depend on them */
+	rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+	rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
+	rd_kafka_conf_set(conf, "auto.offset.reset", "error", NULL, 0);
+	rd_kafka_conf_set(conf, "enable.partition.eof", "false", NULL, 0);
+	rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
+
+	/* librdkafka's threads must not take Postgres's signals (SIGTERM, latch wake-ups) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
+	ks.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (ks.rk == NULL)
+		c360_source_error("source \"%s\": could not create the Kafka consumer: %s", ks.src->name, errstr);
+
+	rd_kafka_set_log_queue(ks.rk, NULL);
+	rd_kafka_poll_set_consumer(ks.rk);
+	ks.queue = rd_kafka_queue_get_consumer(ks.rk);
+	ks.rkt = rd_kafka_topic_new(ks.rk, ks.topic, NULL);
+	if (pipe(ks.wake_fd) != 0 ||
+		fcntl(ks.wake_fd[0], F_SETFL, O_NONBLOCK) != 0 ||
+		fcntl(ks.wake_fd[1], F_SETFL, O_NONBLOCK) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create a pipe for the Kafka consumer: %m")));
+	rd_kafka_queue_io_event_enable(ks.queue, ks.wake_fd[1], "k", 1);
+}
+
+/* The topic's partitions (those of the partitions option, if set), from the broker. */
+static void
+discover_partitions(void)
+{
+	const struct rd_kafka_metadata *md;
+	const rd_kafka_metadata_topic_t *t;
+	rd_kafka_resp_err_t err;
+	ListCell   *lc;
+
+	err = rd_kafka_metadata(ks.rk, 0, ks.rkt, &md, KAFKA_TIMEOUT_MS);
+	CHECK_FOR_INTERRUPTS();
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not read the metadata of topic \"%s\": %s", ks.topic, rd_kafka_err2str(err))));
+	t = &md->topics[0];
+	if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partition_cnt == 0)
+	{
+		char	   *why = pstrdup(rd_kafka_err2str(t->err));
+
+		rd_kafka_metadata_destroy(md);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" is not available: %s", ks.topic, why),
+				 errhint("Create the topic; the source retries.")));
+	}
+
+	ks.parts = MemoryContextAllocZero(TopMemoryContext, sizeof(KafkaPartition) * t->partition_cnt);
+	ks.nparts = 0;
+	for (int i = 0; i < t->partition_cnt; i++)
+	{
+		if (!wanted_partition(t->partitions[i].id))
+			continue;
+		ks.parts[ks.nparts].id = t->partitions[i].id;
+		ks.parts[ks.nparts].next = -1;
+		ks.parts[ks.nparts].committed = -1;
+		ks.nparts++;
+	}
+	rd_kafka_metadata_destroy(md);
+
+	foreach(lc, ks.only_partitions)
+		if (find_partition(lfirst_int(lc)) == NULL)
+			c360_source_error("option \"partitions\" of source \"%s\" names partition %d, which topic "
+							  "\"%s\" does not have", ks.src->name, lfirst_int(lc), ks.topic);
+	ks.partitions_refreshed = GetCurrentTimestamp();
+}
+
+static bool
+wanted_partition(int32 id)
+{
+	return ks.only_partitions == NIL || list_member_int(ks.only_partitions, id);
+}
+
+static KafkaPartition *
+find_partition(int32 id)
+{
+	for (int i = 0; i < ks.nparts; i++)
+		if (ks.parts[i].id == id)
+			return &ks.parts[i];
+	return NULL;
+}
+
+/* The next offsets committed with the data, for the partitions this source reads. */
+static void
+load_positions(void)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {TEXTOID};
+	Datum		arg = CStringGetTextDatum(ks.src->name);
+
+	c360_worker_begin("c360 source positions");
+	SPI_connect();
+	c360_exec(c360_plan(&plan, "SELECT part, position FROM c360.source_positions WHERE source = $1",
+						1, types), &arg, NULL);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		char	   *part = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	   *position = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		char	   *end;
+		long		id = strtol(part, &end, 10);
+		long long	offset;
+		KafkaPartition *p;
+
+		if (*end != '\0' || (p = find_partition((int32) id)) == NULL)
+			continue;			/* a partition this source does not read (any more) */
+		offset = strtoll(position, &end, 10);
+		if (*end != '\0' || offset < 0)
+			c360_source_error("stored position \"%s\" of partition %s of source \"%s\" is not an offset",
+							  position, part, ks.src->name);
+		p->next = p->committed = offset;
+	}
+	SPI_finish();
+	c360_worker_commit();
+}
+
+/*
+ * The very first start.  With startup 'latest' the current end of every partition is
+ * stored as its position before anything is read, so that a restart goes on from there
+ * and never skips what was produced while the worker was down.  Either way the source
+ * leaves phase 'snapshot': from now on a partition without a position (one added to the
+ * topic later) is read from its beginning.
+ */
+static void
+first_start(void)
+{
+	bool		latest = strcmp(ks.startup, "latest") == 0;
+
+	c360_worker_begin("c360 source first start");
+	for (int i = 0; latest && i < ks.nparts; i++)
+	{
+		KafkaPartition *p = &ks.parts[i];
+		int64_t		low;
+		int64_t		high;
+		rd_kafka_resp_err_t err;
+
+		if (p->committed >= 0)
+			continue;
+		err = rd_kafka_query_watermark_offsets(ks.rk, ks.topic, p->id, &low, &high, KAFKA_TIMEOUT_MS);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not look up the end of partition %d of topic \"%s\": %s",
+							p->id, ks.topic, rd_kafka_err2str(err))));
+		c360_source_save_position(ks.src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) high));
+		p->next = p->committed = high;
+	}
+	c360_source_set_phase(ks.src, "streaming");
+	c360_worker_commit();
+	elog(LOG, "c360 source \"%s\" first start: reading topic \"%s\" from its %s",
+		 ks.src->name, ks.topic, latest ? "end" : "beginning");
+}
+
+/*
+ * Hand librdkafka the exact offsets to read from: assigning at the beginning and seeking
+ * afterwards would race with the first fetch.  A new assignment replaces the old one;
+ * messages fetched for the old one are dropped by handle_message if they come anyway.
+ */
+static void
+assign(bool reassign)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(ks.nparts);
+	rd_kafka_resp_err_t err;
+
+	for (int i = 0; i < ks.nparts; i++)
+		rd_kafka_topic_partition_list_add(list, ks.topic, ks.parts[i].id)->offset =
+			ks.parts[i].next >= 0 ? ks.parts[i].next : RD_KAFKA_OFFSET_BEGINNING;
+	if (reassign)
+		(void) rd_kafka_assign(ks.rk, NULL);
+	err = rd_kafka_assign(ks.rk, list);
+	rd_kafka_topic_partition_list_destroy(list);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not assign the partitions of topic \"%s\": %s", ks.topic,
+						rd_kafka_err2str(err))));
+	report("streaming");
+}
+
+/* Read, decode and apply for ever; each batch commits with its positions. */
+static void
+stream(void)
+{
+	ErrorContextCallback errcallback = {.callback = error_context, .previous = error_context_stack};
+
+	error_context_stack = &errcallback;
+	refresh_lag(true);
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		read_messages();
+		if (ks.fatal)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the Kafka consumer failed: %s", ks.trouble)));
+		if (batch_due())
+		{
+			flush();
+			continue;
+		}
+		refresh_lag(false);
+		refresh_partitions();
+		check_trouble();
+		wait_for_messages();
+	}
+}
+
+/* Take what the consumer queue holds, up to the end of the batch. */
+static void
+read_messages(void)
+{
+	rd_kafka_message_t *msgs[READ_AT_ONCE];
+
+	for (;;)
+	{
+		size_t		want = Min(READ_AT_ONCE, Max(c360_batch_size - ks.pending, 1));
+		ssize_t		n = rd_kafka_consume_batch_queue(ks.queue, 0, msgs, want);
+
+		if (n < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not read from the Kafka consumer: %s",
+							rd_kafka_err2str(rd_kafka_last_error()))));
+		for (ssize_t i = 0; i < n; i++)
+		{
+			handle_message(msgs[i]);
+			rd_kafka_message_destroy(msgs[i]);
+		}
+		if (n == 0 || batch_due())
+			return;
+	}
+}
+
+static void
+handle_message(rd_kafka_message_t *m)
+{
+	KafkaPartition *p;
+
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		consumer_error(m);
+		return;
+	}
+	p = find_partition(m->partition);
+
+	/*
+	 * Below the next offset: fetched for an assignment since replaced, or already in the
+	 * batch.  Applying it would apply it twice.
+	 */
+	if (p == NULL || m->offset < p->next)
+		return;
+	add_message(p, m);
+}
+
+/* Decode one message into the batch, or keep it for the dead letters. */
+static void
+add_message(KafkaPartition *p, rd_kafka_message_t *m)
+{
+	MemoryContext old = MemoryContextSwitchTo(ks.batch_cxt);
+	char	   *position = psprintf("%s[%d]@" INT64_FORMAT, ks.topic, p->id, (int64) m->offset);
+	C360Change *ch;
+	char	   *error;
+	int64_t		ms = rd_kafka_message_timestamp(m, NULL);
+
+	if (c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len, ks.max_bytes,
+						  &ch, &error))
+	{
+		ch->position = position;
+		c360_apply_add(ks.batch, ch);
+	}
+	else
+	{
+		Undecodable *u = palloc(sizeof(Undecodable));
+
+		u->position = position;
+		u->payload = c360_kafka_payload_text(m->payload, m->len, ks.max_bytes);
+		u->error = error;
+		ks.undecodable = lappend(ks.undecodable, u);
+	}
+	MemoryContextSwitchTo(old);
+
+	p->next = m->offset + 1;
+	if (ks.pending++ == 0)
+		ks.batch_started = GetCurrentTimestamp();
+	if (ms > 0)
+		ks.newest_at = Max(ks.newest_at, (TimestampTz) ms * 1000 -
+						   (TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+	ks.trouble_since = 0;
+}
+
+/* An error event of the consumer queue. */
+static void
+consumer_error(rd_kafka_message_t *m)
+{
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		return;
+	if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt != NULL)
+	{
+		offset_out_of_range(m->partition);
+		return;
+	}
+	/* librdkafka retries the rest itself; say so if it lasts */
+	on_error(ks.rk, m->err, rd_kafka_message_errstr(m), NULL);
+}
+
+/*
+ * The broker does not have the offset this source was to read next: retention deleted
+ * messages before they were read, or the topic was recreated.  Nothing can bring those
+ * messages back; go on from the earliest offset the broker has, store it, and say what
+ * was lost in last_error and the log.
+ */
+static void
+offset_out_of_range(int32 partition)
+{
+	KafkaPartition *p = find_partition(partition);
+	int64_t		low;
+	int64_t		high;
+	rd_kafka_resp_err_t err;
+	char	   *message;
+
+	if (p == NULL)
+		return;
+	err = rd_kafka_query_watermark_offsets(ks.rk, ks.topic, p->id, &low, &high, KAFKA_TIMEOUT_MS);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("offset " INT64_FORMAT " of partition %d of topic \"%s\" is out of range, and "
+						"its range could not be looked up: %s", p->next, p->id, ks.topic,
+						rd_kafka_err2str(err))));
+	if (p->next >= 0 && p->next >= low && p->next <= high)
+	{
+		/* in range again (a leader change): read on from where we were */
+		assign(true);
+		return;
+	}
+	if (p->next >= 0 && p->next < low)
+		message = psprintf("messages " INT64_FORMAT " to " INT64_FORMAT " of partition %d of topic "
+						   "\"%s\" were deleted by the broker before this source read them; they "
+						   "are missing from the profile. Reading on from offset " INT64_FORMAT,
+						   p->next, (int64) low - 1, p->id, ks.topic, (int64) low);
+	else
+		message = psprintf("offset " INT64_FORMAT " of partition %d of topic \"%s\" is past its end "
+						   "(" INT64_FORMAT "): the topic was recreated or truncated. Reading it "
+						   "again from its earliest offset " INT64_FORMAT,
+						   p->next, p->id, ks.topic, (int64) high, (int64) low);
+
+	flush();
+	p->next = low;
+	c360_worker_begin("c360 source offset reset");
+	c360_source_save_position(ks.src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) low));
+	c360_worker_commit();
+	p->committed = low;
+	c360_source_record_error(ks.src->name, message, false);
+	ks.trouble_recorded = false;
+	assign(true);
+}
+
+static bool
+batch_due(void)
+{
+	return ks.pending > 0 &&
+		(ks.pending >= c360_batch_size ||
+		 TimestampDifferenceExceeds(ks.batch_started, GetCurrentTimestamp(), c360_batch_ms));
+}
+
+/*
+ * Apply the batch in one local transaction that also writes its undecodable messages to
+ * the dead letters and stores each partition's next offset: all of it commits, or none.
+ */
+static void
+flush(void)
+{
+	ListCell   *lc;
+
+	if (ks.pending == 0)
+		return;
+	c360_worker_begin("c360 apply");
+	foreach(lc, ks.undecodable)
+	{
+		Undecodable *u = lfirst(lc);
+
+		c360_source_dead_letter(ks.src, u->position, u->payload, u->error);
+	}
+	if (ks.batch->nchanges > 0)
+		c360_source_apply(ks.src, ks.batch, ks.newest_at);
+	for (int i = 0; i < ks.nparts; i++)
+		if (ks.parts[i].next != ks.parts[i].committed)
+			c360_source_save_position(ks.src, psprintf("%d", ks.parts[i].id),
+									  psprintf(INT64_FORMAT, ks.parts[i].next));
+	c360_worker_commit();
+
+	for (int i = 0; i < ks.nparts; i++)
+		ks.parts[i].committed = ks.parts[i].next;
+	if (ks.newest_at != 0)
+		ks.status->last_source_commit_at = ks.newest_at;
+	new_batch();
+	refresh_lag(false);
+	report("streaming");
+}
+
+static void
+new_batch(void)
+{
+	MemoryContextReset(ks.batch_cxt);
+	ks.batch = c360_apply_begin();
+	ks.undecodable = NIL;
+	ks.pending = 0;
+	ks.batch_started = 0;
+	ks.newest_at = 0;
+}
+
+/*
+ * Sleep until librdkafka has something for us, the batch is due, or a second passed (for
+ * the lag).  c360_apply_begin allocates in the batch context, reset by new_batch.
+ */
+static void
+wait_for_messages(void)
+{
+	long		timeout = 1000;
+	char		buf[64];
+	int			rc;
+
+	if (ks.pending > 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(),
+							TimestampTzPlusMilliseconds(ks.batch_started, c360_batch_ms), &secs, &usecs);
+		timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
+	}
+	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   ks.wake_fd[0], timeout, PG_WAIT_EXTENSION);
+	if (rc & WL_SOCKET_READABLE)
+		while (read(ks.wake_fd[0], buf, sizeof(buf)) > 0)
+			;
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/*
+ * lag_messages: the messages on the broker past the committed positions, summed over the
+ * partitions.  The high watermarks come cached with every fetch response, so this never
+ * waits for the broker (rd_kafka_query_watermark_offsets would, for up to
+ * socket.timeout.ms while it is down); a partition not fetched yet does not count.
+ */
+static void
+refresh_lag(bool force)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		lag = 0;
+
+	if (!force && !TimestampDifferenceExceeds(ks.lag_refreshed, now, LAG_REFRESH_MS))
+		return;
+	ks.lag_refreshed = now;
+	for (int i = 0; i < ks.nparts; i++)
+	{
+		KafkaPartition *p = &ks.parts[i];
+		int64_t		low = RD_KAFKA_OFFSET_INVALID;
+		int64_t		high = RD_KAFKA_OFFSET_INVALID;
+
+		(void) rd_kafka_get_watermark_offsets(ks.rk, ks.topic, p->id, &low, &high);
+		if (high < 0)
+			continue;
+		lag += Max(0, high - (p->committed >= 0 ? p->committed : Max(low, 0)));
+	}
+	ks.status->lag_messages = lag;
+	ks.status->caught_up = lag == 0;
+}
+
+/*
+ * Partitions added to the topic while the worker runs: read them from their beginning
+ * (every message in them is newer than this source's first start).
+ */
+static void
+refresh_partitions(void)
+{
+	const struct rd_kafka_metadata *md;
+	int			known = ks.nparts;
+	KafkaPartition *parts;
+
+	if (!TimestampDifferenceExceeds(ks.partitions_refreshed, GetCurrentTimestamp(), PARTITION_REFRESH_MS))
+		return;
+	ks.partitions_refreshed = GetCurrentTimestamp();
+	if (ks.pending > 0 || rd_kafka_metadata(ks.rk, 0, ks.rkt, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	parts = MemoryContextAllocZero(TopMemoryContext,
+								   sizeof(KafkaPartition) * (ks.nparts + md->topics[0].partition_cnt));
+	memcpy(parts, ks.parts, sizeof(KafkaPartition) * ks.nparts);
+	for (int i = 0; md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && i < md->topics[0].partition_cnt; i++)
+	{
+		int32		id = md->topics[0].partitions[i].id;
+		bool		found = false;
+
+		for (int j = 0; j < ks.nparts && !found; j++)
+			found = parts[j].id == id;
+		if (found || !wanted_partition(id))
+			continue;
+		parts[ks.nparts].id = id;
+		parts[ks.nparts].next = parts[ks.nparts].committed = -1;
+		ks.nparts++;
+	}
+	rd_kafka_metadata_destroy(md);
+	pfree(ks.parts);
+	ks.parts = parts;
+	if (ks.nparts == known)
+		return;
+	elog(LOG, "c360 source \"%s\": topic \"%s\" has %d new partitions, read from their beginning",
+		 ks.src->name, ks.topic, ks.nparts - known);
+	assign(true);
+}
+
+/*
+ * Broker trouble that outlasts librdkafka's quick retries shows as state 'retrying' and
+ * in last_error.  It is over when messages come again, or when the broker answers a
+ * metadata request (a probe bounded by a short timeout, made only while in trouble).
+ */
+static void
+check_trouble(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	const struct rd_kafka_metadata *md;
+
+	if (ks.trouble_since == 0 && !ks.trouble_recorded)
+		return;
+	if (ks.trouble_since != 0 && TimestampDifferenceExceeds(ks.trouble_probed, now, LAG_REFRESH_MS))
+	{
+		ks.trouble_probed = now;
+		if (rd_kafka_metadata(ks.rk, 0, ks.rkt, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			if (md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+				ks.trouble_since = 0;
+			rd_kafka_metadata_destroy(md);
+		}
+	}
+	if (ks.trouble_since != 0 && !ks.trouble_recorded &&
+		TimestampDifferenceExceeds(ks.trouble_since, now, TROUBLE_REPORT_MS))
+	{
+		c360_source_record_error(ks.src->name, psprintf("Kafka: %s (retrying)", ks.trouble), false);
+		ks.trouble_recorded = true;
+		report("retrying");
+	}
+	else if (ks.trouble_since == 0 && ks.trouble_recorded)
+	{
+		c360_worker_begin("c360 source recovered");
+		c360_source_set_phase(ks.src, "streaming");
+		c360_worker_commit();
+		ks.trouble_recorded = false;
+		elog(LOG, "c360 source \"%s\": Kafka reachable again", ks.src->name);
+		report("streaming");
+	}
+}
+
+/* The state and the committed next offset of every partition ("0=123, 1=456"). */
+static void
+report(const char *state)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < ks.nparts; i++)
+	{
+		if (ks.parts[i].committed >= 0)
+			appendStringInfo(&buf, "%s%d=" INT64_FORMAT, buf.len ? ", " : "", ks.parts[i].id,
+							 ks.parts[i].committed);
+		else
+			appendStringInfo(&buf, "%s%d=start", buf.len ? ", " : "", ks.parts[i].id);
+	}
+	c360_worker_report(ks.status, state, ks.nparts > 0 ? buf.data : NULL);
+	pfree(buf.data);
+}
+
+static void
+error_context(void *arg)
+{
+	errcontext("Kafka source \"%s\", topic \"%s\"", ks.src->name, ks.topic);
+}
+
+/*
+ * librdkafka's client errors (a broker down, a refused connection) are transient: it
+ * retries them itself.  Remember the reason and since when; a fatal error ends the
+ * worker (never ereport here: this runs inside librdkafka's code).
+ */
+static void
+on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	strlcpy(ks.trouble, reason, sizeof(ks.trouble));
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		ks.fatal = true;
+	if (ks.trouble_since == 0)
+		ks.trouble_since = GetCurrentTimestamp();
+}
+
+/* librdkafka's log lines, in the server log with the source's name. */
+static void
+on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	if (level <= 4)				/* syslog warning and worse */
+		ereport(LOG, (errmsg_internal("c360 source \"%s\": Kafka %s: %s", ks.src->name, fac, buf)));
 }

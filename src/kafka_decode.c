@@ -1,0 +1,329 @@
+/*-------------------------------------------------------------------------
+ * kafka_decode.c
+ *	  A Kafka message as a change record.  The value is a JSON object whose fields
+ *	  are named like the input's columns (other fields are ignored).  A keyed input
+ *	  (all but behavioral_events) takes its key column from the message key, and a
+ *	  message with a null value, a tombstone, deletes that key.  What cannot become
+ *	  a change comes back as a reason for the dead letter; casting the values is
+ *	  left to the apply path, which dead-letters what does not cast.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "catalog/pg_type_d.h"
+#include "mb/pg_wchar.h"
+
+#include "kafka_decode.h"
+
+/* Epoch milliseconds of 0001-01-01 and 9999-12-31 23:59:59.999 UTC: what renders as a year. */
+#define MIN_EPOCH_MS	INT64CONST(-62135596800000)
+#define MAX_EPOCH_MS	INT64CONST(253402300799999)
+
+/* What a dead letter keeps of a message that is too big to keep whole. */
+#define OVERSIZE_KEEP	1024
+
+static bool fail(char **error, const char *fmt,...) pg_attribute_printf(2, 3);
+static bool tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out,
+					  char **error);
+static bool object_tuple(const C360Input *in, json_t *root, C360Tuple *t, char **error);
+static bool scalar_text(const C360Input *in, int col, json_t *v, char **text, char **error);
+static char *real_text(double d);
+static bool epoch_ms_text(const char *field, double ms, char **text, char **error);
+static bool key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error);
+static bool required_present(const C360Input *in, const C360Tuple *t, char **error);
+static bool valid_text(const char *s, size_t len);
+static const char *json_type_name(const json_t *v);
+
+/*
+ * Decode one message of the input's topic.  True with *out set, or false with *error
+ * set to the reason.  key may be NULL (no key), payload NULL (a tombstone).
+ */
+bool
+c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
+				  const char *payload, size_t len, size_t max_bytes,
+				  C360Change **out, char **error)
+{
+	const C360Input *in = &c360_inputs[input];
+	char	   *keytext = NULL;
+	json_error_t jerr;
+	json_t	   *root;
+	C360Tuple  *t;
+	bool		ok;
+
+	*out = NULL;
+	*error = NULL;
+	/* events are keyed by whatever the producer partitions by (often the customer) */
+	if (input != C360_BEHAVIORAL_EVENTS && key != NULL)
+	{
+		if (!valid_text(key, keylen))
+			return fail(error, "the message key is not valid UTF-8 text");
+		keytext = pnstrdup(key, keylen);
+	}
+	if (payload == NULL)
+		return tombstone(in, input, keytext, out, error);
+	if (len > max_bytes)
+		return fail(error, "the message value has %zu bytes, more than the %zu allowed (option max_message_bytes)",
+					len, max_bytes);
+
+	root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+		return fail(error, "bad JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+	if (!json_is_object(root))
+	{
+		ok = fail(error, "the message value is a JSON %s, not an object", json_type_name(root));
+		json_decref(root);
+		return ok;
+	}
+	t = palloc0(sizeof(C360Tuple));
+	ok = object_tuple(in, root, t, error);
+	json_decref(root);
+	if (!ok || !key_from_message(in, t, keytext, error) || !required_present(in, t, error))
+		return false;
+
+	/* an insert of a keyed input's existing key is an upsert in the apply path */
+	*out = palloc0(sizeof(C360Change));
+	(*out)->input = input;
+	(*out)->op = C360_INSERT;
+	(*out)->new = t;
+	return true;
+}
+
+/*
+ * The value as a dead letter keeps it: the text itself when it is valid UTF-8, else its
+ * bytes in hex (\x...); of a message over max_bytes only the first bytes.  NULL for a
+ * tombstone.
+ */
+char *
+c360_kafka_payload_text(const char *payload, size_t len, size_t max_bytes)
+{
+	size_t		n = len > max_bytes ? Min(len, OVERSIZE_KEEP) : len;
+	const char *more;
+	int			valid;
+	char	   *hex;
+
+	if (payload == NULL)
+		return NULL;
+	more = n < len ? psprintf("... (%zu bytes in all)", len) : "";
+	valid = pg_encoding_verifymbstr(PG_UTF8, payload, (int) n);
+	/* a cut through the last character is not a bad byte */
+	if ((size_t) valid == n || (n < len && n - valid < 4 && memchr(payload, '\0', n) == NULL))
+		return psprintf("%.*s%s", valid, payload, more);
+
+	hex = palloc(2 * n + 1);
+	for (size_t i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", (unsigned char) payload[i]);
+	return psprintf("\\x%s%s", hex, more);
+}
+
+static bool
+fail(char **error, const char *fmt,...)
+{
+	va_list		ap;
+	char		buf[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	*error = pstrdup(buf);
+	return false;
+}
+
+/* A null value deletes the key it was sent with. */
+static bool
+tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out, char **error)
+{
+	C360Tuple  *t;
+
+	if (input == C360_BEHAVIORAL_EVENTS)
+		return fail(error, "a message with a null value (a tombstone) cannot delete from input "
+					"\"%s\", which is append-only", in->name);
+	if (key == NULL)
+		return fail(error, "a message with a null value (a tombstone) needs a key: the %s to delete",
+					in->cols[in->key_col].name);
+	t = palloc0(sizeof(C360Tuple));
+	t->present[in->key_col] = true;
+	t->values[in->key_col] = key;
+	*out = palloc0(sizeof(C360Change));
+	(*out)->input = input;
+	(*out)->op = C360_DELETE;
+	(*out)->old = t;
+	return true;
+}
+
+/* The object's fields that name columns of the input, as text. */
+static bool
+object_tuple(const C360Input *in, json_t *root, C360Tuple *t, char **error)
+{
+	const char *field;
+	json_t	   *v;
+
+	json_object_foreach(root, field, v)
+	{
+		int			col = c360_column_by_name(in, field);
+
+		if (col < 0)
+			continue;
+		t->present[col] = true;
+		if (!scalar_text(in, col, v, &t->values[col], error))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A JSON scalar as the text the column's input function reads; a number in a timestamp
+ * column is epoch milliseconds.  Objects and arrays are refused.
+ */
+static bool
+scalar_text(const C360Input *in, int col, json_t *v, char **text, char **error)
+{
+	const char *field = in->cols[col].name;
+	bool		is_time = in->cols[col].type == TIMESTAMPTZOID;
+
+	*text = NULL;
+	switch (json_typeof(v))
+	{
+		case JSON_NULL:
+			return true;
+		case JSON_STRING:
+			*text = pnstrdup(json_string_value(v), json_string_length(v));
+			return true;
+		case JSON_INTEGER:
+			if (is_time)
+				return epoch_ms_text(field, (double) json_integer_value(v), text, error);
+			*text = psprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+			return true;
+		case JSON_REAL:
+			if (is_time)
+				return epoch_ms_text(field, json_real_value(v), text, error);
+			*text = real_text(json_real_value(v));
+			return true;
+		case JSON_TRUE:
+		case JSON_FALSE:
+			*text = pstrdup(json_is_true(v) ? "true" : "false");
+			return true;
+		default:
+			return fail(error, "field \"%s\" is a JSON %s; input \"%s\" needs a string, number, "
+						"boolean or null there", field, json_type_name(v), in->name);
+	}
+}
+
+/* The shortest rendering that reads back as the same double, as float8out does. */
+static char *
+real_text(double d)
+{
+	char		buf[64];
+
+	for (int prec = 15; prec <= 17; prec++)
+	{
+		snprintf(buf, sizeof(buf), "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	return pstrdup(buf);
+}
+
+/*
+ * Epoch milliseconds as a UTC timestamp text.  Doubles hold every millisecond of years
+ * 1 to 9999 exactly, so integers lose nothing on the way through.
+ */
+static bool
+epoch_ms_text(const char *field, double ms, char **text, char **error)
+{
+	int64		us;
+	int64		secs;
+	int			frac;
+	time_t		tt;
+	struct tm	tm;
+
+	if (!isfinite(ms) || ms < (double) MIN_EPOCH_MS || ms > (double) MAX_EPOCH_MS)
+		return fail(error, "field \"%s\" is %g, out of range for epoch milliseconds (years 1 to 9999)",
+					field, ms);
+	us = (int64) llround(ms * 1000.0);
+	secs = us / 1000000;
+	frac = (int) (us % 1000000);
+	if (frac < 0)
+	{
+		frac += 1000000;
+		secs--;
+	}
+	tt = (time_t) secs;
+	if (gmtime_r(&tt, &tm) == NULL)
+		return fail(error, "field \"%s\" is %g, out of range for epoch milliseconds", field, ms);
+	*text = psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+					 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	return true;
+}
+
+/*
+ * A keyed input's key column comes from the message key; a value that names the key
+ * too must name the same one, or the message is ambiguous.
+ */
+static bool
+key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error)
+{
+	int			kc = in->key_col;
+
+	if (key == NULL)
+		return true;
+	if (t->present[kc] && t->values[kc] != NULL)
+	{
+		if (strcmp(t->values[kc], key) != 0)
+			return fail(error, "field \"%s\" is \"%.100s\" but the message key is \"%.100s\"",
+						in->cols[kc].name, t->values[kc], key);
+		return true;
+	}
+	t->present[kc] = true;
+	t->values[kc] = key;
+	return true;
+}
+
+static bool
+required_present(const C360Input *in, const C360Tuple *t, char **error)
+{
+	for (int c = 0; c < in->ncols; c++)
+	{
+		if (!in->cols[c].required)
+			continue;
+		if (!t->present[c])
+			return fail(error, "required field \"%s\" is missing", in->cols[c].name);
+		if (t->values[c] == NULL)
+			return fail(error, "required field \"%s\" is null", in->cols[c].name);
+	}
+	return true;
+}
+
+/* UTF-8 without NUL bytes: what a text parameter can carry. */
+static bool
+valid_text(const char *s, size_t len)
+{
+	return len < PG_INT32_MAX && pg_encoding_verifymbstr(PG_UTF8, s, (int) len) == (int) len;
+}
+
+static const char *
+json_type_name(const json_t *v)
+{
+	switch (json_typeof(v))
+	{
+		case JSON_OBJECT:
+			return "object";
+		case JSON_ARRAY:
+			return "array";
+		case JSON_STRING:
+			return "string";
+		case JSON_INTEGER:
+		case JSON_REAL:
+			return "number";
+		case JSON_TRUE:
+		case JSON_FALSE:
+			return "boolean";
+		case JSON_NULL:
+			return "null";
+	}
+	return "value";
+}

@@ -1,0 +1,199 @@
+/*
+ * test/kafka_decode_test.c: the Kafka message decoder (src/kafka_decode.c) without a
+ * server.  Built and run by test/t_kafka_source.sh as a frontend program:
+ *
+ *   gcc -DFRONTEND -ffunction-sections -fdata-sections -Isrc -I$(pg_config --includedir-server) \
+ *       test/kafka_decode_test.c src/kafka_decode.c src/change.c \
+ *       -L$(pg_config --pkglibdir) -lpgcommon -lpgport -ljansson -lm -Wl,--gc-sections
+ *
+ * (--gc-sections drops the parts of change.c that need the backend; the input catalog and
+ * the column lookup it keeps are plain C.)  Exit 0 = every case passed.
+ */
+#include "postgres.h"
+
+#include "kafka_decode.h"
+
+#define MAXB C360_KAFKA_MAX_MESSAGE_BYTES
+#define STRLEN ((size_t) -1)		/* bad(): the payload's strlen */
+
+static int	failures = 0;
+
+static void
+check(bool cond, const char *what, const char *detail)
+{
+	if (!cond)
+	{
+		failures++;
+		printf("FAIL: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+	}
+}
+
+/* Decode and expect a change; returns it. */
+static C360Change *
+ok(C360InputId input, const char *key, const char *payload)
+{
+	C360Change *ch;
+	char	   *error;
+	bool		good = c360_kafka_decode(input, key, key ? strlen(key) : 0, payload,
+										 payload ? strlen(payload) : 0, MAXB, &ch, &error);
+
+	check(good, payload ? payload : "(tombstone)", good ? NULL : error);
+	return good ? ch : NULL;
+}
+
+/* Decode and expect a dead letter whose reason contains want. */
+static void
+bad(C360InputId input, const char *key, const char *payload, size_t len, size_t max, const char *want)
+{
+	C360Change *ch;
+	char	   *error;
+	bool		good;
+
+	if (len == STRLEN)
+		len = payload ? strlen(payload) : 0;
+	good = c360_kafka_decode(input, key, key ? strlen(key) : 0, payload, len, max, &ch, &error);
+
+	check(!good, psprintf("expected a dead letter for %.80s", payload ? payload : "(tombstone)"), NULL);
+	if (!good)
+		check(strstr(error, want) != NULL, psprintf("reason for %.60s", payload ? payload : "(null)"),
+			  psprintf("got \"%s\", want \"%s\"", error, want));
+}
+
+static void
+value_is(C360Change *ch, const char *col, const char *want)
+{
+	const C360Input *in;
+	int			c;
+	C360Tuple  *t;
+
+	if (ch == NULL)
+		return;
+	in = &c360_inputs[ch->input];
+	c = c360_column_by_name(in, col);
+	t = ch->new ? ch->new : ch->old;
+	if (want == NULL)
+		check(t->present[c] && t->values[c] == NULL, psprintf("%s is null", col), NULL);
+	else
+		check(t->present[c] && t->values[c] != NULL && strcmp(t->values[c], want) == 0,
+			  psprintf("%s", col), psprintf("got \"%s\", want \"%s\"",
+										   t->present[c] ? (t->values[c] ? t->values[c] : "NULL") : "(absent)", want));
+}
+
+static void
+events(void)
+{
+	C360InputId E = C360_BEHAVIORAL_EVENTS;
+	C360Change *ch;
+	char	   *big;
+
+	ch = ok(E, "c1", "{\"event_id\": \"e1\", \"customer_id\": \"c1\", \"event_type\": \"page_view\", "
+			"\"event_time\": \"2024-05-01T10:00:00Z\", \"unknown\": {\"nested\": [1, 2]}}");
+	check(ch && ch->op == C360_INSERT && ch->new && ch->old == NULL, "event is an insert", NULL);
+	value_is(ch, "event_id", "e1");
+	value_is(ch, "event_time", "2024-05-01T10:00:00Z");
+	check(ch && !ch->new->present[c360_column_by_name(&c360_inputs[E], "session_id")], "absent session_id", NULL);
+
+	/* epoch milliseconds, integer and real, before and after 1970 */
+	value_is(ok(E, NULL, "{\"event_id\": 1, \"customer_id\": 2, \"event_time\": 1700000000123}"),
+			 "event_time", "2023-11-14 22:13:20.123000+00");
+	value_is(ok(E, NULL, "{\"event_id\": 1, \"customer_id\": 2, \"event_time\": 0}"),
+			 "event_time", "1970-01-01 00:00:00.000000+00");
+	value_is(ok(E, NULL, "{\"event_id\": 1, \"customer_id\": 2, \"event_time\": -1}"),
+			 "event_time", "1969-12-31 23:59:59.999000+00");
+	value_is(ok(E, NULL, "{\"event_id\": 1, \"customer_id\": 2, \"event_time\": 1700000000123.5}"),
+			 "event_time", "2023-11-14 22:13:20.123500+00");
+
+	/* numbers and booleans into text columns */
+	ch = ok(E, NULL, "{\"event_id\": 12345678901234, \"customer_id\": \"c\", \"event_time\": 1, "
+			"\"product_id\": 0.1, \"category_id\": true, \"session_id\": null}");
+	value_is(ch, "event_id", "12345678901234");
+	value_is(ch, "product_id", "0.1");
+	value_is(ch, "category_id", "true");
+	value_is(ch, "session_id", NULL);
+
+	/* the dead letters */
+	bad(E, NULL, "{\"customer_id\": \"c1\", \"event_time\": 1}", STRLEN, MAXB, "\"event_id\" is missing");
+	bad(E, NULL, "{\"event_id\": \"e\", \"event_time\": 1}", STRLEN, MAXB, "\"customer_id\" is missing");
+	bad(E, NULL, "{\"event_id\": \"e\", \"customer_id\": null, \"event_time\": 1}", STRLEN, MAXB,
+		"\"customer_id\" is null");
+	bad(E, NULL, "{\"event_id\": \"e\", \"customer_id\": \"c\"}", STRLEN, MAXB, "\"event_time\" is missing");
+	bad(E, NULL, "{\"event_id\": \"e\", \"customer_id\": {\"id\": 1}, \"event_time\": 1}", STRLEN, MAXB,
+		"\"customer_id\" is a JSON object");
+	bad(E, NULL, "{\"event_id\": [1], \"customer_id\": \"c\", \"event_time\": 1}", STRLEN, MAXB,
+		"\"event_id\" is a JSON array");
+	bad(E, NULL, "{\"event_id\": \"e\", \"customer_id\": \"c\", \"event_time\": 1e300}", STRLEN, MAXB,
+		"out of range");
+	bad(E, NULL, "{\"event_id\": \"e\",", STRLEN, MAXB, "bad JSON");
+	bad(E, NULL, "", 0, MAXB, "bad JSON");
+	bad(E, NULL, "not json at all", STRLEN, MAXB, "bad JSON");
+	bad(E, NULL, "[1, 2]", STRLEN, MAXB, "a JSON array, not an object");
+	bad(E, NULL, "\"text\"", STRLEN, MAXB, "bad JSON");
+	bad(E, NULL, "{\"event_id\": \"a\", \"event_id\": \"b\"}", STRLEN, MAXB, "duplicate");
+	bad(E, NULL, "{\"event_id\": \"a\\u0000b\"}", STRLEN, MAXB, "bad JSON");
+	bad(E, NULL, "{\"event_id\": \"\xff\xfe\"}", STRLEN, MAXB, "bad JSON");
+	bad(E, NULL, "{\"event_id\": 123456789012345678901234567890}", STRLEN, MAXB, "bad JSON");
+	bad(E, "c1", NULL, 0, MAXB, "append-only");
+	big = psprintf("{\"event_id\": \"e\", \"customer_id\": \"c\", \"event_time\": 1, \"pad\": \"%0*d\"}", 200, 0);
+	bad(E, NULL, big, strlen(big), 100, "more than the 100 allowed");
+}
+
+static void
+identities(void)
+{
+	C360InputId I = C360_IDENTITY_GRAPH;
+	C360Change *ch;
+
+	/* the key is the identity_id */
+	ch = ok(I, "id-1", "{\"customer_id\": \"c1\", \"identity_type\": \"cookie\", \"identity_value\": \"ck-1\", "
+			"\"created_at\": 1700000000000}");
+	check(ch && ch->op == C360_INSERT, "link is an insert (upsert)", NULL);
+	value_is(ch, "identity_id", "id-1");
+	value_is(ch, "created_at", "2023-11-14 22:13:20.000000+00");
+	value_is(ok(I, "id-1", "{\"identity_id\": \"id-1\", \"customer_id\": \"c1\", \"identity_value\": \"v\"}"),
+			 "identity_id", "id-1");
+	value_is(ok(I, NULL, "{\"identity_id\": \"id-2\", \"customer_id\": \"c1\", \"identity_value\": \"v\"}"),
+			 "identity_id", "id-2");
+
+	/* a tombstone deletes the key */
+	ch = ok(I, "id-1", NULL);
+	check(ch && ch->op == C360_DELETE && ch->old && ch->new == NULL, "tombstone is a delete", NULL);
+	value_is(ch, "identity_id", "id-1");
+
+	bad(I, NULL, NULL, 0, MAXB, "needs a key");
+	bad(I, "id-1", "{\"identity_id\": \"id-9\", \"customer_id\": \"c1\", \"identity_value\": \"v\"}", STRLEN, MAXB,
+		"but the message key is");
+	bad(I, "id-1", "{\"customer_id\": \"c1\"}", STRLEN, MAXB, "\"identity_value\" is missing");
+	bad(I, NULL, "{\"customer_id\": \"c1\", \"identity_value\": \"v\"}", STRLEN, MAXB, "\"identity_id\" is missing");
+	bad(I, "\xff", "{}", STRLEN, MAXB, "key is not valid UTF-8");
+}
+
+static void
+payload_text(void)
+{
+	char	   *t;
+
+	check(c360_kafka_payload_text(NULL, 0, MAXB) == NULL, "tombstone payload is NULL", NULL);
+	t = c360_kafka_payload_text("{\"a\": \"\xc3\xa9\"}", 11, MAXB);
+	check(strcmp(t, "{\"a\": \"\xc3\xa9\"}") == 0, "UTF-8 payload kept as text", t);
+	t = c360_kafka_payload_text("a\xff" "b", 3, MAXB);
+	check(strcmp(t, "\\x61ff62") == 0, "invalid UTF-8 kept as hex", t);
+	t = c360_kafka_payload_text("a\0b", 3, MAXB);
+	check(strcmp(t, "\\x610062") == 0, "NUL byte kept as hex", t);
+	t = c360_kafka_payload_text(psprintf("%05000d", 7), 5000, 100);
+	check(strlen(t) < 1100 && strstr(t, "(5000 bytes in all)") != NULL, "oversized payload cut", t);
+}
+
+int
+main(void)
+{
+	events();
+	identities();
+	payload_text();
+	if (failures > 0)
+	{
+		printf("%d decoder checks failed\n", failures);
+		return 1;
+	}
+	printf("ok - kafka_decode_test\n");
+	return 0;
+}
