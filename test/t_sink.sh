@@ -8,9 +8,9 @@
 #   2. 10,000 customers flapping in and out through random changes (two writers at once)
 #      and ticks: membership always equals the predicate query; the topic replays exactly
 #      the sink's snapshot then the outbox sequence, no gap and no repeat.
-#   3. kill -9 of a sink worker mid-publish, then the broker down for 10 s while changes go
-#      on (last_error says why, and clears): no change missing, every seq present, order
-#      kept; repeats only as a replay after the kill.
+#   3. The broker down for 10 s while changes go on (last_error says why, and clears),
+#      then kill -9 of a sink worker mid-publish: no change missing, every seq present,
+#      order kept; repeats only as a replay after the kill.
 # Run: PGHOST=... PGPORT=... PGUSER=... bash test/t_sink.sh   (exit 0 = pass)
 set -euo pipefail
 
@@ -22,6 +22,10 @@ BROKER=$ROOT/test/kafka_broker
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_sink.XXXXXX")
 BROKER_PID=
 CUSTOMERS=10000
+# Sink names are unique per run: c360.drop_sink keeps the launcher off a dropped sink's name
+# for a minute, so a second run right after this one would wait for its sinks to start.
+RUN=$(($$ % 100000))
+VIP=vip_sink_$RUN FLAP=flap_sink_$RUN CRASH=crash_sink_$RUN
 ROUNDS=${T_SINK_ROUNDS:-20}
 
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
@@ -146,9 +150,9 @@ SELECT c360.apply_changes($$[
 SELECT c360.create_segment('vip_at_risk',
        $$loyalty_tier IN ('gold', 'platinum') AND lifecycle_stage IN ('at_risk', 'lapsing')$$);
 SQL
-q -c "SELECT t_sink.create_sink('vip_sink', 'vip_at_risk',
+q -c "SELECT t_sink.create_sink('$VIP', 'vip_at_risk',
         jsonb_build_object('bootstrap.servers', '$BOOTSTRAP', 'topic', 'vip_out'))" >/dev/null
-poll 30 "sink vip_sink to start" sink_running vip_sink
+poll 30 "sink $VIP to start" sink_running $VIP
 [ "$(q -c "SELECT lifecycle_stage FROM c360.customer_360 WHERE customer_id = 'art1'")" = active ] ||
     die "art1 is not active at 2030-05-01"
 # 2030-06-01: the last order is 60 days old, at_risk.  psql shows the NOTIFY of the session.
@@ -163,13 +167,13 @@ SELECT c360.apply_change('orders', 'insert', NULL,
 SQL
 [ "$(q -c "SELECT lifecycle_stage FROM c360.customer_360 WHERE customer_id = 'art1'")" = active ] ||
     die "art1 is not active after the new order"
-poll 30 "sink vip_sink to publish the enter and the exit" sink_caught_up vip_sink
-check_topic vip_sink vip_out exact
+poll 30 "sink $VIP to publish the enter and the exit" sink_caught_up $VIP
+check_topic $VIP vip_out exact
 got=$(q -c "SELECT string_agg(v::jsonb->>'customer_id' || ':' || (v::jsonb->>'change'), ' ' ORDER BY n) FROM t_sink.topic")
 [ "$got" = "art1:enter art1:exit" ] || die "topic vip_out holds '$got', expected 'art1:enter art1:exit'"
 echo "  vip_out: $got"
 check_verify "after the article"
-q -c "SELECT c360.drop_sink('vip_sink')" -c "SELECT c360.drop_segment('vip_at_risk')" >/dev/null
+q -c "SELECT c360.drop_sink('$VIP')" -c "SELECT c360.drop_segment('vip_at_risk')" >/dev/null
 
 # --- 2. 10,000 customers flapping -------------------------------------------------------------
 echo "2. $CUSTOMERS customers flapping through $ROUNDS rounds of random changes and ticks"
@@ -200,9 +204,9 @@ SELECT c360.apply_changes(jsonb_agg(ch)) FROM (
     FROM gen, generate_series(1, orders) k) s GROUP BY b ORDER BY b;
 SQL
 check_membership flappers "after the load"
-members=$(q -c "SELECT t_sink.create_sink('flap_sink', 'flappers',
+members=$(q -c "SELECT t_sink.create_sink('$FLAP', 'flappers',
                   jsonb_build_object('bootstrap.servers', '$BOOTSTRAP', 'topic', 'flap_out'))")
-echo "  flap_sink created with $members members in its snapshot"
+echo "  $FLAP created with $members members in its snapshot"
 
 # One writer's random batch: tier changes, new orders (recent ones make a customer active),
 # order deletes, customer deletes (an update of a missing customer brings it back).
@@ -252,23 +256,30 @@ check_verify "after $ROUNDS rounds"
 changes=$(q -c "SELECT string_agg(change || ' ' || n, ', ' ORDER BY change)
                 FROM (SELECT change, count(*) n FROM t_sink.outbox WHERE segment = 'flappers' GROUP BY change) c")
 echo "  outbox of flappers: $changes; $(q -c "SELECT count(*) FROM c360.segment_members WHERE segment = 'flappers'") members now"
-poll 120 "sink flap_sink to catch up" sink_caught_up flap_sink
-check_topic flap_sink flap_out exact
+poll 120 "sink $FLAP to catch up" sink_caught_up $FLAP
+check_topic $FLAP flap_out exact
 flap_checked=$(q -c "SELECT count(*) FROM t_sink.topic")
 echo "  flap_out replays the snapshot and the outbox exactly: $flap_checked messages"
 left=$(q -c "SELECT count(*) FROM c360.segment_changes WHERE segment = 'flappers'")
 [ "$left" = 0 ] || die "$left outbox rows of flappers are left though its only sink passed them"
 
-# --- 3. kill -9 mid-publish, broker down for 10 s -------------------------------------------
-echo "3. kill -9 of a sink worker mid-publish, then the broker down for 10 s"
+# --- 3. broker down for 10 s, kill -9 mid-publish -------------------------------------------
+echo "3. the broker down for 10 s, then kill -9 of a sink worker mid-publish"
 # linger.ms (a properties.* option, passed to librdkafka) holds each batch of messages back
-# for a second before sending it, so that the kill lands mid-publish.
-q -c "SELECT t_sink.create_sink('crash_sink', 'flappers',
+# for a second before sending it: the backlog built while the broker is down takes seconds
+# to publish, and the kill lands mid-publish.
+q -c "SELECT t_sink.create_sink('$CRASH', 'flappers',
         jsonb_build_object('bootstrap.servers', '$BOOTSTRAP', 'topic', 'crash_out',
                            'properties.linger.ms', '1000'))" >/dev/null
-poll 30 "sink crash_sink to start" sink_running crash_sink
-# Thousands of enters, exits and updates at once: half a year passes, then every
-# customer's tier moves up one (platinum wraps round to bronze).
+poll 30 "sink $CRASH to start" sink_running $CRASH
+poll 60 "sink $CRASH to publish its snapshot" sink_caught_up $CRASH
+
+kill -USR1 "$BROKER_PID"
+down_at=$(date +%s)
+echo "  broker down"
+before=$(q -c "SELECT position FROM c360.sink_status WHERE name = '$CRASH'")
+# Thousands of enters, exits and updates: half a year passes, then every customer's tier
+# moves up one (platinum wraps round to bronze), then two more rounds.
 q -c "SELECT c360.tick(c360.as_of() + interval '180 days')" >/dev/null
 q <<'SQL' >/dev/null
 SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'update',
@@ -280,36 +291,33 @@ FROM (SELECT customer_id, loyalty_tier, ntile(10) OVER (ORDER BY customer_id) AS
 GROUP BY b ORDER BY b;
 SQL
 round $((ROUNDS + 1))
-start_pos=$(q -c "SELECT seq FROM t_sink.snapshot WHERE sink = 'crash_sink' AND customer_id IS NULL")
-moved() { [ "$(q -c "SELECT position > $start_pos AND backlog >= 1000 FROM c360.sink_status WHERE name = 'crash_sink'")" = t ]; }
-poll 60 "crash_sink to be publishing its outbox" moved
-victim=$(sink_pid crash_sink)
-backlog=$(q -c "SELECT backlog FROM c360.sink_status WHERE name = 'crash_sink'")
-kill -9 "$victim"
-echo "  killed crash_sink (pid $victim) with a backlog of $backlog"
-poll 60 "the server back after kill -9" server_up
-poll 60 "a new crash_sink worker" sink_replaced crash_sink "$victim"
+poll 30 "$CRASH to record the broker error" sink_has_error $CRASH
+echo "  $CRASH: $(q -c "SELECT state || ', backlog ' || backlog || ', last_error: ' || last_error
+                      FROM c360.sink_status WHERE name = '$CRASH'")"
 round $((ROUNDS + 2))
-
-kill -USR1 "$BROKER_PID"
-down_at=$(date +%s)
-echo "  broker down"
-round $((ROUNDS + 3))
-poll 30 "crash_sink to record the broker error" sink_has_error crash_sink
-echo "  crash_sink last_error: $(q -c "SELECT last_error FROM c360.sink_status WHERE name = 'crash_sink'")"
-round $((ROUNDS + 4))
 sleep $((10 - ($(date +%s) - down_at) > 0 ? 10 - ($(date +%s) - down_at) : 0))
 kill -USR2 "$BROKER_PID"
 echo "  broker up after $(($(date +%s) - down_at)) s"
-round $((ROUNDS + 5))
-poll 180 "sink crash_sink to catch up" sink_caught_up crash_sink
-poll 60 "sink flap_sink to catch up" sink_caught_up flap_sink
+
+moved() {
+    [ "$(q -c "SELECT position > $before AND backlog >= 500 FROM c360.sink_status WHERE name = '$CRASH'")" = t ]
+}
+poll 60 "$CRASH to be publishing its backlog" moved
+victim=$(sink_pid $CRASH)
+backlog=$(q -c "SELECT backlog FROM c360.sink_status WHERE name = '$CRASH'")
+kill -9 "$victim"
+echo "  killed $CRASH (pid $victim) with a backlog of $backlog"
+poll 60 "the server back after kill -9" server_up
+poll 60 "a new $CRASH worker" sink_replaced $CRASH "$victim"
+round $((ROUNDS + 3))
+poll 180 "sink $CRASH to catch up" sink_caught_up $CRASH
+poll 60 "sink $FLAP to catch up" sink_caught_up $FLAP
 check_verify "after the crash"
-check_topic crash_sink crash_out replay
-echo "  crash_out: $(q -c "SELECT count(*) FROM t_sink.topic") messages for $(q -c "SELECT count(*) FROM t_sink.expected('crash_sink')") changes, every seq present, in order"
-# flap_sink was restarted by the crash too: still nothing missing, order kept.  (Read from
+check_topic $CRASH crash_out replay
+echo "  crash_out: $(q -c "SELECT count(*) FROM t_sink.topic") messages for $(q -c "SELECT count(*) FROM t_sink.expected('$CRASH')") changes, every seq present, in order"
+# The flap sink was restarted by the crash too: still nothing missing, order kept.  (Read from
 # where part 2 stopped: the test broker keeps about 5 MB per partition.)
-check_topic flap_sink flap_out replay "$flap_checked"
-echo "  flap_out: $(q -c "SELECT count(*) FROM t_sink.topic") more messages for $(($(q -c "SELECT count(*) FROM t_sink.expected('flap_sink')") - flap_checked)) more changes, every seq present, in order"
+check_topic $FLAP flap_out replay "$flap_checked"
+echo "  flap_out: $(q -c "SELECT count(*) FROM t_sink.topic") more messages for $(($(q -c "SELECT count(*) FROM t_sink.expected('$FLAP')") - flap_checked)) more changes, every seq present, in order"
 
 echo "ok - t_sink ($(($(date +%s) - start)) s)"
