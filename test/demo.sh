@@ -2,6 +2,8 @@
 # test/demo.sh: what `make demo` runs.  Builds and installs customer360, starts a throwaway
 # server, streams a small generated shop through c360.apply_changes, shows profiles and the
 # article's example queries, then streams more changes and moves the clock to show them change.
+# The article's three queries are also segments, maintained as the profile changes; one of
+# them is published by a Kafka sink to a throwaway test broker, whose messages are printed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,8 +29,13 @@ elif ! cmp -s customer360.so "$("$PG_CONFIG" --pkglibdir)/customer360.so"; then
 fi
 
 DIR=$(mktemp -d /tmp/c360-demo.XXXXXX)
+BROKER_PID=
 cleanup() {
     local rc=$?
+    if [ -n "$BROKER_PID" ]; then
+        kill -TERM "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
     pg_stop "$DIR"
     if [ "$rc" -ne 0 ]; then tail -n 30 "$DIR/server.log" 2>/dev/null || true; fi
     rm -rf "$DIR"
@@ -219,6 +226,65 @@ GROUP BY lifecycle_stage
 ORDER BY array_position(ARRAY['active','at_risk','lapsing','churned','prospect'], lifecycle_stage);
 SQL
 
+heading "Segments: the article's queries as segments, kept up to date by the maintainer"
+sql -At <<'SQL' | sed 's/^/  /'
+SELECT format('%-20s %3s members  %s', 'vip_at_risk', c360.create_segment('vip_at_risk',
+    $$loyalty_tier IN ('gold', 'platinum') AND lifecycle_stage IN ('at_risk', 'lapsing')$$),
+    'gold/platinum customers who are at_risk or lapsing');
+SELECT format('%-20s %3s members  %s', 'high_intent', c360.create_segment('high_intent',
+    $$product_views_last_30d >= 5 AND sessions_last_30d >= 2 AND lifecycle_stage <> 'active'$$),
+    'browsing a lot, not buying lately');
+SELECT format('%-20s %3s members  %s', 'support_escalation', c360.create_segment('support_escalation',
+    'has_open_support_issue AND lifetime_value > 1000',
+    ARRAY['customer_id', 'email', 'lifetime_value', 'open_support_tickets', 'last_ticket_at']),
+    'high-value customers with an open support issue');
+SQL
+
+# A throwaway Kafka broker (librdkafka's mock cluster) and a sink publishing vip_at_risk to it.
+make -s test/kafka_broker >/dev/null
+test/kafka_broker --topic vip_at_risk:1 --bootstrap-file "$DIR/bootstrap" >/dev/null 2>"$DIR/broker.log" &
+BROKER_PID=$!
+for _ in $(seq 100); do [ -s "$DIR/bootstrap" ] && break; sleep 0.1; done
+[ -s "$DIR/bootstrap" ] || { echo "the test Kafka broker did not start" >&2; exit 1; }
+BOOTSTRAP=$(cat "$DIR/bootstrap")
+sql -At -c "SELECT c360.create_sink('vip_to_kafka', 'vip_at_risk', 'kafka',
+                jsonb_build_object('bootstrap.servers', '$BOOTSTRAP', 'topic', 'vip_at_risk'))" >/dev/null
+echo
+echo "sink vip_to_kafka publishes vip_at_risk to topic vip_at_risk on the test broker at $BOOTSTRAP"
+
+# Wait (at most 30 s) until the sink has published everything, then print the messages the
+# topic got since the last call: seq, change, customer and profile, one line each (the first
+# MAX of them, then a count).
+TOPIC_SEEN=0
+show_topic() {
+    local max=${1:-1000000}
+    local msgs
+    for _ in $(seq 150); do
+        [ "$(val -c "SELECT backlog = 0 AND state = 'streaming' FROM c360.sink_status WHERE name = 'vip_to_kafka'")" = t ] && break
+        sleep 0.2
+    done
+    msgs=$(timeout 30 kcat -C -b "$BOOTSTRAP" -t vip_at_risk -o "$TOPIC_SEEN" -e -q -f '%s\n')
+    [ -n "$msgs" ] || { echo "  (no new messages)"; return; }
+    TOPIC_SEEN=$((TOPIC_SEEN + $(printf '%s\n' "$msgs" | wc -l)))
+    printf '%s\n' "$msgs" | python3 -c '
+import collections, json, sys
+shown, changes = int(sys.argv[1]), collections.Counter()
+for n, line in enumerate(sys.stdin):
+    m = json.loads(line)
+    p = m["profile"]
+    changes[m["change"]] += 1
+    if n < shown:
+        print("  seq %5s  %-6s %s  %-8s %-8s %s" % (m["seq"], m["change"], m["customer_id"],
+              p.get("loyalty_tier"), p.get("lifecycle_stage"), p.get("email")))
+if n >= shown:
+    print("  ... %d messages: %s" % (n + 1, ", ".join("%d %s" % (changes[c], c)
+                                                  for c in ("enter", "exit", "update"))))' "$max"
+}
+echo "-- the topic after the sink started: one enter per member (seq = the sink's starting position)"
+show_topic 5
+echo "-- one message as published (key = customer_id, header seq):"
+timeout 30 kcat -C -b "$BOOTSTRAP" -t vip_at_risk -o 0 -c 1 -e -q -f '  key %k, headers %h\n  %s\n'
+
 # The VIP with the highest lifetime value among the at-risk ones: the streaming example.
 VIP=$(val -c "SELECT customer_id FROM c360.customer_360
               WHERE loyalty_tier IN ('gold','platinum') AND lifecycle_stage IN ('at_risk','lapsing')
@@ -246,6 +312,8 @@ sql -At -c "SELECT c360.apply_change('orders', 'insert', NULL, jsonb_build_objec
                'created_at', c360.as_of(), 'updated_at', c360.as_of()))" >/dev/null
 echo "-- after apply_change('orders', 'insert', ...):"
 show_vip
+echo "-- now active, $VIP left vip_at_risk; the sink published:"
+show_topic
 
 heading "Streaming changes: $VIP opens a support ticket, browses as a linked cookie, then the ticket is resolved"
 sql -At <<SQL >/dev/null
@@ -307,6 +375,25 @@ FROM stage_history GROUP BY step, label ORDER BY step;
 SQL
 echo "-- $VIP at the end:"
 show_vip
+
+heading "Segments after the clock moved: the outbox and the sink"
+sql <<'SQL'
+SELECT s.name AS segment,
+       (SELECT count(*) FROM c360.segment_members m WHERE m.segment = s.name) AS members,
+       CASE WHEN k.name IS NOT NULL
+            THEN format('pruned: sink %s has published it', k.name)
+            ELSE format('%s enter, %s exit, %s update',
+                        count(c.*) FILTER (WHERE c.change = 'enter'),
+                        count(c.*) FILTER (WHERE c.change = 'exit'),
+                        count(c.*) FILTER (WHERE c.change = 'update')) END AS "outbox (c360.segment_changes)"
+FROM c360.segments s LEFT JOIN c360.sinks k ON k.segment = s.name
+LEFT JOIN c360.segment_changes c ON c.segment = s.name
+GROUP BY s.name, k.name ORDER BY s.name;
+SQL
+echo
+echo "-- the topic got, while the clock moved:"
+show_topic 8
+sql -c "SELECT name, segment, state, position, backlog, last_error FROM c360.sink_status"
 
 heading "Exactness"
 sql -c "SELECT c360.as_of() AS as_of, count(*) AS \"verify() differences\" FROM c360.verify()"
