@@ -253,6 +253,7 @@ class Run:
         self.model = {t: {} for t in COLUMNS}
         self.ts_pool = []      # instants already used, for ties
         self.stamps = {}       # customer_id -> (profile_updated_at, row image) at the last check
+        self.foreign_tz = None  # the session's TimeZone for this step, when not the profile's
         self.clock = None      # c360.as_of() in microseconds since the epoch
         self.dbname = "c360_rand_%s_%s_%d" % (name.lower(), seed, os.getpid())
         self.logpath = "/tmp/%s.sql" % self.dbname
@@ -333,6 +334,8 @@ class Run:
             off = rng.choice([-8, -5, -3, 0, 1, 2, 5.5, 9])
             tz = datetime.timezone(datetime.timedelta(hours=off))
             return d.astimezone(tz).isoformat(sep=rng.choice(["T", " "]))
+        if self.foreign_tz:
+            return d.isoformat()
         # No offset: read in the session TimeZone, like a naive timestamp from a source.
         zone = self.zone or UTC
         return d.astimezone(zone).replace(tzinfo=None).isoformat(sep=" ")
@@ -603,7 +606,7 @@ class Run:
             k = new[key]
             if table == "behavioral_events" and k in m:
                 return
-            m[k] = {c: norm(new.get(c)) for c in cols}
+            m[k] = {c: self.norm(new.get(c)) for c in cols}
             return
         oldk = old.get(key) if old else None
         newk = new.get(key)
@@ -614,9 +617,23 @@ class Run:
             m.pop(fromk, None)
         for c in cols:
             if c in new:
-                row[c] = norm(new[c])
+                row[c] = self.norm(new[c])
         row[key] = tok
         m[tok] = row
+
+    NAIVE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?$")
+
+    def norm(self, v):
+        """A value as the model keeps it: the text Postgres will cast.  A timestamp without
+        offset was read in the session's zone: kept with that zone's name, it means the
+        same instant whatever zone the row is later re-sent or checked in."""
+        if v is None:
+            return None
+        if isinstance(v, (RawNum, int)):
+            return str(v)
+        if isinstance(v, str) and self.NAIVE.match(v):
+            return "%s %s" % (v, self.foreign_tz or self.tz)
+        return v
 
     def gen_batch(self):
         rng = self.rng
@@ -795,6 +812,20 @@ class Run:
         sys.exit(1)
 
     # ---- driver -----------------------------------------------------------------------
+    FOREIGN_ZONES = {"UTC": ["America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"],
+                     "America/New_York": ["UTC", "Europe/London", "Australia/Sydney"]}
+
+    def pick_zone(self):
+        self.foreign_tz = (self.rng.choice(self.FOREIGN_ZONES[self.tz])
+                           if self.rng.random() < 0.2 else None)
+
+    def in_zone(self, sql):
+        """The statement run in this step's session TimeZone: the profile's zone is fixed at
+        CREATE EXTENSION, so another session zone must change nothing."""
+        if not self.foreign_tz:
+            return sql
+        return "SET TimeZone = '%s';\n%s\nSET TimeZone = '%s';" % (self.foreign_tz, sql, self.tz)
+
     def apply(self, n, batch):
         if len(batch) == 1 and self.rng.random() < 0.5:
             ch = batch[0]   # the single-change entry point takes the same path
@@ -806,6 +837,7 @@ class Run:
         else:
             sql = "SELECT c360.apply_changes($j$%s$j$::jsonb);" % dumps(batch)
             expect = [str(len(batch))]
+        sql = self.in_zone(sql)
         try:
             out = self.db.run(sql)
         except SqlError as e:
@@ -888,9 +920,11 @@ class Run:
                 txn = {"model": copy.deepcopy(self.model), "left": self.rng.randint(2, 4),
                        "rollback": self.rng.random() < 0.4}
                 self.db.run("BEGIN;")
+            self.foreign_tz = None
             if txn is None and self.rng.random() < 0.03:
                 self.poisoned_batch(n)
                 continue
+            self.pick_zone()
             if self.rng.random() < 0.01:
                 batch, self.touched = [], {t: set() for t in COLUMNS}
             else:
@@ -908,7 +942,8 @@ class Run:
                               "profile row(s)" % changed)
                 self.check("rebuild after batch %d" % n)
             if self.rng.random() < self.tick_every:
-                sql = self.gen_tick()
+                self.pick_zone()
+                sql = self.in_zone(self.gen_tick())
                 try:
                     self.db.run(sql)
                 except SqlError as e:
@@ -947,16 +982,6 @@ class Run:
                   self.name, self.stats["changes"], self.stats["batches"], self.stats["rollbacks"],
                   self.stats["poisoned"], self.stats["ticks"], as_of, counts, time.time() - t0))
 
-
-def norm(v):
-    """A value as the model keeps it: the text Postgres will cast."""
-    if v is None:
-        return None
-    if isinstance(v, RawNum):
-        return str(v)
-    if isinstance(v, int):
-        return str(v)
-    return v
 
 
 def main():
