@@ -55,6 +55,7 @@ typedef struct InputResult
 
 static bool needs_exclusive_clock(C360Batch *batch);
 static bool events_insert_only(List *changes);
+static bool events_alone(C360Batch *batch);
 static bool same_image(Oid type, Datum a, Datum b);
 static void apply_input(C360InputId input, List *changes, const C360Clock *clock,
 						C360Dirty *dirty);
@@ -101,7 +102,7 @@ int64
 c360_apply_finish(C360Batch *batch)
 {
 	C360Clock	clock;
-	C360Dirty	dirty = {NIL, NIL};
+	C360Dirty	dirty = {0};
 	bool		exclusive;
 
 	if (batch->nchanges == 0)
@@ -110,6 +111,7 @@ c360_apply_finish(C360Batch *batch)
 	SPI_connect();
 	exclusive = needs_exclusive_clock(batch);
 	c360_clock_lock(exclusive, &clock);
+	dirty.by_difference = !exclusive && events_alone(batch);
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 		if (batch->changes[i] != NIL)
@@ -130,6 +132,16 @@ needs_exclusive_clock(C360Batch *batch)
 {
 	return batch->changes[C360_IDENTITY_GRAPH] != NIL ||
 		!events_insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
+}
+
+/* A batch of new events and nothing else. */
+static bool
+events_alone(C360Batch *batch)
+{
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+		if (i != C360_BEHAVIORAL_EVENTS && batch->changes[i] != NIL)
+			return false;
+	return events_insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
 }
 
 static bool
@@ -235,6 +247,18 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 	}
 	for (int col = 0; col < in->ncols; col++)
 		columns[col] = column_array(in, col, changes, true, vals, nulls);
+
+	/*
+	 * A batch of nothing but new events (a Kafka source's) can update profiles by
+	 * difference, once its customers are locked; that is also the first lock it takes.
+	 */
+	if (dirty->by_difference)
+	{
+		c360_maintain_lock(c360_text_array(c360_rollup_owners(columns[in->customer_col], NIL)));
+		dirty->locked = true;
+		c360_rollup_insert_events_delta(columns, clock, dirty);
+		return;
+	}
 	dirty->behaviour = c360_rollup_insert_events(columns, clock, dirty->behaviour);
 }
 

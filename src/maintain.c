@@ -24,7 +24,6 @@
 /* Customer locks are striped: a batch never needs more than this many lock entries. */
 #define C360_STRIPES		1024
 
-static void lock_customers(Datum ids);
 static int	cmp_int(const void *a, const void *b);
 
 static SPIPlanPtr clock_plan;
@@ -271,12 +270,12 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 	Oid			types[6] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	TEXTOID, TEXTARRAYOID};
 	Datum		args[6];
-	List	   *changed = NIL;
+	List	   *changed = dirty->written;
 
-	if (dirty->full == NIL && dirty->behaviour == NIL)
+	if (dirty->full == NIL && dirty->behaviour == NIL && dirty->written == NIL)
 		return 0;
-	if (!exclusive)
-		lock_customers(c360_text_array(list_concat_copy(dirty->full, dirty->behaviour)));
+	if (!exclusive && !dirty->locked)
+		c360_maintain_lock(c360_text_array(list_concat_copy(dirty->full, dirty->behaviour)));
 
 	args[1] = TimestampTzGetDatum(clock->d30);
 	args[2] = TimestampTzGetDatum(clock->d90);
@@ -304,8 +303,8 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
  * and striped so that a batch of any size takes a bounded number of them.  Taken in
  * ascending stripe order: two batches can wait on each other only in one direction.
  */
-static void
-lock_customers(Datum ids)
+void
+c360_maintain_lock(Datum ids)
 {
 	Oid			types[1] = {TEXTARRAYOID};
 	int		   *stripes;

@@ -43,9 +43,13 @@ typedef struct C360Dirty
 {
 	List	   *full;
 	List	   *behaviour;
+	List	   *written;		/* profile rows already brought up to date (by difference) */
+	bool		by_difference;	/* the batch may update profiles by difference */
+	bool		locked;			/* the batch already holds its customers' locks */
 } C360Dirty;
 
 extern int64 c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive);
+extern void c360_maintain_lock(Datum ids);
 extern int64 c360_maintain_tick(TimestampTz to, bool strict);
 extern int64 c360_maintain_rebuild(void);
 

@@ -9,6 +9,7 @@
 
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
+#include "utils/builtins.h"
 
 #include "rollup.h"
 
@@ -47,6 +48,71 @@ static const char *insert_sql =
 "  ON CONFLICT (raw_id, session_id) DO UPDATE SET\n"
 "    last_event_at = greatest(s.last_event_at, excluded.last_event_at))\n"
 "SELECT DISTINCT " OWNER_OF("ins.customer_id") " FROM ins";
+
+/*
+ * The same insert for a batch of events alone, whose owners the caller has locked, with
+ * the profile updated by difference where that is exact: an owner whose only raw id is
+ * itself (no identity link points to it or away from it) gets its counters increased by
+ * the new in-window events, its sessions by those that entered the window (read before
+ * the upsert: under the owner's lock nobody else moves them), last_active_at and
+ * next_change_at by max and min.  Other owners are returned for a recompute.  Returns
+ * (customer_id, written).  $9 is the profile's time zone.
+ */
+static const char *insert_delta_sql =
+"WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY\n"
+"           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time, n)\n"
+"           ORDER BY event_id COLLATE \"C\", n),\n"
+"ins AS (INSERT INTO c360.behavioral_events\n"
+"        SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time\n"
+"        FROM v ON CONFLICT (event_id) DO NOTHING\n"
+"        RETURNING customer_id, session_id, event_type, event_time),\n"
+"per_raw AS (\n"
+"  SELECT customer_id AS raw_id, count(*) FILTER (WHERE event_time > $8) AS n,\n"
+"         count(*) FILTER (WHERE event_type = 'product_view' AND event_time > $8) AS pv,\n"
+"         max(event_time) AS last_at, min(event_time) FILTER (WHERE event_time > $8) AS first_in\n"
+"  FROM ins GROUP BY customer_id),\n"
+"counted AS (\n"
+"  INSERT INTO c360.event_rollup AS r (raw_id, events_30d, product_views_30d, last_event_at)\n"
+"  SELECT raw_id, n, pv, last_at FROM per_raw ORDER BY raw_id COLLATE \"C\"\n"
+"  ON CONFLICT (raw_id) DO UPDATE SET\n"
+"    events_30d = r.events_30d + excluded.events_30d,\n"
+"    product_views_30d = r.product_views_30d + excluded.product_views_30d,\n"
+"    last_event_at = greatest(r.last_event_at, excluded.last_event_at)),\n"
+"per_session AS (\n"
+"  SELECT customer_id AS raw_id, session_id, max(event_time) AS last_at FROM ins\n"
+"  WHERE session_id IS NOT NULL GROUP BY customer_id, session_id),\n"
+"was AS (\n"
+"  SELECT s.raw_id, s.session_id, s.last_event_at FROM c360.event_sessions s\n"
+"  JOIN per_session ps USING (raw_id, session_id)),\n"
+"sessions AS (\n"
+"  INSERT INTO c360.event_sessions AS s (raw_id, session_id, last_event_at)\n"
+"  SELECT raw_id, session_id, last_at FROM per_session\n"
+"  ORDER BY raw_id COLLATE \"C\", session_id COLLATE \"C\"\n"
+"  ON CONFLICT (raw_id, session_id) DO UPDATE SET\n"
+"    last_event_at = greatest(s.last_event_at, excluded.last_event_at)),\n"
+"entering AS (\n"
+"  SELECT ps.raw_id, count(*) AS k FROM per_session ps LEFT JOIN was USING (raw_id, session_id)\n"
+"  WHERE ps.last_at > $8 AND (was.last_event_at IS NULL OR was.last_event_at <= $8)\n"
+"  GROUP BY ps.raw_id),\n"
+"owners AS (\n"
+"  SELECT r.raw_id, COALESCE(ir.customer_id, r.raw_id) AS owner,\n"
+"         ir.customer_id IS NULL AND NOT EXISTS\n"
+"           (SELECT 1 FROM c360.identity_resolved x WHERE x.customer_id = r.raw_id) AS simple\n"
+"  FROM per_raw r LEFT JOIN c360.identity_resolved ir ON ir.identity_value = r.raw_id),\n"
+"delta AS (\n"
+"  UPDATE c360.customer_360 p SET\n"
+"    events_last_30d = p.events_last_30d + r.n,\n"
+"    product_views_last_30d = p.product_views_last_30d + r.pv,\n"
+"    sessions_last_30d = p.sessions_last_30d + COALESCE(e.k, 0),\n"
+"    last_active_at = greatest(p.last_active_at, r.last_at),\n"
+"    next_change_at = least(p.next_change_at, c360.shift_days(r.first_in, 30, $9)),\n"
+"    profile_updated_at = clock_timestamp()\n"
+"  FROM per_raw r JOIN owners o USING (raw_id) LEFT JOIN entering e USING (raw_id)\n"
+"  WHERE o.simple AND p.customer_id = r.raw_id\n"
+"    AND (r.n > 0 OR p.last_active_at IS NULL OR r.last_at > p.last_active_at)\n"
+"  RETURNING p.customer_id)\n"
+"SELECT owner, false FROM owners WHERE NOT simple\n"
+"UNION ALL SELECT customer_id, true FROM delta";
 
 /* Recount raw ids ($1) from the mirror, as of the 30-day bound $2. */
 static const char *forget_sql =
@@ -128,6 +194,44 @@ c360_rollup_insert_events(Datum *columns, const C360Clock *clock, List *ids)
 	memcpy(args, columns, sizeof(Datum) * 7);
 	args[7] = TimestampTzGetDatum(clock->d30);
 	return c360_exec_ids(c360_plan(&plan, insert_sql, 8, types), args, NULL, ids);
+}
+
+/* The owners of the raw ids in $1: who must be locked before their events are applied. */
+List *
+c360_rollup_owners(Datum raw_ids, List *ids)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {TEXTARRAYOID};
+
+	return c360_exec_ids(c360_plan(&plan, "SELECT DISTINCT " OWNER_OF("x")
+								   " FROM unnest($1::text[]) x", 1, types),
+						 &raw_ids, NULL, ids);
+}
+
+void
+c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock, C360Dirty *dirty)
+{
+	static SPIPlanPtr plan;
+	Oid			types[9] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		args[9];
+
+	memcpy(args, columns, sizeof(Datum) * 7);
+	args[7] = TimestampTzGetDatum(clock->d30);
+	args[8] = CStringGetTextDatum(clock->time_zone);
+	c360_exec(c360_plan(&plan, insert_delta_sql, 9, types), args, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		bool		written = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (written)
+			dirty->written = lappend(dirty->written, id);
+		else
+			dirty->behaviour = lappend(dirty->behaviour, id);
+	}
 }
 
 List *
