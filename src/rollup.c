@@ -18,19 +18,26 @@
 	" WHERE ir.identity_value = " x "), " x ")"
 
 /*
+ * New events ($1..$7: the mirror's columns) into the mirror, taken in key order so that
+ * concurrent batches lock index entries in one order, and among duplicates of an event id
+ * in arrival order, so that the first one wins as on the replay path.  ins holds the rows
+ * really inserted.
+ */
+#define INSERT_EVENTS_CTES \
+"WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY\n" \
+"           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time, n)\n" \
+"           ORDER BY event_id COLLATE \"C\", n),\n" \
+"ins AS (INSERT INTO c360.behavioral_events\n" \
+"        SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time\n" \
+"        FROM v ON CONFLICT (event_id) DO NOTHING\n" \
+"        RETURNING customer_id, session_id, event_type, event_time),\n"
+
+/*
  * Insert new events ($1..$7: the mirror's columns; $8: the 30-day bound) and add them to
- * their raw ids' counters and sessions.  Rows are taken in key order so that concurrent
- * batches lock index entries and rollup rows in one order, and among duplicates of an
- * event id in arrival order, so that the first one wins as on the replay path.
+ * their raw ids' counters and sessions (rollup rows, too, are taken in key order).
  */
 static const char *insert_sql =
-"WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY\n"
-"           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time, n)\n"
-"           ORDER BY event_id COLLATE \"C\", n),\n"
-"ins AS (INSERT INTO c360.behavioral_events\n"
-"        SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time\n"
-"        FROM v ON CONFLICT (event_id) DO NOTHING\n"
-"        RETURNING customer_id, session_id, event_type, event_time),\n"
+INSERT_EVENTS_CTES
 "counted AS (\n"
 "  INSERT INTO c360.event_rollup AS r (raw_id, events_30d, product_views_30d, last_event_at)\n"
 "  SELECT customer_id, count(*) FILTER (WHERE event_time > $8),\n"
@@ -59,13 +66,7 @@ static const char *insert_sql =
  * (customer_id, written).  $9 is the profile's time zone.
  */
 static const char *insert_delta_sql =
-"WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY\n"
-"           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time, n)\n"
-"           ORDER BY event_id COLLATE \"C\", n),\n"
-"ins AS (INSERT INTO c360.behavioral_events\n"
-"        SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time\n"
-"        FROM v ON CONFLICT (event_id) DO NOTHING\n"
-"        RETURNING customer_id, session_id, event_type, event_time),\n"
+INSERT_EVENTS_CTES
 "per_raw AS (\n"
 "  SELECT customer_id AS raw_id, count(*) FILTER (WHERE event_time > $8) AS n,\n"
 "         count(*) FILTER (WHERE event_type = 'product_view' AND event_time > $8) AS pv,\n"

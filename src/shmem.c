@@ -28,6 +28,7 @@ static C360Shared *shared = NULL;
 static bool wake_registered = false;
 
 static void wake_launcher_callback(XactEvent event, void *arg);
+static C360WorkerInfo *slot_for(const char *name);
 static void worker_detach(int code, Datum arg);
 
 void
@@ -90,19 +91,34 @@ wake_launcher_callback(XactEvent event, void *arg)
 	wake_registered = false;
 }
 
-/* Claim the status slot of the named worker; it is released when the process exits. */
-C360WorkerInfo *
-c360_worker_attach(const char *name)
+/* The named worker's slot, else a free one (cleared and named); caller holds the lock. */
+static C360WorkerInfo *
+slot_for(const char *name)
 {
 	C360WorkerInfo *slot = NULL;
 
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < C360_MAX_WORKERS && slot == NULL; i++)
 		if (shared->workers[i].in_use && strcmp(shared->workers[i].name, name) == 0)
 			slot = &shared->workers[i];
 	for (int i = 0; i < C360_MAX_WORKERS && slot == NULL; i++)
 		if (!shared->workers[i].in_use)
+		{
 			slot = &shared->workers[i];
+			memset(slot, 0, sizeof(C360WorkerInfo));
+			slot->in_use = true;
+			strlcpy(slot->name, name, sizeof(slot->name));
+		}
+	return slot;
+}
+
+/* Claim the status slot of the named worker; it is released when the process exits. */
+C360WorkerInfo *
+c360_worker_attach(const char *name)
+{
+	C360WorkerInfo *slot;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = slot_for(name);
 	if (slot == NULL)
 	{
 		LWLockRelease(shared->lock);
@@ -180,22 +196,12 @@ c360_worker_report(C360WorkerInfo *self, const char *state, const char *position
 void
 c360_worker_hold_off(const char *name, int ms)
 {
-	C360WorkerInfo *slot = NULL;
+	C360WorkerInfo *slot;
 
 	if (shared == NULL)
 		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < C360_MAX_WORKERS && slot == NULL; i++)
-		if (shared->workers[i].in_use && strcmp(shared->workers[i].name, name) == 0)
-			slot = &shared->workers[i];
-	for (int i = 0; i < C360_MAX_WORKERS && slot == NULL; i++)
-		if (!shared->workers[i].in_use)
-		{
-			slot = &shared->workers[i];
-			memset(slot, 0, sizeof(C360WorkerInfo));
-			slot->in_use = true;
-			strlcpy(slot->name, name, sizeof(slot->name));
-		}
+	slot = slot_for(name);
 	if (slot)
 		slot->stop_requested_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 	LWLockRelease(shared->lock);
