@@ -100,6 +100,7 @@ static void commit_batch(SinkBatch *batch);
 static void prune_outbox(void);
 static void retry_later(void);
 static void record_error(const char *message);
+static void commit(void);
 static void report(const char *state, int64 position);
 static void sink_gone(void) pg_attribute_noreturn();
 static void sink_failed(void) pg_attribute_noreturn();
@@ -149,6 +150,7 @@ run(void)
 	for (;;)
 	{
 		MemoryContextReset(ks.batch_cxt);
+		MemoryContextSwitchTo(ks.batch_cxt);
 		CHECK_FOR_INTERRUPTS();
 		if (!load_batch(&batch))
 		{
@@ -316,7 +318,7 @@ load_batch(SinkBatch *batch)
 									"p.seq, to_json(k.created_at), s.payload) "
 									"FROM c360.sinks k JOIN c360.sink_positions p ON p.sink = k.name "
 									"JOIN c360.sink_snapshot s ON s.sink = k.name "
-									"WHERE k.name = $1 ORDER BY s.customer_id COLLATE \"C\" LIMIT $2",
+									"WHERE k.name = $1 ORDER BY s.customer_id LIMIT $2",
 									2, types), args);
 	if (batch->n == 0)
 	{
@@ -331,7 +333,7 @@ load_batch(SinkBatch *batch)
 										2, types), args);
 	}
 	SPI_finish();
-	c360_worker_commit();
+	commit();
 	if (batch->n > 0)
 		report(batch->snapshot ? "snapshot" : "streaming", batch->msgs[0].seq);
 	return batch->n > 0;
@@ -477,7 +479,7 @@ commit_batch(SinkBatch *batch)
 							1, clear_types), args, NULL);
 	ks.error_recorded = false;
 	SPI_finish();
-	c360_worker_commit();
+	commit();
 	report(batch->snapshot ? "snapshot" : "streaming", batch->snapshot ? -1 : batch->last_seq);
 }
 
@@ -533,9 +535,21 @@ record_error(const char *message)
 	c360_exec(c360_plan(&plan, "UPDATE c360.sinks SET last_error = $2 WHERE name = $1", 2, types),
 			  args, NULL);
 	SPI_finish();
-	c360_worker_commit();
+	commit();
 	ks.error_recorded = true;
 	strlcpy(ks.recorded, message, sizeof(ks.recorded));
+}
+
+/*
+ * End a transaction of the publishing loop.  Commit leaves CurrentMemoryContext at
+ * TopMemoryContext; back to the batch context, so that nothing the loop allocates
+ * outlives its batch.
+ */
+static void
+commit(void)
+{
+	c360_worker_commit();
+	MemoryContextSwitchTo(ks.batch_cxt);
 }
 
 /* Report the state and, when position >= 0, the position in the status slot. */
