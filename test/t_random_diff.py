@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-# Randomized differential test: 20,000 random changes and clock ticks (then 3,000 more across
-# New York's DST changes); after every step c360.customer_360 must equal the defining query.
-# Usage: python3 test/t_random_diff.py [SEED]  (PGHOST/PGPORT/PGUSER name the server)
+# Randomized differential test: 20,000 random changes and clock ticks in UTC, then 3,000 across
+# New York's DST changes; after every step c360.customer_360 must equal the defining query.
+# Usage: python3 test/t_random_diff.py [SEED]   (PGHOST/PGPORT/PGUSER name the server)
 import copy
 import datetime
 import json
@@ -182,10 +182,11 @@ class Psql:
         for line in self.proc.stderr:
             self.stderr.append(line)
 
-    def run(self, sql):
+    def run(self, sql, log=True):
+        """The output lines of sql; log=False keeps checks out of the replay script."""
         self.n += 1
         marker = "__c360_done_%d__" % self.n
-        if self.log is not None:
+        if self.log is not None and log:
             self.log.write(sql.rstrip() + "\n")
         try:
             self.proc.stdin.write(sql.rstrip() + "\n\\echo " + marker + "\n")
@@ -718,7 +719,7 @@ class Run:
                  " FROM c360.customer_360;\n" % PROFILE_COLUMNS)
 
     def check(self, what, batch=None, stamps=True):
-        out = self.db.run(self.CHECK_SQL)
+        out = self.db.run(self.CHECK_SQL, log=False)
         sep = out.index("--stamps--")
         nverify = int(out[0])
         ref_rows = out[1:sep]
@@ -764,7 +765,7 @@ class Run:
                 "SELECT '%s model-only: ' || t FROM (SELECT t FROM m EXCEPT ALL SELECT t FROM s) a\n"
                 "UNION ALL SELECT '%s mirror-only: ' || t FROM (SELECT t FROM s EXCEPT ALL SELECT t FROM m) b\n"
                 "LIMIT 10;" % (table, js, table, where, table, table))
-        out = self.db.run("\n".join(sql)) if sql else []
+        out = self.db.run("\n".join(sql), log=False) if sql else []
         if out:
             self.fail(what, batch, "a mirror table differs from the model of the apply "
                       "semantics (model-only: what the batches say the row is; mirror-only: "
@@ -799,15 +800,16 @@ class Run:
             print("failing batch (%d changes):" % len(batch))
             print(dumps(batch))
         try:
-            for line in self.db.run("SELECT * FROM c360.verify() LIMIT 20;"):
+            for line in self.db.run("SELECT * FROM c360.verify() LIMIT 20;", log=False):
                 print("  verify: " + line)
-            for line in self.db.run(REF_DIFF_SQL % 20 + ";"):
+            for line in self.db.run(REF_DIFF_SQL % 20 + ";", log=False):
                 print("  " + line)
-            print("as_of: " + self.db.run("SELECT c360.as_of();")[0])
+            print("as_of: " + self.db.run("SELECT c360.as_of();", log=False)[0])
         except SqlError as e:
             print("  (could not query the database: %s)" % e)
         self.log.flush()
-        print("database %s kept; every statement of the run is in %s" % (self.dbname, self.logpath))
+        print("database %s kept; the run's statements are in %s (psql -f it in an empty "
+              "database to replay, or cut it down to a minimal repro)" % (self.dbname, self.logpath))
         print("replay: python3 test/t_random_diff.py %s" % self.seed)
         sys.exit(1)
 
@@ -887,7 +889,7 @@ class Run:
 
     def read_clock(self):
         self.clock = int(self.db.run(
-            "SELECT (extract(epoch FROM c360.as_of()) * 1000000)::bigint;")[0])
+            "SELECT (extract(epoch FROM c360.as_of()) * 1000000)::bigint;", log=False)[0])
 
     def main(self):
         t0 = time.time()
