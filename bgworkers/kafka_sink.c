@@ -591,13 +591,13 @@ sink_failed(void)
 
 	args[0] = CStringGetTextDatum(ks.name);
 	args[1] = CStringGetTextDatum(edata->message);
-	StartTransactionCommand();
+	c360_worker_begin("c360 sink error");
 	SPI_connect();
 	if (SPI_execute_with_args("UPDATE c360.sinks SET last_error = $2 WHERE name = $1",
 							  2, types, args, NULL, false, 0) < 0)
 		elog(WARNING, "could not record the error of sink \"%s\"", ks.name);
 	SPI_finish();
-	CommitTransactionCommand();
+	c360_worker_commit();
 	elog(LOG, "c360 sink \"%s\" failed: %s", ks.name, edata->message);
 	proc_exit(1);
 }
