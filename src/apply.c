@@ -348,7 +348,15 @@ replay(C360InputId input, HTAB *keys, List *changes)
 		{
 			to = hash_search(keys, &newk, HASH_FIND, NULL);
 			if (input == C360_BEHAVIORAL_EVENTS && to->exists)
+			{
+				/* a duplicate is dropped, but a bad one is as bad as on the insert path */
+				Datum		vals[C360_MAX_COLS];
+				bool		nulls[C360_MAX_COLS];
+
+				cast_tuple(in, ch->new, vals, nulls, true);
+				check_required(in, nulls);
 				continue;
+			}
 			cast_tuple(in, ch->new, to->vals, to->nulls, true);
 			to->exists = true;
 			continue;

@@ -60,8 +60,9 @@ INSERT_EVENTS_CTES
  * The same insert for a batch of events alone, whose owners the caller has locked, with
  * the profile updated by difference where that is exact: an owner whose only raw id is
  * itself (no identity link points to it or away from it) gets its counters increased by
- * the new in-window events, its sessions by those that entered the window (read before
- * the upsert: under the owner's lock nobody else moves them), last_active_at and
+ * the new in-window events, its sessions by those that entered the window (the statement
+ * reads event_sessions as before its own upsert; under the owner's lock nobody else moves
+ * them), last_active_at and
  * next_change_at by max and min.  Other owners are returned for a recompute.  Returns
  * (customer_id, written).  $9 is the profile's time zone.
  */
@@ -82,9 +83,6 @@ INSERT_EVENTS_CTES
 "per_session AS (\n"
 "  SELECT customer_id AS raw_id, session_id, max(event_time) AS last_at FROM ins\n"
 "  WHERE session_id IS NOT NULL GROUP BY customer_id, session_id),\n"
-"was AS (\n"
-"  SELECT s.raw_id, s.session_id, s.last_event_at FROM c360.event_sessions s\n"
-"  JOIN per_session ps USING (raw_id, session_id)),\n"
 "sessions AS (\n"
 "  INSERT INTO c360.event_sessions AS s (raw_id, session_id, last_event_at)\n"
 "  SELECT raw_id, session_id, last_at FROM per_session\n"
@@ -92,7 +90,8 @@ INSERT_EVENTS_CTES
 "  ON CONFLICT (raw_id, session_id) DO UPDATE SET\n"
 "    last_event_at = greatest(s.last_event_at, excluded.last_event_at)),\n"
 "entering AS (\n"
-"  SELECT ps.raw_id, count(*) AS k FROM per_session ps LEFT JOIN was USING (raw_id, session_id)\n"
+"  SELECT ps.raw_id, count(*) AS k\n"
+"  FROM per_session ps LEFT JOIN c360.event_sessions was USING (raw_id, session_id)\n"
 "  WHERE ps.last_at > $8 AND (was.last_event_at IS NULL OR was.last_event_at <= $8)\n"
 "  GROUP BY ps.raw_id),\n"
 "owners AS (\n"
