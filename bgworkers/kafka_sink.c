@@ -88,6 +88,7 @@ static KafkaSink ks;
 
 static void run(void);
 static void setup(void);
+static void add_option(const char *key, const char *value);
 static void add_conf(const char *name, const char *value);
 static void producer_create(void);
 static void producer_destroy(void);
@@ -192,29 +193,12 @@ setup(void)
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		char	   *key = SPI_getvalue(tup, desc, 3);
-		char	   *value = SPI_getvalue(tup, desc, 4);
 		bool		isnull;
 
 		ks.segment = MemoryContextStrdup(TopMemoryContext, SPI_getvalue(tup, desc, 1));
 		ks.error_recorded = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-		if (key == NULL)
-			continue;
-		if (value == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("option \"%s\" of sink \"%s\" is null", key, ks.name)));
-		if (strcmp(key, "topic") == 0)
-			ks.topic = MemoryContextStrdup(TopMemoryContext, value);
-		else if (strcmp(key, "bootstrap.servers") == 0)
-			add_conf(key, value);
-		else if (strncmp(key, "properties.", 11) == 0 && key[11] != '\0')
-			add_conf(key + 11, value);
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown option \"%s\" of sink \"%s\"", key, ks.name),
-					 errhint("A kafka sink takes \"bootstrap.servers\", \"topic\" and "
-							 "\"properties.<librdkafka setting>\".")));
+		if (key != NULL)		/* NULL: a sink without options */
+			add_option(key, SPI_getvalue(tup, desc, 4));
 	}
 	SPI_finish();
 	c360_worker_commit();
@@ -225,6 +209,28 @@ setup(void)
 	producer_create();
 	elog(LOG, "c360 sink \"%s\" publishing segment \"%s\" to topic \"%s\"",
 		 ks.name, ks.segment, ks.topic);
+}
+
+/* One option of the sink: the topic, or a librdkafka setting ("properties." stripped). */
+static void
+add_option(const char *key, const char *value)
+{
+	if (value == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" of sink \"%s\" is null", key, ks.name)));
+	if (strcmp(key, "topic") == 0)
+		ks.topic = MemoryContextStrdup(TopMemoryContext, value);
+	else if (strcmp(key, "bootstrap.servers") == 0)
+		add_conf(key, value);
+	else if (strncmp(key, "properties.", 11) == 0 && key[11] != '\0')
+		add_conf(key + 11, value);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown option \"%s\" of sink \"%s\"", key, ks.name),
+				 errhint("A kafka sink takes \"bootstrap.servers\", \"topic\" and "
+						 "\"properties.<librdkafka setting>\".")));
 }
 
 static void
