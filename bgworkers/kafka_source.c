@@ -114,7 +114,7 @@ static void load_positions(void);
 static void first_start(void);
 static void assign(bool reassign);
 static void stream(void);
-static void read_messages(void);
+static bool read_messages(void);
 static void handle_message(rd_kafka_message_t *m);
 static void add_message(KafkaPartition *p, rd_kafka_message_t *m);
 static void consumer_error(rd_kafka_message_t *m);
@@ -528,7 +528,10 @@ assign(bool reassign)
 	report("streaming");
 }
 
-/* Read, decode and apply for ever; each batch commits with its positions. */
+/*
+ * Read, decode and apply for ever; each batch commits with its positions.  The wait comes
+ * only when the consumer queue is empty: librdkafka signals the pipe when it fills again.
+ */
 static void
 stream(void)
 {
@@ -538,26 +541,26 @@ stream(void)
 	refresh_lag(true);
 	for (;;)
 	{
+		bool		drained;
+
 		CHECK_FOR_INTERRUPTS();
-		read_messages();
+		drained = read_messages();
 		if (ks.fatal)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("the Kafka consumer failed: %s", ks.trouble)));
 		if (batch_due())
-		{
 			flush();
-			continue;
-		}
 		refresh_lag(false);
 		refresh_partitions();
 		check_trouble();
-		wait_for_messages();
+		if (drained)
+			wait_for_messages();
 	}
 }
 
-/* Take what the consumer queue holds, up to the end of the batch. */
-static void
+/* Take what the consumer queue holds, up to the end of the batch; true when it is empty. */
+static bool
 read_messages(void)
 {
 	rd_kafka_message_t *msgs[READ_AT_ONCE];
@@ -577,8 +580,10 @@ read_messages(void)
 			handle_message(msgs[i]);
 			rd_kafka_message_destroy(msgs[i]);
 		}
-		if (n == 0 || batch_due())
-			return;
+		if (n == 0)
+			return true;
+		if (batch_due())
+			return false;
 	}
 }
 
@@ -636,7 +641,6 @@ add_message(KafkaPartition *p, rd_kafka_message_t *m)
 	if (ms > 0)
 		ks.newest_at = Max(ks.newest_at, (TimestampTz) ms * 1000 -
 						   (TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
-	ks.trouble_since = 0;
 }
 
 /* An error event of the consumer queue. */
@@ -868,8 +872,9 @@ refresh_partitions(void)
 
 /*
  * Broker trouble that outlasts librdkafka's quick retries shows as state 'retrying' and
- * in last_error.  It is over when messages come again, or when the broker answers a
- * metadata request (a probe bounded by a short timeout, made only while in trouble).
+ * in last_error.  It is over when the broker answers a metadata request (a probe bounded
+ * by a short timeout, made only while in trouble); messages are no sign, as they may come
+ * from what librdkafka fetched before the trouble.
  */
 static void
 check_trouble(void)

@@ -36,7 +36,6 @@
 #undef list_push
 #undef list_pop
 
-#include "catalog/pg_collation_d.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -45,7 +44,6 @@
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
-#include "utils/formatting.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -145,6 +143,7 @@ static BinlogCharset charset_of(void *ctx, int collation);
 static void *decoder_alloc(void *ctx, size_t size);
 static void split_remote(C360SourceTable *t, char **db, char **table);
 static char *quote_ident_my(const char *name);
+static char *lower_ascii(const char *name);
 static char *quote_literal_my(MYSQL *m, const char *value);
 static void load_position(void);
 static void check_position(void);
@@ -168,6 +167,7 @@ static void handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static C360Tuple *row_tuple(TableMap *map, BinlogRow *row);
 static char *to_input_text(const BinlogColumn *c, Oid type, const char *value);
 static bool castable(BinlogKind kind, Oid mirror_type);
+static const char *mirror_type_name(Oid type);
 static void end_transaction(MARIADB_RPL_EVENT *ev);
 static bool batch_due(void);
 static void flush(void);
@@ -444,6 +444,20 @@ quote_ident_my(const char *name)
 	return buf.data;
 }
 
+/*
+ * A MySQL column name in lower case, to match input columns the way MySQL matches names.
+ * ASCII only (the input columns are), and no catalog access: it runs between transactions.
+ */
+static char *
+lower_ascii(const char *name)
+{
+	char	   *s = pstrdup(name);
+
+	for (char *p = s; *p; p++)
+		*p = pg_ascii_tolower((unsigned char) *p);
+	return s;
+}
+
 static char *
 quote_literal_my(MYSQL *m, const char *value)
 {
@@ -700,7 +714,7 @@ remote_columns(C360SourceTable *t)
 						  "cannot see it)", t->remote);
 	while ((row = mysql_fetch_row(res)) != NULL)
 	{
-		int			c = c360_column_by_name(in, str_tolower(row[0], strlen(row[0]), DEFAULT_COLLATION_OID));
+		int			c = c360_column_by_name(in, lower_ascii(row[0]));
 		RemoteColumn *rc;
 
 		if (c < 0)
@@ -713,7 +727,7 @@ remote_columns(C360SourceTable *t)
 		if (!castable(rc->kind, in->cols[c].type))
 			c360_source_error("column \"%s\" of source table %s has type %s, which does not cast to "
 							  "the %s column of input \"%s\"", row[0], t->remote, row[1],
-							  format_type_be(in->cols[c].type), in->name);
+							  mirror_type_name(in->cols[c].type), in->name);
 		cols = lappend(cols, rc);
 		names = lappend(names, (char *) in->cols[c].name);
 	}
@@ -722,7 +736,8 @@ remote_columns(C360SourceTable *t)
 		if (in->cols[c].required && !list_member_ptr(names, in->cols[c].name))
 			c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
 							  t->remote, in->cols[c].name, in->name);
-	c360_source_set_columns(ms.src, t, names);
+	/* the mapping keeps the list after this transaction, for the drift checks */
+	c360_source_set_columns(ms.src, t, list_copy_deep_names(names));
 	return cols;
 }
 
@@ -775,6 +790,24 @@ castable(BinlogKind kind, Oid mirror_type)
 				kind == BINLOG_KIND_TIMESTAMP;
 	}
 	return false;
+}
+
+/* A mirror column's type for messages; no catalog access (it runs between transactions). */
+static const char *
+mirror_type_name(Oid type)
+{
+	switch (type)
+	{
+		case TEXTOID:
+			return "text";
+		case NUMERICOID:
+			return "numeric";
+		case INT4OID:
+			return "integer";
+		case TIMESTAMPTZOID:
+			return "timestamp with time zone";
+	}
+	return "unknown";
 }
 
 /*
@@ -1120,15 +1153,13 @@ resolve_map(TableMap *map)
 	for (int i = 0; i < map->tm.ncols; i++)
 	{
 		const BinlogColumn *c = &map->tm.cols[i];
-		char	   *name = str_tolower(c->name, strlen(c->name), DEFAULT_COLLATION_OID);
-
-		map->colmap[i] = c360_column_by_name(in, name);
+		map->colmap[i] = c360_column_by_name(in, lower_ascii(c->name));
 		if (map->colmap[i] < 0)
 			continue;
 		if (!castable(c->kind, in->cols[map->colmap[i]].type))
 			c360_source_error("column \"%s\" of source table %s changed to type %s, which does not "
 							  "cast to the %s column of input \"%s\"", c->name, remote, c->type_name,
-							  format_type_be(in->cols[map->colmap[i]].type), in->name);
+							  mirror_type_name(in->cols[map->colmap[i]].type), in->name);
 		seen = lappend(seen, (char *) in->cols[map->colmap[i]].name);
 	}
 	if (t->columns == NIL)

@@ -31,6 +31,7 @@
 #include "utils/tuplestore.h"
 
 #include "../src/customer360.h"
+#include "../src/maintain.h"
 #include "../src/pgremote.h"
 #include "../src/shmem.h"
 #include "../src/source.h"
@@ -80,6 +81,7 @@ static void stream(void);
 static void handle_message(char *buf, int len);
 static void dispatch(StringInfo s);
 static void handle_relation(LogicalRepRelation *rel);
+static void learn_columns(RemoteRel *r, LogicalRepRelation *rel, const char *remote);
 static void add_change(C360Op op, LogicalRepRelId relid, LogicalRepTupleData *old,
 					   LogicalRepTupleData *new);
 static C360Tuple *decode_tuple(RemoteRel *rel, LogicalRepTupleData *tup);
@@ -217,6 +219,7 @@ snapshot(void)
 	c360_worker_commit();
 
 	c360_worker_begin("c360 snapshot");
+	c360_clock_lock_alone();
 	c360_pgremote_exec(ps.conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", 0, NULL);
 	walrcv_create_slot(ps.conn, ps.slot, false, false, CRS_USE_SNAPSHOT, &consistent);
 	report("snapshot");
@@ -255,11 +258,21 @@ snapshot_table(C360SourceTable *t, int64 done)
 		colmap[i] = c360_column_by_name(in, lfirst(lc));
 	}
 	ps.status->snapshot_total += pg_strtoint64(c360_pgremote_value(
-		c360_pgremote_exec(ps.conn, psprintf("SELECT GREATEST(reltuples, 0)::bigint::text FROM pg_class "
-											 "WHERE oid = %s::regclass",
-											 quote_literal_cstr(t->remote)), 1, count_type), 1));
+		c360_pgremote_exec(ps.conn, psprintf("SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint "
+											 "ELSE (SELECT count(*) FROM %s) END::text "
+											 "FROM pg_class WHERE oid = %s::regclass",
+											 t->remote, quote_literal_cstr(t->remote)), 1, count_type), 1));
 	c360_pgremote_exec(ps.conn, psprintf("DECLARE c360_snapshot NO SCROLL CURSOR FOR SELECT %s FROM %s",
 										 sql.data, t->remote), 0, NULL);
+
+	/* the snapshot replaces the input's rows: a re-snapshot must not keep deleted ones */
+	{
+		C360Change *truncate = palloc0(sizeof(C360Change));
+
+		truncate->input = t->input;
+		truncate->op = C360_TRUNCATE;
+		c360_apply_add(ps.batch, truncate);
+	}
 	for (;;)
 	{
 		WalRcvExecResult *res = c360_pgremote_exec(ps.conn,
@@ -533,6 +546,8 @@ handle_relation(LogicalRepRelation *rel)
 						 format_type_be(rel->atttyps[i]),
 						 format_type_be(in->cols[r->colmap[i]].type), in->name);
 	}
+	if (r->table->columns == NIL)
+		learn_columns(r, rel, remote);
 	foreach(lc, r->table->columns)
 	{
 		bool		found = false;
@@ -545,6 +560,36 @@ handle_relation(LogicalRepRelation *rel)
 						 "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
 						 ps.src->name);
 	}
+}
+
+/*
+ * After c360.resume_source the mapping's columns are learned again from the schema the
+ * stream shows (the user accepted it): the required ones must be there, and from now on
+ * the ones present are watched for drift.
+ */
+static void
+learn_columns(RemoteRel *r, LogicalRepRelation *rel, const char *remote)
+{
+	const C360Input *in = &c360_inputs[r->table->input];
+	List	   *cols = NIL;
+
+	for (int c = 0; c < in->ncols; c++)
+	{
+		bool		found = false;
+
+		for (int i = 0; i < rel->natts && !found; i++)
+			found = r->colmap[i] == c;
+		if (found)
+			cols = lappend(cols, (char *) in->cols[c].name);
+		else if (in->cols[c].required)
+			c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
+							  remote, in->cols[c].name, in->name);
+	}
+	c360_worker_begin("c360 source schema");
+	c360_source_set_columns(ps.src, r->table, cols);
+	c360_worker_commit();
+	MemoryContextSwitchTo(TopMemoryContext);
+	r->table->columns = list_copy(cols);
 }
 
 static void

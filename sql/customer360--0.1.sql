@@ -470,6 +470,9 @@ BEGIN
             USING ERRCODE = 'invalid_name',
                   HINT = 'Use up to 40 lower-case letters, digits and underscores.';
     END IF;
+    IF predicate IS NULL THEN
+        RAISE EXCEPTION 'a segment predicate must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     used := c360._check_predicate(predicate);
     carried := COALESCE(columns, ARRAY['customer_id', 'email'] ||
                         ARRAY(SELECT u FROM unnest(used) u WHERE u NOT IN ('customer_id', 'email')));
@@ -520,6 +523,8 @@ CREATE FUNCTION c360._wake_launcher() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_wake_launcher';
 CREATE FUNCTION c360._stop_worker(name text) RETURNS void
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'c360_stop_worker';
+CREATE FUNCTION c360._release_worker(name text) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'c360_release_worker';
 CREATE FUNCTION c360._pg_drop_remote(conninfo text, slot text, publication text) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'c360_pg_drop_remote';
 CREATE FUNCTION c360.worker_status(
@@ -586,6 +591,7 @@ BEGIN
     END IF;
     INSERT INTO c360.sources (name, kind, options) VALUES (name, kind, options);
     INSERT INTO c360.source_progress (source) VALUES (name);
+    PERFORM c360._release_worker(name);   -- a source dropped under this name is gone
     PERFORM c360._wake_launcher();
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'customer360 source "%" already exists', name USING ERRCODE = 'duplicate_object';
@@ -726,8 +732,10 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(1664300592, 0);
     INSERT INTO c360.sinks (name, segment, kind, options) VALUES (name, segment, kind, options);
+    PERFORM c360._release_worker('sink:' || name);
+    -- the sequence, not max(seq): sinks prune the outbox, possibly to empty
     INSERT INTO c360.sink_positions (sink, seq)
-    SELECT name, COALESCE(max(seq), 0) FROM c360.segment_changes;
+    VALUES (name, COALESCE(pg_sequence_last_value('c360.segment_changes_seq_seq'), 0));
     INSERT INTO c360.sink_snapshot (sink, customer_id, payload)
     SELECT name, m.customer_id, m.payload FROM c360.segment_members m
     WHERE m.segment = create_sink.segment;
@@ -776,6 +784,7 @@ REVOKE ALL ON FUNCTION c360.pause_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.resume_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.drop_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360._stop_worker(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360._release_worker(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360._pg_drop_remote(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.create_segment(text, text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION c360.drop_segment(text) FROM PUBLIC;

@@ -72,6 +72,12 @@ SELECT c360.create_segment('bad', 'customer_id IN (SELECT customer_id FROM c360.
 -- a volatile function
 SELECT c360.create_segment('bad', 'random() < 0.5');
 \echo :LAST_ERROR_SQLSTATE
+-- a stable function: membership would go stale as time passes
+SELECT c360.create_segment('bad', $$last_active_at > now() - interval '7 days'$$);
+\echo :LAST_ERROR_SQLSTATE
+-- no predicate at all
+SELECT c360.create_segment('bad', NULL);
+\echo :LAST_ERROR_SQLSTATE
 -- an aggregate, a window function, a set-returning function
 SELECT c360.create_segment('bad', 'count(*) > 1');
 \echo :LAST_ERROR_SQLSTATE

@@ -217,6 +217,17 @@ c360_clock_lock(bool exclusive, C360Clock *clock)
 	c360_clock_bounds(clock);
 }
 
+/*
+ * Run the rest of this transaction alone: for transactions that apply several batches
+ * (a source's snapshot), whose customer locks would otherwise pile up out of order.
+ */
+void
+c360_clock_lock_alone(void)
+{
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(C360_LOCK_CLOCK),
+						Int32GetDatum(0));
+}
+
 void
 c360_clock_bounds(C360Clock *clock)
 {

@@ -198,11 +198,11 @@ analyze_predicate(const char *predicate)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a segment predicate may not contain aggregates, window or set-returning functions")));
-	if (contain_volatile_functions(expr))
+	if (contain_mutable_functions(expr))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a segment predicate may not call volatile functions"),
-				 errhint("Membership must not change unless the profile row does; use c360 columns and immutable or stable functions.")));
+				 errmsg("a segment predicate may only call immutable functions"),
+				 errhint("Membership is re-evaluated only when the profile row changes, so now(), random() and the like would go stale; compare profile columns with constants.")));
 	if (exprType(expr) != BOOLOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),

@@ -22,6 +22,15 @@
 PG_FUNCTION_INFO_V1(c360_wake_launcher);
 PG_FUNCTION_INFO_V1(c360_stop_worker);
 PG_FUNCTION_INFO_V1(c360_worker_status);
+PG_FUNCTION_INFO_V1(c360_release_worker);
+
+/* c360._release_worker(name text): a new source or sink may start at once under this name */
+Datum
+c360_release_worker(PG_FUNCTION_ARGS)
+{
+	c360_worker_hold_off(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0);
+	PG_RETURN_VOID();
+}
 
 /* c360._wake_launcher(): the launcher re-reads the catalog when this transaction commits */
 Datum
