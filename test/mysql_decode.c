@@ -7,6 +7,11 @@
  * exits 1 on any mismatch.
  *
  *   mysql_decode HOST PORT USER FILE POS DB TABLE
+ *
+ * With "count" first it only counts the row changes (one per row image, two images of an
+ * update being one change) of the named tables from FILE:POS to the end, across rotations:
+ *
+ *   mysql_decode count HOST PORT USER FILE POS DB.TABLE...
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +258,85 @@ check_v2(BinlogDecoder *d, int type, const uint8_t *body, size_t len, const Binl
 	free(v2);
 }
 
+static int
+count_changes(int argc, char **argv)
+{
+	MYSQL	   *repl = mysql_init(NULL);
+	MARIADB_RPL *rpl;
+	MARIADB_RPL_EVENT *ev = NULL;
+	BinlogDecoder d = {alloc, NULL, NULL, ""};
+	BinlogTableMap counted[64];
+	int			ncounted = 0;
+	long		changes = 0;
+	bool		checksum = true;
+
+	sql = repl;
+	if (!mysql_real_connect(repl, argv[2], argv[4], "", NULL, atoi(argv[3]), NULL, 0) ||
+		mysql_query(repl, "SET @master_binlog_checksum = @@global.binlog_checksum") ||
+		mysql_query(repl, "SET @mariadb_slave_capability = 4"))
+		die("replication connection");
+	rpl = mariadb_rpl_init(repl);
+	mariadb_rpl_optionsv(rpl, MARIADB_RPL_SERVER_ID, 4243);
+	mariadb_rpl_optionsv(rpl, MARIADB_RPL_FILENAME, argv[5], strlen(argv[5]));
+	mariadb_rpl_optionsv(rpl, MARIADB_RPL_START, (unsigned long) atol(argv[6]));
+	mariadb_rpl_optionsv(rpl, MARIADB_RPL_FLAGS, MARIADB_RPL_BINLOG_DUMP_NON_BLOCK);
+	if (mariadb_rpl_open(rpl))
+		die("binlog dump");
+	while ((ev = mariadb_rpl_fetch(rpl, ev)) != NULL)
+	{
+		const uint8_t *body = ev->raw_data + ev->raw_data_ofs + BINLOG_HEADER_LEN;
+		size_t		len = ev->event_length - BINLOG_HEADER_LEN - (checksum ? 4 : 0);
+
+		if (ev->event_type == TABLE_MAP_EVENT)
+		{
+			BinlogTableMap t;
+			char		name[512];
+
+			if (!binlog_decode_table_map(&d, body, len, &t))
+			{
+				printf("TABLE_MAP: %s\n", d.error);
+				return 1;
+			}
+			snprintf(name, sizeof(name), "%s.%s", t.db, t.table);
+			for (int i = 7; i < argc; i++)
+				if (strcmp(name, argv[i]) == 0)
+				{
+					int			k = 0;
+
+					while (k < ncounted && counted[k].table_id != t.table_id)
+						k++;
+					if (k == 64)
+						abort();
+					counted[k] = t;
+					ncounted += k == ncounted;
+				}
+		}
+		else if (binlog_is_rows_event(ev->event_type))
+		{
+			uint64_t	id = binlog_rows_table_id(body, len);
+
+			/* the row count needs the column layout: decode the event */
+			for (int i = 0; i < ncounted; i++)
+				if (counted[i].table_id == id)
+				{
+					BinlogRows	rows;
+
+					if (!binlog_decode_rows(&d, ev->event_type, body, len, &counted[i], &rows))
+					{
+						printf("ROWS: %s\n", d.error);
+						return 1;
+					}
+					changes += rows.nrows;
+					break;
+				}
+		}
+	}
+	if (mysql_errno(repl))
+		die("fetch");
+	printf("%ld\n", changes);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -264,6 +348,8 @@ main(int argc, char **argv)
 	bool		checksum;
 	long		nrows = 0;
 
+	if (argc >= 8 && strcmp(argv[1], "count") == 0)
+		return count_changes(argc, argv);
 	if (argc != 8)
 	{
 		fprintf(stderr, "usage: mysql_decode HOST PORT USER FILE POS DB TABLE\n");

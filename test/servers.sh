@@ -84,7 +84,13 @@ mysql_start() {
             { cat "$dir/install.log"; return 1; }
     fi
     "$MYSQL_BIN/mariadbd" --defaults-file="$dir/my.cnf" --user="$user" >>"$dir/server.log" 2>&1 &
+    local pid=$!
     for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "mariadbd on port $port exited during start-up" >&2
+            tail -n 5 "$dir/server.log" >&2
+            return 1
+        fi
         if mariadb --socket="$dir/mysql.sock" -uroot -e "SELECT 1" >/dev/null 2>&1; then
             # root over TCP too (install-db makes root@localhost only; skip_name_resolve
             # leaves 127.0.0.1 as it is)
