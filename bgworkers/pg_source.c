@@ -589,7 +589,6 @@ learn_columns(RemoteRel *r, LogicalRepRelation *rel, const char *remote)
 	c360_source_set_columns(ps.src, r->table, cols);
 	c360_worker_commit();
 	MemoryContextSwitchTo(TopMemoryContext);
-	r->table->columns = list_copy(cols);
 }
 
 static void

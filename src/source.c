@@ -254,9 +254,18 @@ c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns)
 	Datum		args[3] = {CStringGetTextDatum(src->name), CStringGetTextDatum(t->remote),
 	c360_text_array(columns)};
 
+	MemoryContext old;
+	ListCell   *lc;
+
 	exec_args(&plan, "UPDATE c360.source_tables SET columns = $3 WHERE source = $1 AND remote = $2",
 			  3, types, args, NULL);
-	t->columns = columns;
+
+	/* t outlives this transaction: keep the names where t lives */
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(t));
+	t->columns = NIL;
+	foreach(lc, columns)
+		t->columns = lappend(t->columns, pstrdup(lfirst(lc)));
+	MemoryContextSwitchTo(old);
 }
 
 /* Remember that the source created object on the remote side, for drop_source to remove. */
