@@ -202,23 +202,31 @@ for ((c = 1; c <= chunks; c++)); do
         sleep 0.$((RANDOM % 9 + 1))
         pid=$(worker_pid crm)
         [ -n "$pid" ] || die "no crm worker to kill in chunk $c"
+        behind=$(source_position crm)
+        at=$(master_pos | tr " " ":")
         kill -9 "$pid"
         poll 60 "the crm worker back after kill -9 of $pid" worker_replaced crm "$pid"
-        echo "  chunk $c: killed worker $pid mid-stream, back as $(worker_pid crm)"
+        echo "  chunk $c: kill -9 of worker $pid at $behind (MariaDB at $at), back as $(worker_pid crm)"
     fi
     if [ $((c % 3)) = 0 ]; then
         my -e "FLUSH BINARY LOGS"
         echo "  chunk $c: FLUSH BINARY LOGS -> $(master_pos)"
     fi
-    wait "$writer"
-    writer=
     if [ "$c" = 7 ]; then
+        # a restart while the chunk is being written and streamed: the writer's connection
+        # drops with it (its uncommitted statement rolls back), the source loses its stream
+        sleep 0.5
         behind=$(source_position crm)
         at=$(master_pos | tr " " ":")
         mysql_stop "$MYDIR"
-        sleep 1
+        wait "$writer" || true
+        writer=
         mysql_start "$MYDIR" "$MY_PORT"
-        echo "  chunk $c: MariaDB restarted; the source had reached $behind of $at"
+        echo "  chunk $c: MariaDB restarted mid-chunk; the source had reached $behind of $at"
+    fi
+    if [ -n "$writer" ]; then
+        wait "$writer"
+        writer=
     fi
 done
 caught_up 300
