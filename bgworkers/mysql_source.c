@@ -159,6 +159,7 @@ static void wait_for_data(void);
 static void handle_event(MARIADB_RPL_EVENT *ev);
 static void handle_rotate(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static void handle_query(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
+static C360SourceTable *truncated_table(const char *db, const char *sql);
 static void handle_table_map(const uint8 *body, size_t len);
 static void resolve_map(TableMap *map);
 static List *list_copy_deep_names(List *names);
@@ -867,6 +868,11 @@ stream(void)
 			flush();
 		MemoryContextSwitchTo(ms.event_cxt);
 		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 	}
 }
 
@@ -1042,39 +1048,47 @@ handle_query(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len)
 	char	   *db;
 	char	   *sql;
 	char	   *p;
+	C360SourceTable *t;
 
 	if (!binlog_decode_query(&ms.dec, body, len, &db, &sql))
 		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("%s", ms.dec.error)));
 	p = sql + strspn(sql, " \t\r\n");
 	if (pg_strcasecmp(p, "BEGIN") == 0)
 		ms.in_txn = true;		/* a server without GTIDs */
-	if (pg_strncasecmp(p, "TRUNCATE", 8) == 0)
+	else if ((t = truncated_table(db, p)) != NULL)
 	{
-		char		name[2 * NAMEDATALEN + 2] = "";
-		char	   *q = p + 8 + strspn(p + 8, " \t\r\n");
-		C360SourceTable *t;
+		MemoryContext old = MemoryContextSwitchTo(ms.batch_cxt);
+		C360Change *ch = palloc0(sizeof(C360Change));
 
-		if (pg_strncasecmp(q, "TABLE", 5) == 0 && isspace((unsigned char) q[5]))
-			q += 5 + strspn(q + 5, " \t\r\n");
-		for (int i = 0; *q && !isspace((unsigned char) *q) && *q != ';' && i < (int) sizeof(name) - 1; q++)
-			if (*q != '`')
-				name[i++] = *q;
-		t = c360_source_table(ms.src, strchr(name, '.') ? name : psprintf("%s.%s", db, name));
-		if (t != NULL)
-		{
-			MemoryContext o = MemoryContextSwitchTo(ms.batch_cxt);
-			C360Change *ch = palloc0(sizeof(C360Change));
-
-			ch->input = t->input;
-			ch->op = C360_TRUNCATE;
-			ch->position = psprintf("%s:%u", ms.file, ev->next_event_pos);
-			c360_apply_add(ms.batch, ch);
-			MemoryContextSwitchTo(o);
-		}
+		ch->input = t->input;
+		ch->op = C360_TRUNCATE;
+		ch->position = psprintf("%s:%u", ms.file, ev->next_event_pos);
+		c360_apply_add(ms.batch, ch);
+		MemoryContextSwitchTo(old);
 	}
 	if (ms.in_txn && (ms.txn_standalone || pg_strcasecmp(p, "COMMIT") == 0 ||
 					  pg_strcasecmp(p, "ROLLBACK") == 0))
 		end_transaction(ev);
+}
+
+/* The mapped table a "TRUNCATE [TABLE] [db.]name" statement empties, or NULL. */
+static C360SourceTable *
+truncated_table(const char *db, const char *sql)
+{
+	char		name[2 * NAMEDATALEN + 2] = "";
+	const char *q;
+	int			n = 0;
+
+	if (pg_strncasecmp(sql, "TRUNCATE", 8) != 0 || !isspace((unsigned char) sql[8]))
+		return NULL;
+	q = sql + 8 + strspn(sql + 8, " \t\r\n");
+	if (pg_strncasecmp(q, "TABLE", 5) == 0 && isspace((unsigned char) q[5]))
+		q += 5 + strspn(q + 5, " \t\r\n");
+	for (; *q && !isspace((unsigned char) *q) && *q != ';' && n < (int) sizeof(name) - 1; q++)
+		if (*q != '`')
+			name[n++] = *q;
+	name[n] = '\0';
+	return c360_source_table(ms.src, strchr(name, '.') ? name : psprintf("%s.%s", db, name));
 }
 
 /*

@@ -215,7 +215,7 @@ for ((c = 1; c <= chunks; c++)); do
     if [ "$c" = 7 ]; then
         # a restart while the chunk is being written and streamed: the writer's connection
         # drops with it (its uncommitted statement rolls back), the source loses its stream
-        sleep 0.5
+        sleep 0.2
         behind=$(source_position crm)
         at=$(master_pos | tr " " ":")
         mysql_stop "$MYDIR"
@@ -393,4 +393,11 @@ state_is crm streaming || die "crm is not streaming at the end"
 caught_up
 mirror_equals_source "at the end"
 verify_empty "at the end"
+
+step "TRUNCATE of a mapped table empties its input"
+my -e "TRUNCATE TABLE crm_db.support_tickets"
+caught_up
+[ "$(q -c "SELECT count(*) FROM c360.support_tickets")" = 0 ] || die "tickets left after TRUNCATE"
+mirror_equals_source "after TRUNCATE"
+verify_empty "after TRUNCATE"
 step "ok"
