@@ -1101,6 +1101,7 @@ handle_table_map(const uint8 *body, size_t len)
 	uint64		table_id;
 	TableMap   *map;
 	MemoryContext old;
+	bool		ok;
 
 	if (len < 6)
 		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("malformed TABLE_MAP event")));
@@ -1131,15 +1132,20 @@ handle_table_map(const uint8 *body, size_t len)
 	map->raw_len = len;
 	map->raw = palloc(len);
 	memcpy(map->raw, body, len);
-	if (!binlog_decode_table_map(&ms.dec, body, len, &map->tm))
-	{
-		MemoryContextSwitchTo(old);
-		hash_search(ms.maps, &table_id, HASH_REMOVE, NULL);
-		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("%s", ms.dec.error)));
-	}
-	map->table = c360_source_table(ms.src, psprintf("%s.%s", map->tm.db, map->tm.table));
+	ok = binlog_decode_table_map(&ms.dec, body, len, &map->tm);
+	map->table = map->tm.table ?
+		c360_source_table(ms.src, psprintf("%s.%s", map->tm.db, map->tm.table)) : NULL;
 	map->colmap = NULL;
 	MemoryContextSwitchTo(old);
+	/* a table this decoder cannot read matters only when it is mapped */
+	if (!ok && map->table)
+		c360_source_error("cannot read the binlog of mapped table %s: %s", map->table->remote,
+						  ms.dec.error);
+	if (!ok)
+	{
+		map->table = NULL;
+		return;
+	}
 	if (map->table)
 		resolve_map(map);
 }

@@ -97,6 +97,11 @@ static bool read_image(BinlogDecoder *d, Reader *r, const BinlogTableMap *tm,
 					   const uint8_t *columns, BinlogRow *row);
 static bool decode_value(BinlogDecoder *d, Reader *r, const BinlogColumn *c, char **value,
 						 const char **error);
+static bool decode_number(BinlogDecoder *d, Reader *r, const BinlogColumn *c, Out *o);
+static bool decode_temporal(Reader *r, const BinlogColumn *c, Out *o);
+static bool decode_enum_set(Reader *r, const BinlogColumn *c, Out *o, const char **error);
+static bool decode_bytes(BinlogDecoder *d, Reader *r, const BinlogColumn *c, Out *o,
+						 const char **error);
 static void put(Out *o, const char *s, size_t n);
 static void putf(Out *o, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 static char *finish(Out *o);
@@ -361,84 +366,40 @@ resolve_string_type(BinlogColumn *c)
 static void
 set_kind(BinlogColumn *c)
 {
-	switch (c->type)
+	static const struct
 	{
-		case T_TINY:
-		case T_SHORT:
-		case T_INT24:
-		case T_LONG:
-		case T_LONGLONG:
-		case T_YEAR:
-		case T_BIT:
-			c->kind = BINLOG_KIND_INTEGER;
-			break;
-		case T_NEWDECIMAL:
-			c->kind = BINLOG_KIND_DECIMAL;
-			break;
-		case T_FLOAT:
-		case T_DOUBLE:
-			c->kind = BINLOG_KIND_FLOAT;
-			break;
-		case T_DATE:
-		case T_NEWDATE:
-			c->kind = BINLOG_KIND_DATE;
-			break;
-		case T_DATETIME:
-		case T_DATETIME2:
-			c->kind = BINLOG_KIND_DATETIME;
-			break;
-		case T_TIMESTAMP:
-		case T_TIMESTAMP2:
-			c->kind = BINLOG_KIND_TIMESTAMP;
-			break;
-		case T_TIME:
-		case T_TIME2:
-			c->kind = BINLOG_KIND_TIME;
-			break;
-		case T_ENUM:
-			c->kind = BINLOG_KIND_ENUM;
-			break;
-		case T_SET:
-			c->kind = BINLOG_KIND_SET;
-			break;
-		case T_VARCHAR:
-		case T_VAR_STRING:
-		case T_STRING:
-		case T_BLOB:
-		case T_TINY_BLOB:
-		case T_MEDIUM_BLOB:
-		case T_LONG_BLOB:
-			c->kind = BINLOG_KIND_STRING;
-			break;
-		default:
-			c->kind = BINLOG_KIND_OTHER;
-	}
-	switch (c->type)
-	{
-		case T_TINY: c->type_name = "tinyint"; break;
-		case T_SHORT: c->type_name = "smallint"; break;
-		case T_INT24: c->type_name = "mediumint"; break;
-		case T_LONG: c->type_name = "int"; break;
-		case T_LONGLONG: c->type_name = "bigint"; break;
-		case T_YEAR: c->type_name = "year"; break;
-		case T_BIT: c->type_name = "bit"; break;
-		case T_NEWDECIMAL: c->type_name = "decimal"; break;
-		case T_FLOAT: c->type_name = "float"; break;
-		case T_DOUBLE: c->type_name = "double"; break;
-		case T_DATE: case T_NEWDATE: c->type_name = "date"; break;
-		case T_DATETIME: case T_DATETIME2: c->type_name = "datetime"; break;
-		case T_TIMESTAMP: case T_TIMESTAMP2: c->type_name = "timestamp"; break;
-		case T_TIME: case T_TIME2: c->type_name = "time"; break;
-		case T_ENUM: c->type_name = "enum"; break;
-		case T_SET: c->type_name = "set"; break;
-		case T_VARCHAR: case T_VAR_STRING: c->type_name = "varchar"; break;
-		case T_STRING: c->type_name = "char"; break;
-		case T_BLOB: case T_TINY_BLOB: case T_MEDIUM_BLOB: case T_LONG_BLOB:
-			c->type_name = "text/blob"; break;
-		case T_GEOMETRY: c->type_name = "geometry"; break;
-		case T_JSON: c->type_name = "json"; break;
-		default: c->type_name = "unsupported type"; break;
-	}
+		uint8_t		type;
+		BinlogKind	kind;
+		const char *name;
+	}			types[] = {
+		{T_TINY, BINLOG_KIND_INTEGER, "tinyint"}, {T_SHORT, BINLOG_KIND_INTEGER, "smallint"},
+		{T_INT24, BINLOG_KIND_INTEGER, "mediumint"}, {T_LONG, BINLOG_KIND_INTEGER, "int"},
+		{T_LONGLONG, BINLOG_KIND_INTEGER, "bigint"}, {T_YEAR, BINLOG_KIND_INTEGER, "year"},
+		{T_BIT, BINLOG_KIND_INTEGER, "bit"}, {T_NEWDECIMAL, BINLOG_KIND_DECIMAL, "decimal"},
+		{T_FLOAT, BINLOG_KIND_FLOAT, "float"}, {T_DOUBLE, BINLOG_KIND_FLOAT, "double"},
+		{T_DATE, BINLOG_KIND_DATE, "date"}, {T_NEWDATE, BINLOG_KIND_DATE, "date"},
+		{T_DATETIME, BINLOG_KIND_DATETIME, "datetime"}, {T_DATETIME2, BINLOG_KIND_DATETIME, "datetime"},
+		{T_TIMESTAMP, BINLOG_KIND_TIMESTAMP, "timestamp"},
+		{T_TIMESTAMP2, BINLOG_KIND_TIMESTAMP, "timestamp"},
+		{T_TIME, BINLOG_KIND_TIME, "time"}, {T_TIME2, BINLOG_KIND_TIME, "time"},
+		{T_ENUM, BINLOG_KIND_ENUM, "enum"}, {T_SET, BINLOG_KIND_SET, "set"},
+		{T_VARCHAR, BINLOG_KIND_STRING, "varchar"}, {T_VAR_STRING, BINLOG_KIND_STRING, "varchar"},
+		{T_STRING, BINLOG_KIND_STRING, "char"}, {T_BLOB, BINLOG_KIND_STRING, "text/blob"},
+		{T_TINY_BLOB, BINLOG_KIND_STRING, "text/blob"},
+		{T_MEDIUM_BLOB, BINLOG_KIND_STRING, "text/blob"},
+		{T_LONG_BLOB, BINLOG_KIND_STRING, "text/blob"},
+		{T_GEOMETRY, BINLOG_KIND_OTHER, "geometry"}, {T_JSON, BINLOG_KIND_OTHER, "json"},
+	};
+
+	c->kind = BINLOG_KIND_OTHER;
+	c->type_name = "unsupported type";
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (types[i].type == c->type)
+		{
+			c->kind = types[i].kind;
+			c->type_name = types[i].name;
+			return;
+		}
 }
 
 /* The columns SIGNEDNESS has a bit for. */
@@ -720,8 +681,47 @@ static bool
 decode_value(BinlogDecoder *d, Reader *r, const BinlogColumn *c, char **value, const char **error)
 {
 	Out			o = {d, NULL, 0, 0};
+	bool		ok;
+
+	if (c->type == T_NULL)
+		return true;
+	switch (c->kind)
+	{
+		case BINLOG_KIND_INTEGER:
+		case BINLOG_KIND_DECIMAL:
+		case BINLOG_KIND_FLOAT:
+			ok = decode_number(d, r, c, &o);
+			break;
+		case BINLOG_KIND_DATE:
+		case BINLOG_KIND_DATETIME:
+		case BINLOG_KIND_TIMESTAMP:
+		case BINLOG_KIND_TIME:
+			ok = decode_temporal(r, c, &o);
+			break;
+		case BINLOG_KIND_ENUM:
+		case BINLOG_KIND_SET:
+			ok = decode_enum_set(r, c, &o, error);
+			break;
+		default:
+			ok = decode_bytes(d, r, c, &o, error);
+			break;
+	}
+	if (!ok)
+		return false;
+	if (r->failed)
+		return fail(d, "row image ends inside a %s value", c->type_name);
+	*value = finish(&o);
+	return true;
+}
+
+/* Integers (signed or not), YEAR, BIT (as its number), DECIMAL, FLOAT and DOUBLE. */
+static bool
+decode_number(BinlogDecoder *d, Reader *r, const BinlogColumn *c, Out *o)
+{
+	static const int sizes[] = {[T_TINY] = 1, [T_SHORT] = 2, [T_INT24] = 3, [T_LONG] = 4,
+	[T_LONGLONG] = 8};
+	uint64_t	v;
 	size_t		n;
-	const uint8_t *p;
 
 	switch (c->type)
 	{
@@ -730,46 +730,37 @@ decode_value(BinlogDecoder *d, Reader *r, const BinlogColumn *c, char **value, c
 		case T_INT24:
 		case T_LONG:
 		case T_LONGLONG:
+			v = le(r, sizes[c->type]);
+			if (c->is_unsigned)
+				putf(o, "%llu", (unsigned long long) v);
+			else
 			{
-				static const int sizes[] = {[T_TINY] = 1, [T_SHORT] = 2, [T_INT24] = 3,
-				[T_LONG] = 4, [T_LONGLONG] = 8};
-				int			size = sizes[c->type];
-				uint64_t	v = le(r, size);
+				int			shift = 64 - 8 * sizes[c->type];
 
-				if (c->is_unsigned)
-					putf(&o, "%llu", (unsigned long long) v);
-				else
-				{
-					int			shift = 64 - 8 * size;
-
-					putf(&o, "%lld", (long long) ((int64_t) (v << shift) >> shift));
-				}
-				break;
+				putf(o, "%lld", (long long) ((int64_t) (v << shift) >> shift));
 			}
+			return true;
 		case T_YEAR:
-			{
-				unsigned	y = (unsigned) le(r, 1);
-
-				putf(&o, "%04u", y == 0 ? 0 : 1900 + y);
-				break;
-			}
+			v = le(r, 1);
+			putf(o, "%04u", v == 0 ? 0 : 1900 + (unsigned) v);
+			return true;
 		case T_BIT:
 			n = (c->meta & 0xff) + ((c->meta >> 8) ? 1 : 0);
 			if (n > 8)
 				return fail(d, "bit column too wide (%zu bytes)", n);
-			putf(&o, "%llu", (unsigned long long) be(r, (int) n));
-			break;
+			putf(o, "%llu", (unsigned long long) be(r, (int) n));
+			return true;
 		case T_NEWDECIMAL:
-			decode_decimal(r, c, &o);
-			break;
+			decode_decimal(r, c, o);
+			return true;
 		case T_FLOAT:
 			{
 				uint32_t	bits = (uint32_t) le(r, 4);
 				float		f;
 
 				memcpy(&f, &bits, 4);
-				decode_float(f, 9, true, &o);
-				break;
+				decode_float(f, 9, true, o);
+				return true;
 			}
 		case T_DOUBLE:
 			{
@@ -777,87 +768,105 @@ decode_value(BinlogDecoder *d, Reader *r, const BinlogColumn *c, char **value, c
 				double		f;
 
 				memcpy(&f, &bits, 8);
-				decode_float(f, 17, false, &o);
-				break;
+				decode_float(f, 17, false, o);
+				return true;
 			}
+	}
+	return fail(d, "cannot decode column type %d", c->type);
+}
+
+/* DATE, DATETIME(0-6), TIMESTAMP(0-6) in UTC, TIME(0-6), and their pre-5.6 formats. */
+static bool
+decode_temporal(Reader *r, const BinlogColumn *c, Out *o)
+{
+	uint32_t	v;
+
+	switch (c->type)
+	{
 		case T_DATE:
 		case T_NEWDATE:
-			{
-				uint32_t	v = (uint32_t) le(r, 3);
-
-				putf(&o, "%04u-%02u-%02u", v >> 9, (v >> 5) & 15, v & 31);
-				break;
-			}
+			v = (uint32_t) le(r, 3);
+			putf(o, "%04u-%02u-%02u", v >> 9, (v >> 5) & 15, v & 31);
+			break;
 		case T_DATETIME2:
-			decode_datetime2(r, c, &o);
+			decode_datetime2(r, c, o);
 			break;
 		case T_TIMESTAMP2:
-			decode_timestamp2(r, c, &o);
+			decode_timestamp2(r, c, o);
 			break;
 		case T_TIME2:
-			decode_time2(r, c, &o);
+			decode_time2(r, c, o);
 			break;
-		case T_DATETIME:
-		case T_TIMESTAMP:
-		case T_TIME:
-			decode_old_temporal(r, c, &o);
-			break;
-		case T_ENUM:
-			{
-				unsigned	i = (unsigned) le(r, c->meta == 2 ? 2 : 1);
+		default:
+			decode_old_temporal(r, c, o);
+	}
+	return true;
+}
 
-				if (i == 0)
-					put(&o, "", 0);	/* the value an invalid ENUM insert stores */
-				else if (c->labels == NULL || (int) i > c->nlabels)
-					*error = "ENUM value without its label (binlog_row_metadata is not FULL)";
-				else
-					put(&o, c->labels[i - 1], strlen(c->labels[i - 1]));
-				break;
-			}
-		case T_SET:
-			if (c->labels == NULL)
-			{
-				(void) take(r, c->meta);
-				*error = "SET value without its labels (binlog_row_metadata is not FULL)";
-			}
-			else
-				decode_set(r, c, &o);
-			break;
+/* ENUM: its label (0, what an invalid insert stores, is ''); SET: its labels joined by ','. */
+static bool
+decode_enum_set(Reader *r, const BinlogColumn *c, Out *o, const char **error)
+{
+	unsigned	i;
+
+	if (c->type == T_SET)
+	{
+		if (c->labels != NULL)
+			decode_set(r, c, o);
+		else
+		{
+			(void) take(r, c->meta);
+			*error = "SET value without its labels (binlog_row_metadata is not FULL)";
+		}
+		return true;
+	}
+	i = (unsigned) le(r, c->meta == 2 ? 2 : 1);
+	if (i == 0)
+		put(o, "", 0);
+	else if (c->labels == NULL || (int) i > c->nlabels)
+		*error = "ENUM value without its label (binlog_row_metadata is not FULL)";
+	else
+		put(o, c->labels[i - 1], strlen(c->labels[i - 1]));
+	return true;
+}
+
+/*
+ * Length-prefixed bytes: CHAR/VARCHAR (1 or 2 length bytes, by the column's byte length),
+ * TEXT/BLOB (1-4, from the metadata) as text; GEOMETRY and MySQL's binary JSON skipped.
+ */
+static bool
+decode_bytes(BinlogDecoder *d, Reader *r, const BinlogColumn *c, Out *o, const char **error)
+{
+	size_t		n;
+	const uint8_t *p;
+
+	switch (c->type)
+	{
 		case T_VARCHAR:
 		case T_VAR_STRING:
 		case T_STRING:
 			n = (size_t) le(r, c->meta > 255 ? 2 : 1);
-			p = take(r, n);
-			if (p)
-				*error = decode_string(d, c, p, n, &o);
 			break;
 		case T_BLOB:
 		case T_TINY_BLOB:
 		case T_MEDIUM_BLOB:
 		case T_LONG_BLOB:
-			if (c->meta < 1 || c->meta > 4)
-				return fail(d, "blob column with length size %d", c->meta);
-			n = (size_t) le(r, c->meta);
-			p = take(r, n);
-			if (p)
-				*error = decode_string(d, c, p, n, &o);
-			break;
 		case T_GEOMETRY:
 		case T_JSON:
 			if (c->meta < 1 || c->meta > 4)
 				return fail(d, "%s column with length size %d", c->type_name, c->meta);
 			n = (size_t) le(r, c->meta);
-			(void) take(r, n);
-			*error = "geometry and MySQL JSON values are not decoded";
 			break;
-		case T_NULL:
-			return true;
 		default:
 			return fail(d, "cannot decode column type %d", c->type);
 	}
-	if (r->failed)
-		return fail(d, "row image ends inside a %s value", c->type_name);
-	*value = finish(&o);
+	p = take(r, n);
+	if (p == NULL)
+		return true;			/* the caller reports the short image */
+	if (c->kind == BINLOG_KIND_OTHER)
+		*error = "geometry and MySQL JSON values are not decoded";
+	else
+		*error = decode_string(d, c, p, n, o);
 	return true;
 }
 
