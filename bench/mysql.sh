@@ -79,6 +79,7 @@ mysql_start "$DIR/my" "$MY_PORT"
 mysql_cli "$MY_PORT" <test/mysql_crm.sql
 cc -O2 -o "$DIR/mysql_decode" test/mysql_decode.c src/binlog_decode.c -I/usr/include/mariadb -lmariadb
 
+say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "loading $CUSTOMERS customers and $TICKETS tickets into MariaDB (untimed)"
 python3 test/mysql_changes.py load "$CUSTOMERS" "$TICKETS" | mysql_cli "$MY_PORT" >/dev/null
 rows=$((CUSTOMERS + TICKETS))
@@ -153,7 +154,7 @@ verify=$(q -c "SELECT count(*) FROM c360.verify()")
 
 cat <<EOF
 
-mysql-cdc source ($(nproc) CPUs; MariaDB $(my -e "SELECT VERSION()") and PostgreSQL on one machine)
+mysql-cdc source ($(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; MariaDB $(my -e "SELECT VERSION()") and PostgreSQL on one machine)
   snapshot             $rows rows in $snapshot_secs s           $snapshot_rate rows/s
   streaming            $row_changes changes in $stream_secs s        $stream_rate changes/s
   freshness at $achieved/s   p50 $p50 ms   p99 $p99 ms   max $pmax ms   (target p99 < 200 ms; $n changes)
