@@ -76,6 +76,7 @@ static void setup(const char *name);
 static void check_slot(void);
 static void snapshot(void);
 static int64 snapshot_table(C360SourceTable *t, int64 done);
+static bool mapping_changed(void);
 static List *remote_columns(C360SourceTable *t);
 static void stream(void);
 static void handle_message(char *buf, int len);
@@ -86,6 +87,7 @@ static void add_change(C360Op op, LogicalRepRelId relid, LogicalRepTupleData *ol
 					   LogicalRepTupleData *new);
 static C360Tuple *decode_tuple(RemoteRel *rel, LogicalRepTupleData *tup);
 static bool castable(Oid remote_type, Oid mirror_type);
+static const char *type_name(Oid type);
 static void flush(void);
 static bool batch_due(void);
 static void new_batch(void);
@@ -188,9 +190,13 @@ snapshot(void)
 	WalRcvExecResult *res;
 	StringInfoData tables;
 
+	/* created and not mapped yet: map_table wakes the launcher, which starts us again */
 	if (ps.src->tables == NIL)
-		c360_source_error("source \"%s\" has no mapped tables; map them with c360.map_table()",
-					 ps.src->name);
+	{
+		elog(LOG, "c360 source \"%s\" has no mapped tables yet; waiting for c360.map_table()",
+			 ps.src->name);
+		proc_exit(0);
+	}
 
 	initStringInfo(&tables);
 	foreach(lc, ps.src->tables)
@@ -225,6 +231,11 @@ snapshot(void)
 	report("snapshot");
 	foreach(lc, ps.src->tables)
 		done = snapshot_table(lfirst(lc), done);
+	if (mapping_changed())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("the tables mapped to source \"%s\" changed during its snapshot; taking a new one",
+						ps.src->name)));
 	replorigin_session_origin_lsn = consistent;
 	replorigin_session_origin_timestamp = GetCurrentTimestamp();
 	c360_source_set_phase(ps.src, "streaming");
@@ -234,6 +245,25 @@ snapshot(void)
 	ps.applied = consistent;
 	elog(LOG, "c360 source \"%s\" snapshot done: %lld rows, streaming from %X/%X",
 		 ps.src->name, (long long) done, LSN_FORMAT_ARGS(consistent));
+}
+
+/*
+ * Whether tables were mapped (or unmapped) since the worker read the mapping: a source
+ * created and mapped in separate transactions may start before its last map_table, and
+ * its snapshot must then include every table it streams.
+ */
+static bool
+mapping_changed(void)
+{
+	C360Source *now = c360_source_load(ps.src->name);
+	ListCell   *lc;
+
+	if (list_length(now->tables) != list_length(ps.src->tables))
+		return true;
+	foreach(lc, now->tables)
+		if (c360_source_table(ps.src, ((C360SourceTable *) lfirst(lc))->remote) == NULL)
+			return true;
+	return false;
 }
 
 /* Copy one table through a cursor, a batch of c360.batch_size rows at a time. */
@@ -344,8 +374,8 @@ remote_columns(C360SourceTable *t)
 			continue;
 		if (!castable(type, in->cols[c].type))
 			c360_source_error("column \"%s\" of source table %s has type %s, which does not cast to the "
-						 "%s column of input \"%s\"", name, t->remote, format_type_be(type),
-						 format_type_be(in->cols[c].type), in->name);
+						 "%s column of input \"%s\"", name, t->remote, type_name(type),
+						 type_name(in->cols[c].type), in->name);
 		cols = lappend(cols, name);
 	}
 	ExecDropSingleTupleTableSlot(slot);
@@ -543,8 +573,8 @@ handle_relation(LogicalRepRelation *rel)
 		if (r->colmap[i] >= 0 && !castable(rel->atttyps[i], in->cols[r->colmap[i]].type))
 			c360_source_error("column \"%s\" of source table %s changed to type %s, which does not "
 						 "cast to the %s column of input \"%s\"", rel->attnames[i], remote,
-						 format_type_be(rel->atttyps[i]),
-						 format_type_be(in->cols[r->colmap[i]].type), in->name);
+						 type_name(rel->atttyps[i]), type_name(in->cols[r->colmap[i]].type),
+						 in->name);
 	}
 	if (r->table->columns == NIL)
 		learn_columns(r, rel, remote);
@@ -653,6 +683,35 @@ castable(Oid remote_type, Oid mirror_type)
 				remote_type == DATEOID;
 	}
 	return false;
+}
+
+/*
+ * A type's name without the catalog: Relation messages arrive between transactions, where
+ * a catalog lookup is not allowed.  Remote types are the source's OIDs anyway.
+ */
+static const char *
+type_name(Oid type)
+{
+	switch (type)
+	{
+		case TEXTOID: return "text";
+		case VARCHAROID: return "character varying";
+		case BPCHAROID: return "character";
+		case NUMERICOID: return "numeric";
+		case INT2OID: return "smallint";
+		case INT4OID: return "integer";
+		case INT8OID: return "bigint";
+		case FLOAT4OID: return "real";
+		case FLOAT8OID: return "double precision";
+		case BOOLOID: return "boolean";
+		case DATEOID: return "date";
+		case TIMESTAMPOID: return "timestamp without time zone";
+		case TIMESTAMPTZOID: return "timestamp with time zone";
+		case UUIDOID: return "uuid";
+		case JSONBOID: return "jsonb";
+		case BYTEAOID: return "bytea";
+	}
+	return psprintf("type with OID %u", type);
 }
 
 static bool

@@ -40,8 +40,9 @@ c360_source_load(const char *name)
 	bool		isnull;
 
 	SPI_connect();
-	c360_exec(c360_plan(&source_plan, "SELECT kind, options::text, phase, enabled "
-						"FROM c360.sources WHERE name = $1", 1, types), &arg, NULL);
+	c360_exec(c360_plan(&source_plan, "SELECT kind, options::text, phase, enabled, "
+						"last_error IS NOT NULL FROM c360.sources WHERE name = $1", 1, types),
+			  &arg, NULL);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -50,6 +51,7 @@ c360_source_load(const char *name)
 	src->kind = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	src->phase = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
 	src->enabled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	src->had_error = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 	{
 		MemoryContext spi = MemoryContextSwitchTo(cxt);
 
@@ -154,6 +156,16 @@ c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz source_commit_a
 			  " last_applied_at = excluded.last_applied_at,"
 			  " last_source_commit_at = COALESCE(excluded.last_source_commit_at, p.last_source_commit_at)",
 			  3, types, args, source_commit_at == 0 ? "  n" : NULL);
+
+	/* the trouble that made the worker restart is over */
+	if (src->had_error)
+	{
+		static SPIPlanPtr clear_plan;
+
+		exec_args(&clear_plan, "UPDATE c360.sources SET last_error = NULL"
+				  " WHERE name = $1 AND phase <> 'error'", 1, types, args, NULL);
+		src->had_error = false;
+	}
 	return n;
 }
 

@@ -25,6 +25,7 @@ typedef struct C360Source
 	Jsonb	   *options;
 	char	   *phase;			/* snapshot, streaming, error */
 	bool		enabled;
+	bool		had_error;		/* last_error is set: cleared by the first good batch */
 	List	   *tables;			/* C360SourceTable * */
 } C360Source;
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 . test/servers.sh
 
-PORT=54310
+PORT=${C360_TEST_PORT:-54310}
 TEST_TIMEOUT=${TEST_TIMEOUT:-1200}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 [ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
