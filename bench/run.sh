@@ -151,3 +151,12 @@ fi
         'results', (SELECT json_object_agg(phase, r) FROM bench.results r),
         'statements', (SELECT json_agg(s ORDER BY phase, total_ms DESC) FROM bench.statements s))"
 } | python3 bench/report.py "$OUT/report.txt"
+
+# The sources' and sinks' benchmarks start servers of their own; each prints its report.
+status=0
+for extra in bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/sink.sh; do
+    [ -f "$extra" ] || continue
+    say "== $extra =="
+    bash "$extra" || { say "$extra failed"; status=1; }
+done
+exit "$status"
