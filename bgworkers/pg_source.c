@@ -558,6 +558,7 @@ handle_relation(LogicalRepRelation *rel)
 	char	   *remote = psprintf("%s.%s", rel->nspname, rel->relname);
 	RemoteRel  *r = hash_search(ps.rels, &rel->remoteid, HASH_ENTER, NULL);
 	const C360Input *in;
+	bool		learning;
 	ListCell   *lc;
 
 	r->relid = rel->remoteid;
@@ -565,12 +566,19 @@ handle_relation(LogicalRepRelation *rel)
 	if (r->table == NULL)
 		return;
 	in = &c360_inputs[r->table->input];
+	learning = r->table->columns == NIL;
 	r->natts = rel->natts;
 	r->colmap = palloc(sizeof(int) * rel->natts);
 	for (int i = 0; i < rel->natts; i++)
 	{
+		/*
+		 * After resume_source the stream replays what was written under the schema the user
+		 * accepted: a retyped column's values are cast one by one (dead letters for those
+		 * that do not fit) until the next schema change shows up.
+		 */
 		r->colmap[i] = c360_column_by_name(in, rel->attnames[i]);
-		if (r->colmap[i] >= 0 && !castable(rel->atttyps[i], in->cols[r->colmap[i]].type))
+		if (r->colmap[i] >= 0 && !learning &&
+			!castable(rel->atttyps[i], in->cols[r->colmap[i]].type))
 			c360_source_error("column \"%s\" of source table %s changed to type %s, which does not "
 						 "cast to the %s column of input \"%s\"", rel->attnames[i], remote,
 						 type_name(rel->atttyps[i]), type_name(in->cols[r->colmap[i]].type),
