@@ -328,6 +328,8 @@ consumer_create(void)
 	rd_kafka_conf_set(conf, "client.id", psprintf("c360-source-%s", ks.src->name), NULL, 0);
 	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.src->name), NULL, 0);
 	rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "2000", NULL, 0);
+	/* prefetch a few batches, not librdkafka's 100,000 messages per partition */
+	rd_kafka_conf_set(conf, "queued.min.messages", "20000", NULL, 0);
 	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
 	for (lc = list_head(ks.conf); lc != NULL; lc = lnext(ks.conf, lnext(ks.conf, lc)))
 	{

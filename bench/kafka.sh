@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# bench/kafka.sh: the Kafka source's throughput and memory, in one run on a throwaway
+# PostgreSQL 15 cluster and the test broker (test/kafka_broker):
+#   - raw COPY of the events into a scratch copy of the event mirror (with its indexes),
+#     median of 3 runs: the baseline;
+#   - Kafka -> profile: one worker reads the same events from a 3-partition topic and
+#     applies them through the apply path (mirror, rollups, profile rows), events/s from the
+#     first message produced to the last one committed; the ratio to the baseline;
+#   - the worker's memory at start and after every tenth of the events: RssAnon, its private
+#     memory, must stay flat; VmRSS also counts RssShmem, the shared buffers it has touched
+#     so far, which grows up to shared_buffers whatever the worker does.
+# The mock broker keeps 5 MiB or 100,000 batches per partition and drops the oldest, so
+# the events are produced in chunks of 50,000 (lz4) while the worker consumes, keeping at
+# most BENCH_KAFKA_BACKLOG messages ahead of it; every event is checked to have arrived.
+# Knobs (environment): BENCH_KAFKA_EVENTS (default 1,000,000: 5,000,000 takes too long on a
+# small machine), BENCH_CUSTOMERS, BENCH_KAFKA_BATCH (c360.batch_size), BENCH_KAFKA_BACKLOG,
+# BENCH_KAFKA_PORT.  Prints the report and writes it to bench/out/kafka.txt.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/bench/out
+PORT=${BENCH_KAFKA_PORT:-54332}
+EVENTS=${BENCH_KAFKA_EVENTS:-1000000}
+CUSTOMERS=${BENCH_CUSTOMERS:-100000}
+BATCH=${BENCH_KAFKA_BATCH:-5000}
+BACKLOG=${BENCH_KAFKA_BACKLOG:-150000}
+CHUNK=50000
+
+make -s && make -s install && make -s test/kafka_broker
+
+. test/servers.sh
+
+DIR=$(mktemp -d /tmp/c360-bench-kafka.XXXXXX)
+BROKER_PID=
+cleanup() {
+    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -TERM "$BROKER_PID"
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    pg_stop "$DIR"
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+now() { date +%s.%N; }
+rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
+
+mkdir -p "$OUT"
+pg_start "$DIR" "$PORT" \
+    "shared_preload_libraries = 'customer360'" \
+    "c360.database = 'bench'" \
+    "c360.tick_interval = 0" \
+    "c360.batch_size = $BATCH" \
+    "shared_buffers = 1GB" \
+    "work_mem = 16MB" \
+    "max_wal_size = 8GB" \
+    "checkpoint_timeout = 30min" \
+    "timezone = 'UTC'"
+pg_psql "$PORT" -d postgres -c "CREATE DATABASE bench"
+psql_b() { pg_psql "$PORT" -d bench "$@"; }
+q() { psql_b -At "$@"; }
+psql_b -c "CREATE EXTENSION customer360"
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say "cluster on port $PORT in $DIR; $CUSTOMERS customers, $EVENTS events (untimed set-up)"
+for ((first = 1; first <= CUSTOMERS; first += 10000)); do
+    q -c "SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'insert',
+            'new', jsonb_build_object('customer_id', 'cust-' || i, 'email', 'u' || i || '@example.org',
+                                      'signup_date', now() - i * interval '1 hour'))))
+          FROM generate_series($first, least($first + 9999, $CUSTOMERS)) i" >/dev/null
+done
+python3 test/kafka_events.py events 1 "$EVENTS" --customers "$CUSTOMERS" --prefix ev --seed 11 \
+    --csv "$DIR/events.csv" >"$DIR/events.txt"
+split -l "$CHUNK" -d -a 4 "$DIR/events.txt" "$DIR/chunk."
+chmod a+r "$DIR"/events.csv
+
+# --- raw COPY: the baseline ---------------------------------------------------------------
+say "raw COPY of the $EVENTS events into a scratch copy of the mirror (3 runs)"
+copy_secs=()
+for run in 1 2 3; do
+    psql_b -c "DROP TABLE IF EXISTS copy_events" -c "CREATE TABLE copy_events (LIKE c360.behavioral_events INCLUDING ALL)" \
+        -c "CHECKPOINT" >/dev/null
+    a=$(now)
+    psql_b -c "COPY copy_events FROM '$DIR/events.csv' (FORMAT csv)" >/dev/null
+    b=$(now)
+    copy_secs+=("$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b - a }')")
+done
+psql_b -c "DROP TABLE copy_events" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+copy_median=$(printf '%s\n' "${copy_secs[@]}" | sort -n | sed -n 2p)
+copy_rate=$(awk -v n="$EVENTS" -v s="$copy_median" 'BEGIN { printf "%.0f", n / s }')
+say "  COPY: ${copy_secs[*]} s -> median $copy_median s, $copy_rate rows/s"
+
+# --- Kafka -> profile ---------------------------------------------------------------------
+test/kafka_broker --topic bench_events:3 --bootstrap-file "$DIR/bootstrap" >/dev/null 2>"$DIR/broker.err" &
+BROKER_PID=$!
+for _ in $(seq 150); do [ -s "$DIR/bootstrap" ] && break; sleep 0.1; done
+B=$(cat "$DIR/bootstrap")
+q -c "BEGIN;
+      SELECT c360.create_source('bench', 'kafka', '{\"bootstrap.servers\": \"$B\", \"topic\": \"bench_events\", \"startup\": \"earliest\"}');
+      SELECT c360.map_table('bench', 'bench_events', 'behavioral_events');
+      COMMIT;" >/dev/null
+worker_pid() { q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c360 source' AND application_name = 'bench'"; }
+committed() { q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = 'bench'"; }
+mem() { awk '/^VmRSS|^RssAnon|^RssShmem/ { printf "%s %d MB  ", $1, $2 / 1024 }' "/proc/$1/status"; }
+for _ in $(seq 300); do [ "$(q -c "SELECT state FROM c360.source_status WHERE name = 'bench'")" = streaming ] && break; sleep 0.1; done
+PID=$(worker_pid)
+[ -n "$PID" ] || { say "the source worker did not start"; exit 1; }
+MEM_START=$(mem "$PID")
+say "Kafka -> profile: worker pid $PID ($MEM_START), c360.batch_size $BATCH, producing in chunks of $CHUNK"
+
+# the worker's memory each time another tenth of the events is committed
+mem_log=()
+next_sample=$((EVENTS / 10))
+sample_mem() {
+    local c=$1
+    while [ "$c" -ge "$next_sample" ] && [ "$next_sample" -le "$EVENTS" ]; do
+        mem_log+=("$c committed: $(mem "$PID")")
+        say "  ${mem_log[-1]}"
+        next_sample=$((next_sample + EVENTS / 10))
+    done
+}
+produced=0
+t0=$(now)
+for chunk in "$DIR"/chunk.*; do
+    # keep the backlog under the mock broker's retention
+    while c=$(committed) && sample_mem "$c" && [ $((produced - c)) -gt "$BACKLOG" ]; do sleep 0.2; done
+    timeout 120 kcat -P -b "$B" -t bench_events -K: -z lz4 <"$chunk" 2>>"$DIR/kcat.err"
+    produced=$((produced + $(wc -l <"$chunk")))
+done
+deadline=$(($(date +%s) + 3600))
+while c=$(committed) && sample_mem "$c" && [ "$c" -lt "$EVENTS" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { say "the worker did not catch up within an hour"; exit 1; }
+    sleep 0.2
+done
+t1=$(now)
+MEM_END=$(mem "$PID")
+kafka_rate=$(rate "$EVENTS" "$t0" "$t1")
+kafka_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+[ "$(worker_pid)" = "$PID" ] || say "WARNING: the worker restarted during the run (pid now $(worker_pid))"
+
+read -r mirror applied dead err <<<"$(q -F' ' -c "SELECT (SELECT count(*) FROM c360.behavioral_events),
+    changes_applied, dead_letters, last_error IS NOT NULL FROM c360.source_status WHERE name = 'bench'")"
+a=$(now)
+diffs=$(q -c "SELECT count(*) FROM c360.verify()")
+verify_secs=$(awk -v a="$a" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+ratio=$(awk -v k="$kafka_rate" -v c="$copy_rate" 'BEGIN { printf "%.3f", k / c }')
+
+{
+    echo "Kafka source bench ($(date -u +%FT%TZ); $(nproc) cores; load $LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "  events: $EVENTS over 3 partitions for $CUSTOMERS customers; c360.batch_size $BATCH"
+    echo "  raw COPY into a scratch copy of the event mirror: median $copy_median s of ${copy_secs[*]} -> $copy_rate events/s"
+    echo "  Kafka -> profile, one worker: $kafka_secs s -> $kafka_rate events/s"
+    echo "  ratio Kafka / COPY: $ratio"
+    echo "  worker memory at start:  $MEM_START"
+    for m in "${mem_log[@]}"; do echo "    after $m"; done
+    echo "  worker memory at the end: $MEM_END"
+    echo "  check: mirror $mirror events, changes_applied $applied, dead letters $dead, error recorded: $err, verify() $diffs rows (${verify_secs} s)"
+} | tee "$OUT/kafka.txt"
+[ "$mirror" = "$EVENTS" ] && [ "$applied" = "$EVENTS" ] && [ "$diffs" = 0 ]
