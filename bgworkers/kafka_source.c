@@ -88,11 +88,11 @@ typedef struct KafkaSource
 	TimestampTz lag_refreshed;
 	TimestampTz partitions_refreshed;
 	bool		trouble_recorded;	/* last_error holds broker trouble we recorded */
+	TimestampTz trouble_probed;
 
 	/* written by librdkafka's callbacks, which run on this thread inside its calls */
 	char		trouble[512];
 	TimestampTz trouble_since;
-	TimestampTz trouble_probed;
 	bool		fatal;
 } KafkaSource;
 
@@ -107,6 +107,7 @@ static char *option_text(const char *key, JsonbValue *v);
 static void add_conf(const char *name, const char *value);
 static void find_mapping(const char *name);
 static void consumer_create(void);
+static rd_kafka_conf_t *consumer_conf(void);
 static void discover_partitions(void);
 static bool wanted_partition(int32 id);
 static KafkaPartition *find_partition(int32 id);
@@ -119,6 +120,7 @@ static void handle_message(rd_kafka_message_t *m);
 static void add_message(KafkaPartition *p, rd_kafka_message_t *m);
 static void consumer_error(rd_kafka_message_t *m);
 static void offset_out_of_range(int32 partition);
+static char *out_of_range_message(KafkaPartition *p, int64 low, int64 high);
 static bool batch_due(void);
 static void flush(void);
 static void new_batch(void);
@@ -126,6 +128,7 @@ static void wait_for_messages(void);
 static void refresh_lag(bool force);
 static void refresh_partitions(void);
 static void check_trouble(void);
+static void set_phase_streaming(void);
 static void report(const char *state);
 static void error_context(void *arg);
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
@@ -311,45 +314,17 @@ add_conf(const char *name, const char *value)
 }
 
 /*
- * The consumer.  Offsets live in our table, so librdkafka commits and stores none, and an
- * offset the broker no longer has is an error event here rather than a silent reset.
- * Its logs and errors come through the consumer queue and are served on this thread;
- * librdkafka writes to a pipe when the queue fills, so the wait can watch the latch too.
+ * The consumer.  Its logs and errors come through the consumer queue and are served on
+ * this thread; librdkafka writes to a pipe when the queue fills, so that the wait can
+ * watch the latch and the queue at once.
  */
 static void
 consumer_create(void)
 {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_t *conf = consumer_conf();
 	char		errstr[512];
 	sigset_t	all;
 	sigset_t	saved;
-	ListCell   *lc;
-
-	rd_kafka_conf_set(conf, "client.id", psprintf("c360-source-%s", ks.src->name), NULL, 0);
-	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.src->name), NULL, 0);
-	rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "2000", NULL, 0);
-	/* prefetch a few batches, not librdkafka's 100,000 messages per partition */
-	rd_kafka_conf_set(conf, "queued.min.messages", "20000", NULL, 0);
-	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
-	for (lc = list_head(ks.conf); lc != NULL; lc = lnext(ks.conf, lnext(ks.conf, lc)))
-	{
-		const char *name = lfirst(lc);
-		const char *value = lfirst(lnext(ks.conf, lc));
-
-		if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-		{
-			rd_kafka_conf_destroy(conf);
-			c360_source_error("source \"%s\": bad Kafka setting \"%s\": %s", ks.src->name, name, errstr);
-		}
-	}
-	/* last, so that no property can turn them off: the positions depend on them */
-	rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-	rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
-	rd_kafka_conf_set(conf, "auto.offset.reset", "error", NULL, 0);
-	rd_kafka_conf_set(conf, "enable.partition.eof", "false", NULL, 0);
-	rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
-	rd_kafka_conf_set_error_cb(conf, on_error);
-	rd_kafka_conf_set_log_cb(conf, on_log);
 
 	/* librdkafka's threads must not take Postgres's signals (SIGTERM, latch wake-ups) */
 	sigfillset(&all);
@@ -370,6 +345,46 @@ consumer_create(void)
 				(errcode_for_file_access(),
 				 errmsg("could not create a pipe for the Kafka consumer: %m")));
 	rd_kafka_queue_io_event_enable(ks.queue, ks.wake_fd[1], "k", 1);
+}
+
+/*
+ * The consumer's settings: ours, then the source's properties, then what no property may
+ * change.  Offsets live in our table, so librdkafka commits and stores none, and an offset
+ * the broker no longer has comes as an error event rather than a silent reset.
+ */
+static rd_kafka_conf_t *
+consumer_conf(void)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	ListCell   *lc;
+
+	rd_kafka_conf_set(conf, "client.id", psprintf("c360-source-%s", ks.src->name), NULL, 0);
+	/* rd_kafka_assign needs one; no group is joined and nothing is committed to it */
+	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.src->name), NULL, 0);
+	rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "2000", NULL, 0);
+	/* prefetch a few batches, not librdkafka's 100,000 messages per partition */
+	rd_kafka_conf_set(conf, "queued.min.messages", "20000", NULL, 0);
+	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
+	for (lc = list_head(ks.conf); lc != NULL; lc = lnext(ks.conf, lnext(ks.conf, lc)))
+	{
+		const char *name = lfirst(lc);
+		const char *value = lfirst(lnext(ks.conf, lc));
+
+		if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		{
+			rd_kafka_conf_destroy(conf);
+			c360_source_error("source \"%s\": bad Kafka setting \"%s\": %s", ks.src->name, name, errstr);
+		}
+	}
+	rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+	rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
+	rd_kafka_conf_set(conf, "auto.offset.reset", "error", NULL, 0);
+	rd_kafka_conf_set(conf, "enable.partition.eof", "false", NULL, 0);
+	rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	return conf;
 }
 
 /* The topic's partitions (those of the partitions option, if set), from the broker. */
@@ -498,7 +513,7 @@ first_start(void)
 		c360_source_save_position(ks.src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) high));
 		p->next = p->committed = high;
 	}
-	c360_source_set_phase(ks.src, "streaming");
+	set_phase_streaming();
 	c360_worker_commit();
 	elog(LOG, "c360 source \"%s\" first start: reading topic \"%s\" from its %s",
 		 ks.src->name, ks.topic, latest ? "end" : "beginning");
@@ -677,6 +692,7 @@ offset_out_of_range(int32 partition)
 
 	if (p == NULL)
 		return;
+	/* the broker just answered the fetch, so this does not wait for long */
 	err = rd_kafka_query_watermark_offsets(ks.rk, ks.topic, p->id, &low, &high, KAFKA_TIMEOUT_MS);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		ereport(ERROR,
@@ -684,23 +700,13 @@ offset_out_of_range(int32 partition)
 				 errmsg("offset " INT64_FORMAT " of partition %d of topic \"%s\" is out of range, and "
 						"its range could not be looked up: %s", p->next, p->id, ks.topic,
 						rd_kafka_err2str(err))));
-	if (p->next >= 0 && p->next >= low && p->next <= high)
+	if (p->next >= low && p->next <= high)
 	{
 		/* in range again (a leader change): read on from where we were */
 		assign(true);
 		return;
 	}
-	if (p->next >= 0 && p->next < low)
-		message = psprintf("messages " INT64_FORMAT " to " INT64_FORMAT " of partition %d of topic "
-						   "\"%s\" were deleted by the broker before this source read them; they "
-						   "are missing from the profile. Reading on from offset " INT64_FORMAT,
-						   p->next, (int64) low - 1, p->id, ks.topic, (int64) low);
-	else
-		message = psprintf("offset " INT64_FORMAT " of partition %d of topic \"%s\" is past its end "
-						   "(" INT64_FORMAT "): the topic was recreated or truncated. Reading it "
-						   "again from its earliest offset " INT64_FORMAT,
-						   p->next, p->id, ks.topic, (int64) high, (int64) low);
-
+	message = out_of_range_message(p, low, high);
 	flush();
 	p->next = low;
 	c360_worker_begin("c360 source offset reset");
@@ -710,6 +716,21 @@ offset_out_of_range(int32 partition)
 	c360_source_record_error(ks.src->name, message, false);
 	ks.trouble_recorded = false;
 	assign(true);
+}
+
+/* What an offset out of [low, high] means, for last_error and the log. */
+static char *
+out_of_range_message(KafkaPartition *p, int64 low, int64 high)
+{
+	if (p->next < low)
+		return psprintf("messages " INT64_FORMAT " to " INT64_FORMAT " of partition %d of topic "
+						"\"%s\" were deleted by the broker before this source read them; they "
+						"are missing from the profile. Reading on from offset " INT64_FORMAT,
+						p->next, low - 1, p->id, ks.topic, low);
+	return psprintf("offset " INT64_FORMAT " of partition %d of topic \"%s\" is past its end "
+					"(" INT64_FORMAT "): the topic was recreated or truncated. Reading it "
+					"again from its earliest offset " INT64_FORMAT, p->next, p->id, ks.topic,
+					high, low);
 }
 
 static bool
@@ -906,12 +927,22 @@ check_trouble(void)
 	else if (ks.trouble_since == 0 && ks.trouble_recorded)
 	{
 		c360_worker_begin("c360 source recovered");
-		c360_source_set_phase(ks.src, "streaming");
+		set_phase_streaming();
 		c360_worker_commit();
 		ks.trouble_recorded = false;
 		elog(LOG, "c360 source \"%s\": Kafka reachable again", ks.src->name);
 		report("streaming");
 	}
+}
+
+/* Phase 'streaming', last_error cleared; the catalog entry keeps the new phase. */
+static void
+set_phase_streaming(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(ks.source_cxt);
+
+	c360_source_set_phase(ks.src, "streaming");
+	MemoryContextSwitchTo(old);
 }
 
 /* The state and the committed next offset of every partition ("0=123, 1=456"). */
@@ -933,10 +964,18 @@ report(const char *state)
 	pfree(buf.data);
 }
 
+/* Errors say which source, topic and, while a batch is pending, which offsets it holds. */
 static void
 error_context(void *arg)
 {
-	errcontext("Kafka source \"%s\", topic \"%s\"", ks.src->name, ks.topic);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; ks.pending > 0 && i < ks.nparts; i++)
+		if (ks.parts[i].next != ks.parts[i].committed)
+			appendStringInfo(&buf, "%s%d@" INT64_FORMAT ".." INT64_FORMAT, buf.len ? ", " : " batch ",
+							 ks.parts[i].id, Max(ks.parts[i].committed, 0), ks.parts[i].next - 1);
+	errcontext("Kafka source \"%s\", topic \"%s\"%s", ks.src->name, ks.topic, buf.data);
 }
 
 /*
