@@ -561,6 +561,12 @@ stream(void)
 		bool		drained;
 
 		CHECK_FOR_INTERRUPTS();
+		/* here, not only in the wait: a long backlog never waits */
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 		drained = read_messages();
 		if (ks.fatal)
 			ereport(ERROR,
@@ -714,6 +720,7 @@ offset_out_of_range(int32 partition)
 	c360_worker_commit();
 	p->committed = low;
 	c360_source_record_error(ks.src->name, message, false);
+	pfree(message);
 	ks.trouble_recorded = false;
 	assign(true);
 }
@@ -776,11 +783,16 @@ flush(void)
 	report("streaming");
 }
 
+/* An empty batch; everything of the last one, its change records included, is freed. */
 static void
 new_batch(void)
 {
+	MemoryContext old;
+
 	MemoryContextReset(ks.batch_cxt);
+	old = MemoryContextSwitchTo(ks.batch_cxt);
 	ks.batch = c360_apply_begin();
+	MemoryContextSwitchTo(old);
 	ks.undecodable = NIL;
 	ks.pending = 0;
 	ks.batch_started = 0;
@@ -789,7 +801,7 @@ new_batch(void)
 
 /*
  * Sleep until librdkafka has something for us, the batch is due, or a second passed (for
- * the lag).  c360_apply_begin allocates in the batch context, reset by new_batch.
+ * the lag and broker trouble).
  */
 static void
 wait_for_messages(void)
@@ -813,12 +825,6 @@ wait_for_messages(void)
 		while (read(ks.wake_fd[0], buf, sizeof(buf)) > 0)
 			;
 	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
 }
 
 /*
@@ -920,7 +926,10 @@ check_trouble(void)
 	if (ks.trouble_since != 0 && !ks.trouble_recorded &&
 		TimestampDifferenceExceeds(ks.trouble_since, now, TROUBLE_REPORT_MS))
 	{
-		c360_source_record_error(ks.src->name, psprintf("Kafka: %s (retrying)", ks.trouble), false);
+		char	   *message = psprintf("Kafka: %s (retrying)", ks.trouble);
+
+		c360_source_record_error(ks.src->name, message, false);
+		pfree(message);
 		ks.trouble_recorded = true;
 		report("retrying");
 	}
