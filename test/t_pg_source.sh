@@ -46,11 +46,8 @@ SRC_DIR=
 LOCAL_DATA=
 LOCAL_LOG=
 
-q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+. "$(dirname "$0")/lib.sh"
 s() { psql -X -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d "$SRC_DB" "$@"; }
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-say() { echo "[$(elapsed "$T0")s] $*"; }
-fail() { echo "FAIL: $*"; failures+=("$*"); }
 die() {
     echo "FAIL: $*"
     failures+=("$*")
@@ -58,19 +55,6 @@ die() {
     exit 1
 }
 
-# poll SECS DESC CMD...: run CMD (quietly) every 0.2 s until it succeeds; false after SECS.
-poll() {
-    local secs=$1 desc=$2; shift 2
-    local deadline=$(($(date +%s%N) + secs * 1000000000))
-    while :; do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        if [ "$(date +%s%N)" -ge "$deadline" ]; then
-            echo "  gave up after ${secs}s waiting for: $desc"
-            return 1
-        fi
-        sleep 0.2
-    done
-}
 
 cleanup() {
     local rc=$?

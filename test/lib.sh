@@ -1,0 +1,22 @@
+# test/lib.sh: the helpers integration tests share (source it after setting DB and T0).
+#   q ...                     psql on the database under test, unaligned, stop on error
+#   say MSG, fail MSG         progress lines stamped with seconds since T0; failures collected
+#   poll SECS DESC CMD...     a bounded wait: CMD every 0.2 s until it succeeds, false after SECS
+
+q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+say() { echo "[$(elapsed "$T0")s] $*"; }
+fail() { echo "FAIL: $*"; failures+=("$*"); }
+
+poll() {
+    local secs=$1 desc=$2; shift 2
+    local deadline=$(($(date +%s%N) + secs * 1000000000))
+    while :; do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        if [ "$(date +%s%N)" -ge "$deadline" ]; then
+            echo "  gave up after ${secs}s waiting for: $desc"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
