@@ -46,7 +46,7 @@ SRC_DIR=
 LOCAL_DATA=
 LOCAL_LOG=
 
-. "$(dirname "$0")/lib.sh"
+. test/lib.sh   # the cwd is the repository root (the cd above)
 s() { psql -X -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d "$SRC_DB" "$@"; }
 die() {
     echo "FAIL: $*"
