@@ -2,13 +2,15 @@
 # test/t_nopreload.sh: customer360 on a server that does NOT preload it: CREATE EXTENSION
 # succeeds with a NOTICE (or WARNING) naming shared_preload_libraries, the SQL API works,
 # no workers run.
-# Starts and stops its own throwaway cluster on port 54320.
+# Starts and stops its own throwaway cluster on the first free port from 54320.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 . test/servers.sh
 
+# the first free port from 54320: another test run may be using the machine
 PORT=54320
+while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do PORT=$((PORT + 1)); done
 DIR=$(mktemp -d /tmp/c360-nopreload.XXXXXX)
 cleanup() { pg_stop "$DIR"; rm -rf "$DIR"; }
 trap cleanup EXIT
