@@ -295,7 +295,11 @@ snapshot_table(C360SourceTable *t, int64 done)
 	c360_pgremote_exec(ps.conn, psprintf("DECLARE c360_snapshot NO SCROLL CURSOR FOR SELECT %s FROM %s",
 										 sql.data, t->remote), 0, NULL);
 
-	/* the snapshot replaces the input's rows: a re-snapshot must not keep deleted ones */
+	/*
+	 * The snapshot replaces the input's rows, so that a re-snapshot keeps no row deleted
+	 * meanwhile; but never the rows another source feeds into the same input.
+	 */
+	if (c360_source_sole_feed(ps.src, t->input))
 	{
 		C360Change *truncate = palloc0(sizeof(C360Change));
 

@@ -280,6 +280,24 @@ c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns)
 	MemoryContextSwitchTo(old);
 }
 
+/* Whether no other source maps an input: only then may a snapshot replace all its rows. */
+bool
+c360_source_sole_feed(C360Source *src, C360InputId input)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {CStringGetTextDatum(src->name),
+	CStringGetTextDatum(c360_inputs[input].name)};
+	bool		sole;
+
+	SPI_connect();
+	c360_exec(c360_plan(&plan, "SELECT 1 FROM c360.source_tables WHERE input = $2"
+						" AND source <> $1 LIMIT 1", 2, types), args, NULL);
+	sole = SPI_processed == 0;
+	SPI_finish();
+	return sole;
+}
+
 /* Remember that the source created object on the remote side, for drop_source to remove. */
 void
 c360_source_mark_created(C360Source *src, const char *object)

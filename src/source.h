@@ -36,6 +36,7 @@ extern int64 c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz so
 extern void c360_source_set_phase(C360Source *src, const char *phase);
 extern void c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns);
 extern void c360_source_mark_created(C360Source *src, const char *object);
+extern bool c360_source_sole_feed(C360Source *src, C360InputId input);
 extern void c360_source_save_position(C360Source *src, const char *part, const char *position);
 extern void c360_source_dead_letter(C360Source *src, const char *position, const char *payload,
 									const char *error);
