@@ -162,7 +162,6 @@ static void handle_query(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static C360SourceTable *truncated_table(const char *db, const char *sql);
 static void handle_table_map(const uint8 *body, size_t len);
 static void resolve_map(TableMap *map);
-static List *list_copy_deep_names(List *names);
 static bool column_seen(const C360Input *in, List *seen, const char *name);
 static void handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static C360Tuple *row_tuple(TableMap *map, BinlogRow *row);
@@ -737,8 +736,7 @@ remote_columns(C360SourceTable *t)
 		if (in->cols[c].required && !list_member_ptr(names, in->cols[c].name))
 			c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
 							  t->remote, in->cols[c].name, in->name);
-	/* the mapping keeps the list after this transaction, for the drift checks */
-	c360_source_set_columns(ms.src, t, list_copy_deep_names(names));
+	c360_source_set_columns(ms.src, t, names);
 	return cols;
 }
 
@@ -1189,7 +1187,7 @@ resolve_map(TableMap *map)
 				c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
 								  remote, in->cols[c].name, in->name);
 		c360_worker_begin("c360 source columns");
-		c360_source_set_columns(ms.src, t, list_copy_deep_names(seen));
+		c360_source_set_columns(ms.src, t, seen);
 		c360_worker_commit();
 		return;
 	}
@@ -1200,20 +1198,6 @@ resolve_map(TableMap *map)
 							  "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
 							  ms.src->name);
 	list_free(seen);
-}
-
-/* The learned columns, kept for the worker's life. */
-static List *
-list_copy_deep_names(List *names)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	List	   *copy = NIL;
-	ListCell   *lc;
-
-	foreach(lc, names)
-		copy = lappend(copy, pstrdup(lfirst(lc)));
-	MemoryContextSwitchTo(old);
-	return copy;
 }
 
 static bool

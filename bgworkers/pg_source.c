@@ -150,15 +150,10 @@ setup(const char *name)
 static void
 check_slot(void)
 {
-	Oid			types[1] = {TEXTOID};
-	WalRcvExecResult *res;
 	char	   *status;
 
 	c360_worker_begin("c360 source check");
-	res = c360_pgremote_exec(ps.conn, psprintf("SELECT COALESCE(wal_status, 'reserved') "
-											   "FROM pg_replication_slots WHERE slot_name = %s",
-											   quote_literal_cstr(ps.slot)), 1, types);
-	status = c360_pgremote_value(res, 1);
+	status = c360_pgremote_slot_status(ps.conn, ps.slot);
 	status = status ? MemoryContextStrdup(TopMemoryContext, status) : NULL;
 	c360_worker_commit();
 	if (status == NULL)
@@ -216,12 +211,7 @@ snapshot(void)
 	}
 
 	/* a slot left by an interrupted snapshot has no usable snapshot any more */
-	res = c360_pgremote_exec(ps.conn, psprintf("SELECT slot_name::text FROM pg_replication_slots "
-											   "WHERE slot_name = %s",
-											   quote_literal_cstr(ps.slot)), 1, types);
-	if (c360_pgremote_value(res, 1) != NULL)
-		c360_pgremote_exec(ps.conn, psprintf("DROP_REPLICATION_SLOT %s WAIT",
-											 quote_identifier(ps.slot)), 0, NULL);
+	c360_pgremote_drop_slot(ps.conn, ps.slot);
 	c360_worker_commit();
 
 	c360_worker_begin("c360 snapshot");

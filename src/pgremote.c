@@ -65,20 +65,34 @@ c360_pgremote_value(WalRcvExecResult *res, int col)
 	return value;
 }
 
-/* Drop the source's slot (waiting for its walsender to go) and, if given, its publication. */
+/* The slot's wal_status ("lost" once invalidated), or NULL when it does not exist. */
+char *
+c360_pgremote_slot_status(WalReceiverConn *conn, const char *slot)
+{
+	Oid			types[1] = {TEXTOID};
+
+	return c360_pgremote_value(c360_pgremote_exec(conn,
+												  psprintf("SELECT COALESCE(wal_status, 'reserved') "
+														   "FROM pg_replication_slots WHERE slot_name = %s",
+														   quote_literal_cstr(slot)), 1, types), 1);
+}
+
+/* Drop the slot if it exists, waiting for a walsender still using it to go. */
+void
+c360_pgremote_drop_slot(WalReceiverConn *conn, const char *slot)
+{
+	if (c360_pgremote_slot_status(conn, slot) != NULL)
+		c360_pgremote_exec(conn, psprintf("DROP_REPLICATION_SLOT %s WAIT", quote_identifier(slot)),
+						   0, NULL);
+}
+
+/* Drop the source's slot and, if given, its publication. */
 void
 c360_pgremote_drop(const char *conninfo, const char *slot, const char *publication)
 {
 	WalReceiverConn *conn = c360_pgremote_connect(conninfo, "c360 drop_source");
-	Oid			types[1] = {TEXTOID};
-	WalRcvExecResult *res;
 
-	res = c360_pgremote_exec(conn, psprintf("SELECT slot_name::text FROM pg_replication_slots "
-											"WHERE slot_name = %s", quote_literal_cstr(slot)),
-							 1, types);
-	if (c360_pgremote_value(res, 1) != NULL)
-		c360_pgremote_exec(conn, psprintf("DROP_REPLICATION_SLOT %s WAIT", quote_identifier(slot)),
-						   0, NULL);
+	c360_pgremote_drop_slot(conn, slot);
 	if (publication != NULL)
 		c360_pgremote_exec(conn, psprintf("DROP PUBLICATION IF EXISTS %s",
 										  quote_identifier(publication)), 0, NULL);
