@@ -10,6 +10,9 @@ ROOT=$(pwd)
 
 PORT=${C360_TEST_PORT:-54310}
 TEST_TIMEOUT=${TEST_TIMEOUT:-1200}
+# C360_ONLY=REGEX runs only the pg_regress suites and integration tests whose names match
+# (for working on one test; `make test` runs everything).
+ONLY=${C360_ONLY:-}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 [ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
 
@@ -76,7 +79,9 @@ pg_psql "$PORT" -d postgres -c "CREATE DATABASE c360_workers"
 echo "== pg_regress =="
 suites=()
 for f in sql/*.sql; do
-    case $f in sql/customer360--*) ;; *) [ -e "$f" ] && suites+=("$f") ;; esac
+    case $f in sql/customer360--*) continue ;; esac
+    [ -z "$ONLY" ] || [[ $(basename "$f" .sql) =~ $ONLY ]] || continue
+    [ -e "$f" ] && suites+=("$f")
 done
 if [ ${#suites[@]} -eq 0 ]; then
     echo "no pg_regress suites (sql/*.sql besides the install script): skipped"
@@ -84,7 +89,10 @@ else
     rm -f regression.diffs
     log=$DIR/installcheck.log
     set +e
-    make -s installcheck PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres >"$log" 2>&1
+    regress=()
+    for f in "${suites[@]}"; do regress+=("$(basename "$f" .sql)"); done
+    make -s installcheck PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres \
+        REGRESS="${regress[*]}" >"$log" 2>&1
     rc=$?
     set -e
     # PG 15 pg_regress prints one line per test: "test NAME ... ok", or within a parallel
@@ -119,6 +127,7 @@ mapfile -t tests < <(printf '%s\n' "${tests[@]}" | LC_ALL=C sort)
 for t in "${tests[@]}"; do
     [ -n "$t" ] || continue
     name=$(basename "$t")
+    [ -z "$ONLY" ] || [[ $name =~ $ONLY ]] || continue
     case $t in *.py) cmd=(python3 "$t") ;; *) cmd=(bash "$t") ;; esac
     log=$DIR/$name.log
     printf '%-40s ' "$name"
