@@ -19,5 +19,114 @@ $$;
 CREATE TRIGGER clock_singleton BEFORE INSERT ON c360.clock
     FOR EACH ROW EXECUTE FUNCTION c360._singleton_replace();
 
+-- Erase (DESIGN.md section 11).  A tombstone keeps only a salted hash of the erased id, so
+-- that late data for it can be recognised and dropped without keeping the id itself.
+CREATE TABLE c360.erase_salt (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+    salt bytea NOT NULL
+);
+-- 244 random bits from gen_random_uuid (pg_strong_random), with no pgcrypto needed
+INSERT INTO c360.erase_salt (salt)
+VALUES (decode(translate(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
+CREATE TRIGGER erase_salt_singleton BEFORE INSERT ON c360.erase_salt
+    FOR EACH ROW EXECUTE FUNCTION c360._singleton_replace();
+
+CREATE TABLE c360.erased (
+    id_hash         bytea PRIMARY KEY,
+    erased_at       timestamptz NOT NULL DEFAULT now(),
+    late_dropped    bigint NOT NULL DEFAULT 0,   -- late changes for the id dropped since
+    last_dropped_at timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('c360.erase_salt', '');
+SELECT pg_catalog.pg_extension_config_dump('c360.erased', '');
+REVOKE ALL ON c360.erase_salt, c360.erased FROM PUBLIC;
+
+CREATE FUNCTION c360._erase_hash(id text) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT sha256((SELECT salt FROM c360.erase_salt) || convert_to(id, 'UTF8'))
+$$;
+
+-- A pattern matching id as a whole token of a text (not inside a longer id or address).
+CREATE FUNCTION c360._token_pattern(id text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '(^|[^[:alnum:]_@.+-])' || regexp_replace(id, '([^[:alnum:]])', '\\\1', 'g')
+           || '($|[^[:alnum:]_@.+-])'
+$$;
+
+-- Remove a customer everywhere, through the one apply path (so rollups, profile and segment
+-- exits follow as for any delete), then scrub what only the outbox and dead letters still
+-- hold, and leave a tombstone.  The exclusive clock lock keeps every batch out meanwhile:
+-- one that waited sees the tombstone when it runs.
+CREATE FUNCTION c360.erase_customer(customer_id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    erased_id text := erase_customer.customer_id;
+    erased_email text;
+    raw_ids text[];
+    changes jsonb;
+    removed jsonb;
+    n bigint;
+BEGIN
+    IF erased_id IS NULL THEN
+        RAISE EXCEPTION 'customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM pg_advisory_xact_lock(1664300592, 0);
+
+    SELECT c.email INTO erased_email FROM c360.customers c WHERE c.customer_id = erased_id;
+    -- the raw ids whose events are this customer's: its own and the identities resolved to it
+    raw_ids := ARRAY[erased_id] || ARRAY(SELECT r.identity_value FROM c360.identity_resolved r
+                                  WHERE r.customer_id = erased_id);
+    SELECT COALESCE(jsonb_agg(jsonb_build_object('input', d.input, 'op', 'delete', 'old', d.old)),
+                    '[]'),
+           COALESCE(jsonb_object_agg(d.input, d.n) FILTER (WHERE d.first), '{}')
+    INTO changes, removed
+    FROM (SELECT k.input, k.old,
+                 count(*) OVER (PARTITION BY k.input) AS n,
+                 row_number() OVER (PARTITION BY k.input) = 1 AS first
+          FROM (SELECT 'customers' AS input, jsonb_build_object('customer_id', c.customer_id) AS old
+                FROM c360.customers c WHERE c.customer_id = erased_id
+                UNION ALL
+                SELECT 'orders', jsonb_build_object('order_id', o.order_id)
+                FROM c360.orders o WHERE o.customer_id = erased_id
+                UNION ALL
+                SELECT 'support_tickets', jsonb_build_object('ticket_id', t.ticket_id)
+                FROM c360.support_tickets t WHERE t.customer_id = erased_id
+                UNION ALL
+                SELECT 'identity_graph', jsonb_build_object('identity_id', g.identity_id)
+                FROM c360.identity_graph g WHERE g.customer_id = erased_id OR g.identity_value = erased_id
+                UNION ALL
+                SELECT 'behavioral_events', jsonb_build_object('event_id', e.event_id)
+                FROM c360.behavioral_events e WHERE e.customer_id = ANY (raw_ids)) k) d;
+    removed := jsonb_build_object('customers', 0, 'orders', 0, 'support_tickets', 0,
+                                  'identity_graph', 0, 'behavioral_events', 0) || removed;
+    removed := removed || jsonb_build_object('customer_360',
+        (SELECT count(*) FROM c360.customer_360 p WHERE p.customer_id = erased_id));
+    removed := removed || jsonb_build_object('segment_members',
+        (SELECT count(*) FROM c360.segment_members m WHERE m.customer_id = erased_id));
+    PERFORM c360.apply_changes(changes);
+
+    -- Outbox rows no sink will publish go; the rest (the exits just written among them) keep
+    -- only the id, which the sinks need, until every sink has passed them.
+    DELETE FROM c360.segment_changes c WHERE c.customer_id = erased_id
+      AND NOT EXISTS (SELECT FROM c360.sinks k WHERE k.segment = c.segment);
+    UPDATE c360.segment_changes c SET payload = '{}' WHERE c.customer_id = erased_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed || jsonb_build_object('segment_changes_scrubbed', n);
+    DELETE FROM c360.sink_snapshot s WHERE s.customer_id = erased_id;
+    WITH gone AS (
+        DELETE FROM c360.dead_letters d
+        WHERE d.payload ~ c360._token_pattern(erased_id) OR d.error ~ c360._token_pattern(erased_id)
+           OR (erased_email <> '' AND (d.payload ~ c360._token_pattern(erased_email)
+                                OR d.error ~ c360._token_pattern(erased_email)))
+        RETURNING 1)
+    SELECT count(*) INTO n FROM gone;
+    removed := removed || jsonb_build_object('dead_letters', n);
+
+    INSERT INTO c360.erased (id_hash) VALUES (c360._erase_hash(erased_id)) ON CONFLICT DO NOTHING;
+    RETURN removed;
+END
+$$;
+REVOKE ALL ON FUNCTION c360.erase_customer(text) FROM PUBLIC;
+
 -- segments (begin)
 -- segments (end)

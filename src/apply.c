@@ -19,6 +19,7 @@
 #include "utils/memutils.h"
 
 #include "apply.h"
+#include "erase.h"
 #include "maintain.h"
 #include "rollup.h"
 
@@ -96,7 +97,7 @@ c360_apply_add(C360Batch *batch, C360Change *change)
 /*
  * Apply the batch in the caller's transaction: mirrors first, in a fixed input order and
  * sorted key order (so concurrent batches lock rows in one order), then the maintainer.
- * Returns the number of changes applied.
+ * Changes for erased customers are dropped first.  Returns the number of changes applied.
  */
 int64
 c360_apply_finish(C360Batch *batch)
@@ -111,6 +112,11 @@ c360_apply_finish(C360Batch *batch)
 	SPI_connect();
 	exclusive = needs_exclusive_clock(batch);
 	c360_clock_lock(exclusive, &clock);
+	if (c360_erase_filter(batch) > 0 && batch->nchanges == 0)
+	{
+		SPI_finish();
+		return 0;
+	}
 	dirty.by_difference = !exclusive && events_alone(batch);
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)

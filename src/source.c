@@ -140,9 +140,11 @@ c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz source_commit_a
 	Oid			types[3] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
 	Datum		args[3];
 	ErrorData  *error;
-	int64		n = batch->nchanges;
+	int64		n;
 
-	if (!try_apply(batch, &error))
+	if (try_apply(batch, &error))
+		n = batch->nchanges;	/* less what erased customers' tombstones dropped */
+	else
 		n = apply_one_by_one(src, batch);
 
 	args[0] = CStringGetTextDatum(src->name);
@@ -186,7 +188,7 @@ apply_one_by_one(C360Source *src, C360Batch *batch)
 
 			c360_apply_add(one, ch);
 			if (try_apply(one, &error))
-				applied++;
+				applied += one->nchanges;
 			else
 				c360_source_dead_letter(src, ch->position, c360_change_json(ch), error->message);
 		}

@@ -1,0 +1,150 @@
+/*-------------------------------------------------------------------------
+ * erase.c
+ *	  Tombstones of erased customers (c360.erase_customer, DESIGN.md section 11):
+ *	  every batch drops, before it touches a mirror, the changes that would bring
+ *	  an erased customer back, and counts them on the tombstone.
+ *
+ *	  A tombstone holds only a salted hash of the id, so the check hashes the
+ *	  batch's ids; it runs only while c360.erased has a row at all.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "utils/lsyscache.h"
+
+#include "apply.h"
+#include "erase.h"
+#include "maintain.h"
+
+static List *batch_ids(C360Batch *batch);
+static const char *change_id(const C360Change *ch, int col);
+static const char *erased_id(List *erased, const C360Change *ch);
+
+/*
+ * Remove from the batch the changes whose resulting row names an erased customer (a
+ * customer row, an order, a ticket, an event, or an identity link on either side), and
+ * count them.  Called with the clock lock held, so an erase that committed before this
+ * batch began is seen.  Returns the number dropped.
+ */
+int64
+c360_erase_filter(C360Batch *batch)
+{
+	static SPIPlanPtr find_plan;
+	static SPIPlanPtr count_plan;
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		arg;
+	List	   *ids;
+	List	   *hits;
+	int64		dropped = 0;
+	ListCell   *lc;
+
+	/* a database still at version 0.1 has no tombstones */
+	if (!OidIsValid(get_relname_relid("erased", get_namespace_oid("c360", false))))
+		return 0;
+	ids = batch_ids(batch);
+	if (ids == NIL)
+		return 0;
+
+	arg = c360_text_array(ids);
+	hits = c360_exec_ids(c360_plan(&find_plan,
+								   "SELECT DISTINCT id FROM unnest($1) AS id"
+								   " WHERE EXISTS (SELECT FROM c360.erased)"
+								   " AND c360._erase_hash(id) IN (SELECT id_hash FROM c360.erased)",
+								   1, types), &arg, NULL, NIL);
+	if (hits == NIL)
+		return 0;
+
+	/* the dropped changes' ids, once per change, so that the counts add up */
+	ids = NIL;
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		List	   *kept = NIL;
+
+		foreach(lc, batch->changes[i])
+		{
+			C360Change *ch = lfirst(lc);
+			const char *id = erased_id(hits, ch);
+
+			if (id == NULL)
+			{
+				kept = lappend(kept, ch);
+				continue;
+			}
+			ids = lappend(ids, (char *) id);
+			dropped++;
+		}
+		batch->changes[i] = kept;
+	}
+	batch->nchanges -= dropped;
+
+	arg = c360_text_array(ids);
+	c360_exec(c360_plan(&count_plan,
+						"UPDATE c360.erased e SET late_dropped = e.late_dropped + n.n,"
+						" last_dropped_at = clock_timestamp()"
+						" FROM (SELECT c360._erase_hash(id) AS h, count(*) AS n"
+						"       FROM unnest($1) AS id GROUP BY 1) n"
+						" WHERE e.id_hash = n.h", 1, types), &arg, NULL);
+	/* the count only: the log must not name an erased customer */
+	elog(LOG, "c360: dropped " INT64_FORMAT " late changes for erased customers", dropped);
+	return dropped;
+}
+
+/* Every customer id the batch's resulting rows name (duplicates and all). */
+static List *
+batch_ids(C360Batch *batch)
+{
+	List	   *ids = NIL;
+	int			value_col = c360_column_by_name(&c360_inputs[C360_IDENTITY_GRAPH],
+												"identity_value");
+
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		ListCell   *lc;
+
+		foreach(lc, batch->changes[i])
+		{
+			C360Change *ch = lfirst(lc);
+			const char *id = change_id(ch, c360_inputs[i].customer_col);
+
+			if (id != NULL)
+				ids = lappend(ids, (char *) id);
+			if (i == C360_IDENTITY_GRAPH && (id = change_id(ch, value_col)) != NULL)
+				ids = lappend(ids, (char *) id);
+		}
+	}
+	return ids;
+}
+
+/* Column col of the row the change leaves (the new image, or the deleted one). */
+static const char *
+change_id(const C360Change *ch, int col)
+{
+	C360Tuple  *t = ch->new ? ch->new : ch->old;
+
+	if (t == NULL || !t->present[col])
+		return NULL;
+	return t->values[col];
+}
+
+/* The erased id the change names, if any; hits are the few erased ids of this batch. */
+static const char *
+erased_id(List *hits, const C360Change *ch)
+{
+	const char *id = change_id(ch, c360_inputs[ch->input].customer_col);
+	const char *value = NULL;
+	ListCell   *lc;
+
+	if (ch->input == C360_IDENTITY_GRAPH)
+		value = change_id(ch, c360_column_by_name(&c360_inputs[ch->input], "identity_value"));
+	foreach(lc, hits)
+	{
+		if (id != NULL && strcmp(id, lfirst(lc)) == 0)
+			return id;
+		if (value != NULL && strcmp(value, lfirst(lc)) == 0)
+			return value;
+	}
+	return NULL;
+}

@@ -1,0 +1,13 @@
+/*-------------------------------------------------------------------------
+ * erase.h
+ *	  Tombstones of erased customers: late changes for them are dropped, counted.
+ *-------------------------------------------------------------------------
+ */
+#ifndef C360_ERASE_H
+#define C360_ERASE_H
+
+#include "apply.h"
+
+extern int64 c360_erase_filter(C360Batch *batch);
+
+#endif							/* C360_ERASE_H */
