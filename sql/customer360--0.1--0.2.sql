@@ -109,7 +109,8 @@ BEGIN
     -- only the id, which the sinks need, until every sink has passed them.
     DELETE FROM c360.segment_changes c WHERE c.customer_id = erased_id
       AND NOT EXISTS (SELECT FROM c360.sinks k WHERE k.segment = c.segment);
-    UPDATE c360.segment_changes c SET payload = '{}' WHERE c.customer_id = erased_id;
+    UPDATE c360.segment_changes c SET payload = '{}'
+    WHERE c.customer_id = erased_id AND c.payload <> '{}';
     GET DIAGNOSTICS n = ROW_COUNT;
     removed := removed || jsonb_build_object('segment_changes_scrubbed', n);
     DELETE FROM c360.sink_snapshot s WHERE s.customer_id = erased_id;
@@ -127,6 +128,66 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION c360.erase_customer(text) FROM PUBLIC;
+
+-- Status views are for monitoring roles too (GRANT SELECT ON c360.source_status): the
+-- position comes from c360.source_positions, which every source kind now writes, instead of
+-- pg_replication_origin_status, which only a superuser may read.
+CREATE OR REPLACE VIEW c360.source_status AS
+SELECT s.name,
+       s.kind,
+       CASE WHEN NOT s.enabled THEN 'paused'
+            WHEN s.phase = 'error' THEN 'error'
+            WHEN w.pid IS NULL THEN 'stopped'
+            ELSE w.state END                                       AS state,
+       COALESCE(w.source_position,
+                (SELECT string_agg(p.part || '=' || p.position, ', ' ORDER BY p.part)
+                 FROM c360.source_positions p WHERE p.source = s.name)) AS position,
+       w.lag_bytes,
+       w.lag_messages,
+       w.lag_seconds,
+       w.snapshot_done                                             AS snapshot_rows_done,
+       w.snapshot_total                                            AS snapshot_rows_total,
+       COALESCE(p.changes_applied, 0)                              AS changes_applied,
+       s.last_error,
+       p.last_applied_at,
+       (SELECT count(*) FROM c360.dead_letters d WHERE d.source = s.name) AS dead_letters
+FROM c360.sources s
+LEFT JOIN c360.worker_status() w ON w.name = s.name
+LEFT JOIN c360.source_progress p ON p.source = s.name;
+
+-- drop_source works when the source server is gone for good: like DROP SUBSCRIPTION with
+-- slot_name = NONE, drop_remote => false leaves the slot to the user, and the error that
+-- stops a plain drop_source says so.
+DROP FUNCTION c360.drop_source(text);
+CREATE FUNCTION c360.drop_source(name text, drop_remote boolean DEFAULT true) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s c360.sources := c360._source(name);
+    slot text := COALESCE(s.options->>'slot', 'c360_' || s.name);
+BEGIN
+    PERFORM c360._stop_worker(s.name);
+    IF s.kind = 'postgres-cdc' THEN
+        IF drop_remote THEN
+            BEGIN
+                PERFORM c360._pg_drop_remote(s.options->>'conninfo', slot,
+                    CASE WHEN (s.created_objects->>'publication')::boolean
+                         THEN COALESCE(s.options->>'publication', 'c360_' || s.name) END);
+            EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection OR connection_failure THEN
+                RAISE EXCEPTION '%', SQLERRM USING ERRCODE = SQLSTATE,
+                    HINT = format('To drop the source anyway, run c360.drop_source(%L, drop_remote => false), '
+                                  'then drop replication slot %I on the source server yourself: '
+                                  'it holds WAL there until it is dropped.', s.name, slot);
+            END;
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'c360_' || s.name) THEN
+            PERFORM pg_replication_origin_drop('c360_' || s.name);
+        END IF;
+    END IF;
+    DELETE FROM c360.sources x WHERE x.name = s.name;
+    PERFORM c360._wake_launcher();
+END
+$$;
+REVOKE ALL ON FUNCTION c360.drop_source(text, boolean) FROM PUBLIC;
 
 -- segments (begin)
 -- segments (end)

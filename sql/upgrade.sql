@@ -1,0 +1,57 @@
+-- upgrade: a database created at version 0.1 with live data is updated with ALTER EXTENSION
+-- customer360 UPDATE; the profile stays exact, the data stays, the 0.2 features work, and the
+-- updated extension has exactly the objects of a fresh 0.2 install.  The library serves both
+-- versions (a 0.1 database has no tombstones to check).
+SET client_min_messages = warning;
+SET TimeZone = 'UTC';
+DROP EXTENSION IF EXISTS customer360;
+CREATE EXTENSION customer360;
+RESET client_min_messages;
+SET DateStyle = 'ISO, YMD';
+CREATE TEMP TABLE fresh AS
+SELECT pg_describe_object(classid, objid, 0) AS object
+FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360')
+  AND deptype = 'e';
+SET client_min_messages = warning;
+DROP EXTENSION customer360;
+CREATE EXTENSION customer360 VERSION '0.1';
+RESET client_min_messages;
+SELECT extversion FROM pg_extension WHERE extname = 'customer360';
+SELECT c360.tick('2030-06-01 00:00+00');
+
+SELECT c360.apply_changes('[
+  {"input": "customers", "op": "insert", "new": {"customer_id": "c1", "email": "c1@example.com", "loyalty_tier": "gold", "signup_date": "2029-01-01 00:00+00"}},
+  {"input": "customers", "op": "insert", "new": {"customer_id": "c2", "email": "c2@example.com", "loyalty_tier": "silver", "signup_date": "2029-02-01 00:00+00"}},
+  {"input": "orders", "op": "insert", "new": {"order_id": "o1", "customer_id": "c1", "order_status": "delivered", "total_amount": 120, "channel": "web", "created_at": "2030-03-01 10:00+00"}},
+  {"input": "orders", "op": "insert", "new": {"order_id": "o2", "customer_id": "c2", "order_status": "shipped", "total_amount": 30, "channel": "app", "created_at": "2030-05-20 10:00+00"}},
+  {"input": "identity_graph", "op": "insert", "new": {"identity_id": "i1", "customer_id": "c1", "identity_type": "cookie", "identity_value": "ck1"}},
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "e1", "customer_id": "ck1", "session_id": "s1", "event_type": "product_view", "event_time": "2030-05-31 10:00+00"}}
+]');
+SELECT c360.apply_change('behavioral_events', 'insert', NULL, '{"event_id": "e2", "customer_id": "c2", "session_id": "s2", "event_type": "page_view", "event_time": "2030-05-31 11:00+00"}');
+SELECT c360.create_segment('gold', $$loyalty_tier = 'gold'$$);
+CREATE TEMP TABLE before AS SELECT * FROM c360.customer_360;
+SELECT * FROM c360.verify();
+
+ALTER EXTENSION customer360 UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'customer360';
+SELECT * FROM c360.verify();
+-- the same profile rows, bookkeeping and all
+SELECT count(*) AS changed FROM ((TABLE before EXCEPT TABLE c360.customer_360)
+                                 UNION ALL (TABLE c360.customer_360 EXCEPT TABLE before)) d;
+SELECT segment, customer_id FROM c360.segment_members ORDER BY 1, 2;
+-- the same objects as a fresh install of 0.2
+SELECT object AS missing_after_update FROM fresh
+EXCEPT SELECT pg_describe_object(classid, objid, 0) FROM pg_depend
+WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360') AND deptype = 'e';
+SELECT pg_describe_object(classid, objid, 0) AS extra_after_update FROM pg_depend
+WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360') AND deptype = 'e'
+EXCEPT SELECT object FROM fresh;
+
+-- 0.2 works on the updated data: changes, erase, tombstones, ticks
+SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "o3", "customer_id": "c2", "order_status": "delivered", "total_amount": 10, "channel": "app", "created_at": "2030-05-31 10:00+00"}');
+SELECT c360.erase_customer('c1');
+SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "o4", "customer_id": "c1", "total_amount": 10}');
+SELECT late_dropped FROM c360.erased;
+SELECT c360.tick('2030-07-01 00:00+00') >= 0 AS ticked;
+SELECT customer_id, total_orders, lifecycle_stage FROM c360.customer_360 ORDER BY 1;
+SELECT * FROM c360.verify();
