@@ -72,6 +72,8 @@ pg_start "$DIR" "$PORT" \
     "c360.database = 'c360_workers'" \
     "c360.tick_interval = 200"
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+# tests that check what the server logged (no password, no erased id) read it here
+export C360_SERVER_LOG=$DIR/server.log
 # The launcher's database is part of this cluster's set-up; t_workers installs the extension
 # in it.  Without it the launcher would fail and restart every few seconds.
 pg_psql "$PORT" -d postgres -c "CREATE DATABASE c360_workers"

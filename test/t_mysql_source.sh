@@ -405,4 +405,15 @@ caught_up
 [ "$(q -c "SELECT count(*) FROM c360.support_tickets")" = 0 ] || die "tickets left after TRUNCATE"
 mirror_equals_source "after TRUNCATE"
 verify_empty "after TRUNCATE"
+
+step "no password in the server log"
+# Every source above connected with "password": "c360pw" (priv_src with "pw", and failed):
+# connection errors and state changes are logged, the options never.
+if [ -n "${C360_SERVER_LOG:-}" ]; then
+    [ -s "$C360_SERVER_LOG" ] || die "server log $C360_SERVER_LOG is empty"
+    grep -q 'c360 source "crm"' "$C360_SERVER_LOG" || die "the server log has no line of source crm"
+    ! grep -q 'c360pw' "$C360_SERVER_LOG" || die "the password is in the server log: $(grep -m1 c360pw "$C360_SERVER_LOG")"
+else
+    echo "  C360_SERVER_LOG not set (run through test/run.sh): skipped"
+fi
 step "ok"
