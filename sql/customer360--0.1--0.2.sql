@@ -140,7 +140,9 @@ SELECT s.name,
             WHEN w.pid IS NULL THEN 'stopped'
             ELSE w.state END                                       AS state,
        COALESCE(w.source_position,
-                (SELECT string_agg(p.part || '=' || p.position, ', ' ORDER BY p.part)
+                (SELECT CASE WHEN s.kind = 'postgres-cdc'
+                             THEN max(p.position) FILTER (WHERE p.part = 'lsn')
+                             ELSE string_agg(p.part || '=' || p.position, ', ' ORDER BY p.part) END
                  FROM c360.source_positions p WHERE p.source = s.name)) AS position,
        w.lag_bytes,
        w.lag_messages,

@@ -5,7 +5,8 @@
  *	  an erased customer back, and counts them on the tombstone.
  *
  *	  A tombstone holds only a salted hash of the id, so the check hashes the
- *	  batch's ids; it runs only while c360.erased has a row at all.
+ *	  batch's ids; it runs only while c360.erased has a row at all.  Data too bad to
+ *	  become a change (a dead letter) is checked word by word.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -13,6 +14,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 #include "apply.h"
@@ -90,6 +92,37 @@ c360_erase_filter(C360Batch *batch)
 	/* the count only: the log must not name an erased customer */
 	elog(LOG, "c360: dropped " INT64_FORMAT " late changes for erased customers", dropped);
 	return dropped;
+}
+
+/*
+ * Whether a dead letter's payload or error names an erased customer, as a whole token (the
+ * separators of c360._token_pattern); if so its tombstones count it and the caller keeps
+ * nothing of it.
+ */
+bool
+c360_erase_names_erased(const char *payload, const char *error)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {TEXTOID};
+	Datum		arg;
+	bool		named;
+
+	if (!OidIsValid(get_relname_relid("erased", get_namespace_oid("c360", false))))
+		return false;
+	arg = CStringGetTextDatum(psprintf("%s %s", payload ? payload : "", error ? error : ""));
+	SPI_connect();
+	c360_exec(c360_plan(&plan,
+						"UPDATE c360.erased e SET late_dropped = e.late_dropped + 1,"
+						" last_dropped_at = clock_timestamp()"
+						" WHERE EXISTS (SELECT FROM c360.erased) AND e.id_hash IN"
+						" (SELECT c360._erase_hash(w)"
+						"  FROM regexp_split_to_table($1, '[^[:alnum:]_@.+-]+') AS w WHERE w <> '')",
+						1, types), &arg, NULL);
+	named = SPI_processed > 0;
+	SPI_finish();
+	if (named)
+		elog(LOG, "c360: dropped a dead letter that names an erased customer");
+	return named;
 }
 
 /* Every customer id the batch's resulting rows name (duplicates and all). */

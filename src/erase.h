@@ -9,5 +9,6 @@
 #include "apply.h"
 
 extern int64 c360_erase_filter(C360Batch *batch);
+extern bool c360_erase_names_erased(const char *payload, const char *error);
 
 #endif							/* C360_ERASE_H */

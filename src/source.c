@@ -18,6 +18,7 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
+#include "erase.h"
 #include "maintain.h"
 #include "source.h"
 
@@ -244,6 +245,9 @@ c360_source_dead_letter(C360Source *src, const char *position, const char *paylo
 	payload ? CStringGetTextDatum(payload) : 0, CStringGetTextDatum(error)};
 	char		nulls[5] = {' ', position ? ' ' : 'n', payload ? ' ' : 'n', ' ', '\0'};
 
+	/* late data for an erased customer is dropped, even when it is bad */
+	if (c360_erase_names_erased(payload, error))
+		return;
 	exec_args(&plan, "INSERT INTO c360.dead_letters (source, position, payload, error)"
 			  " VALUES ($1, $2, $3, $4)", 4, types, args, nulls);
 }
