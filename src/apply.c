@@ -17,6 +17,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "storage/proc.h"
 
 #include "apply.h"
 #include "erase.h"
@@ -45,6 +46,13 @@ typedef struct InputPlans
 } InputPlans;
 
 static InputPlans plans[C360_NUM_INPUTS];
+
+/*
+ * A deferred maintainer (c360_apply_defer): the customers the batches of this transaction
+ * touched, kept in TopTransactionContext; valid only in the transaction that began it.
+ */
+static C360Dirty *deferred;
+static LocalTransactionId deferred_lxid;
 
 /* The replay of one input's changes: final rows and the keys' customers. */
 typedef struct InputResult
@@ -77,6 +85,9 @@ static void check_required(const C360Input *in, const bool *nulls);
 static Datum column_array(const C360Input *in, int col, List *rows, bool events_fast,
 						  Datum *vals_by_row, bool *nulls_by_row);
 static InputPlans *input_plans(C360InputId input);
+static bool deferring(void);
+static void defer_dirty(const C360Dirty *dirty);
+static List *distinct_ids(List *ids, HTAB *seen);
 static uint32 key_hash(const void *key, Size keysize);
 static int	key_match(const void *a, const void *b, Size keysize);
 
@@ -117,15 +128,97 @@ c360_apply_finish(C360Batch *batch)
 		SPI_finish();
 		return 0;
 	}
-	dirty.by_difference = !exclusive && events_alone(batch);
+	dirty.by_difference = !exclusive && !deferring() && events_alone(batch);
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 		if (batch->changes[i] != NIL)
 			apply_input(i, batch->changes[i], &clock, &dirty);
 
-	c360_maintain_refresh(&dirty, &clock, exclusive);
+	if (deferring())
+		defer_dirty(&dirty);
+	else
+		c360_maintain_refresh(&dirty, &clock, exclusive);
 	SPI_finish();
 	return batch->nchanges;
+}
+
+/*
+ * For a transaction that applies many batches and runs alone (a source's snapshot, under
+ * c360_clock_lock_alone): the maintainer runs once, in c360_apply_flush, over every
+ * customer the batches touched, instead of once per batch over customers the next batch
+ * touches again.  Nothing may read the profile in between.
+ */
+void
+c360_apply_defer(void)
+{
+	deferred = MemoryContextAllocZero(TopTransactionContext, sizeof(C360Dirty));
+	deferred_lxid = MyProc->lxid;
+}
+
+/* Bring the deferred customers' profile rows up to date; returns the rows written. */
+int64
+c360_apply_flush(void)
+{
+	C360Dirty	dirty = {0};
+	C360Clock	clock;
+	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(char *),
+	.hash = key_hash, .match = key_match};
+	HTAB	   *seen;
+	int64		written;
+
+	if (!deferring())
+		return 0;
+	seen = hash_create("c360 deferred customers", 1024, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE);
+	/* full first: a customer recomputed in full needs no behaviour pass */
+	dirty.full = distinct_ids(deferred->full, seen);
+	dirty.behaviour = distinct_ids(deferred->behaviour, seen);
+	deferred = NULL;
+
+	SPI_connect();
+	c360_clock_lock(true, &clock);
+	written = c360_maintain_refresh(&dirty, &clock, true);
+	SPI_finish();
+	return written;
+}
+
+static bool
+deferring(void)
+{
+	return deferred != NULL && deferred_lxid == MyProc->lxid;
+}
+
+/* The batch's ids live in SPI memory: copy them into the transaction's. */
+static void
+defer_dirty(const C360Dirty *dirty)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	ListCell   *lc;
+
+	foreach(lc, dirty->full)
+		deferred->full = lappend(deferred->full, pstrdup(lfirst(lc)));
+	foreach(lc, dirty->behaviour)
+		deferred->behaviour = lappend(deferred->behaviour, pstrdup(lfirst(lc)));
+	MemoryContextSwitchTo(old);
+}
+
+/* The ids not seen before, each once; marks them seen. */
+static List *
+distinct_ids(List *ids, HTAB *seen)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, ids)
+	{
+		char	   *id = lfirst(lc);
+		bool		found;
+
+		hash_search(seen, &id, HASH_ENTER, &found);
+		if (!found)
+			out = lappend(out, id);
+	}
+	return out;
 }
 
 /*

@@ -19,5 +19,7 @@ typedef struct C360Batch
 extern C360Batch *c360_apply_begin(void);
 extern void c360_apply_add(C360Batch *batch, C360Change *change);
 extern int64 c360_apply_finish(C360Batch *batch);
+extern void c360_apply_defer(void);
+extern int64 c360_apply_flush(void);
 
 #endif							/* C360_APPLY_H */
