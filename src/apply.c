@@ -42,6 +42,7 @@ typedef struct InputPlans
 	SPIPlanPtr	lock;			/* fetch and lock the stored rows of a key set */
 	SPIPlanPtr	delete;
 	SPIPlanPtr	upsert;
+	SPIPlanPtr	insert;			/* new keys only, for a batch that runs alone */
 	SPIPlanPtr	truncate;
 } InputPlans;
 
@@ -78,6 +79,7 @@ static HTAB *load_keys(C360InputId input, List *changes);
 static void replay(C360InputId input, HTAB *keys, List *changes);
 static InputResult diff_keys(C360InputId input, HTAB *keys);
 static void write_rows(C360InputId input, InputResult *res);
+static void write_upserts(const C360Input *in, SPIPlanPtr plan, List *rows);
 static void cast_tuple(const C360Input *in, const C360Tuple *t, Datum *vals, bool *nulls,
 					   bool absent_is_null);
 static Datum cast_value(const C360Input *in, int col, const char *text);
@@ -553,14 +555,46 @@ write_rows(C360InputId input, InputResult *res)
 		arg = c360_text_array(names);
 		c360_exec(p->delete, &arg, NULL);
 	}
-	if (res->upserts != NIL)
-	{
-		Datum		columns[C360_MAX_COLS];
+	if (res->upserts == NIL)
+		return;
 
-		for (int col = 0; col < in->ncols; col++)
-			columns[col] = column_array(in, col, res->upserts, false, NULL, NULL);
-		c360_exec(p->upsert, columns, NULL);
+	/*
+	 * Keys not stored when the batch locked its rows cannot appear meanwhile if no other
+	 * batch runs: a plain insert then skips ON CONFLICT's speculative insertion (a
+	 * snapshot's rows are nearly all new).
+	 */
+	if (c360_clock_held_alone())
+	{
+		List	   *stored = NIL;
+		List	   *fresh = NIL;
+		ListCell   *lc;
+
+		foreach(lc, res->upserts)
+		{
+			KeyState   *k = lfirst(lc);
+
+			if (k->stored)
+				stored = lappend(stored, k);
+			else
+				fresh = lappend(fresh, k);
+		}
+		write_upserts(in, p->insert, fresh);
+		write_upserts(in, p->upsert, stored);
+		return;
 	}
+	write_upserts(in, p->upsert, res->upserts);
+}
+
+static void
+write_upserts(const C360Input *in, SPIPlanPtr plan, List *rows)
+{
+	Datum		columns[C360_MAX_COLS];
+
+	if (rows == NIL)
+		return;
+	for (int col = 0; col < in->ncols; col++)
+		columns[col] = column_array(in, col, rows, false, NULL, NULL);
+	c360_exec(plan, columns, NULL);
 }
 
 /*
@@ -726,6 +760,11 @@ input_plans(C360InputId input)
 					 "ORDER BY %s COLLATE \"C\" ON CONFLICT (%s) DO UPDATE SET %s",
 					 in->name, cols.data, arrays.data, cols.data, key, key, sets.data);
 	c360_plan(&p->upsert, sql.data, in->ncols, types);
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO c360.%s (%s) SELECT * FROM unnest(%s) AS u(%s) "
+					 "ORDER BY %s COLLATE \"C\"", in->name, cols.data, arrays.data, cols.data, key);
+	c360_plan(&p->insert, sql.data, in->ncols, types);
 	return p;
 }
 

@@ -11,6 +11,8 @@
 #include "catalog/pg_type_d.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "pgtime.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -226,6 +228,16 @@ c360_clock_lock_alone(void)
 {
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(C360_LOCK_CLOCK),
 						Int32GetDatum(0));
+}
+
+/* Whether this transaction holds the clock exclusively: no other batch can run. */
+bool
+c360_clock_held_alone(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, C360_LOCK_CLOCK, 0, 2);
+	return LockHeldByMe(&tag, ExclusiveLock);
 }
 
 void

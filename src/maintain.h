@@ -34,6 +34,7 @@ typedef struct C360Clock
 extern void c360_clock_lock(bool exclusive, C360Clock *clock);
 extern void c360_clock_bounds(C360Clock *clock);
 extern void c360_clock_lock_alone(void);
+extern bool c360_clock_held_alone(void);
 extern TimestampTz c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone);
 
 /*
