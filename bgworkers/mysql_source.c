@@ -550,7 +550,10 @@ snapshot(void)
 		c360_source_error("source \"%s\" has no mapped tables; map them with c360.map_table()",
 						  ms.src->name);
 
+	/* one transaction of many batches: alone, with the maintainer run once at its end */
 	c360_worker_begin("c360 snapshot");
+	c360_clock_lock_alone();
+	c360_apply_defer();
 	report("snapshot");
 	foreach(lc, ms.src->tables)
 	{
@@ -587,6 +590,7 @@ snapshot(void)
 
 	foreach(lc, ms.src->tables)
 		done = snapshot_table(lfirst(lc), done);
+	c360_apply_flush();
 	save_position(ms.applied_file, ms.applied_pos, ms.applied_gtid);
 	c360_source_set_phase(ms.src, "streaming");
 	c360_worker_commit();
