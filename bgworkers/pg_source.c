@@ -2,14 +2,18 @@
  * pg_source.c
  *	  The PostgreSQL CDC source worker: a consistent snapshot of the mapped tables
  *	  under the slot's exported snapshot, then pgoutput streaming.  Each batch of
- *	  whole source transactions is applied through the one apply path and the
- *	  replication origin advances in the same local transaction.
+ *	  whole source transactions is applied through the one apply path, and the
+ *	  replication origin advances in the same local transaction.  That transaction also
+ *	  stores the position in c360.source_positions (part 'lsn'): the origin is
+ *	  cluster-wide and pg_dump does not carry it, the table is dumped with the data it
+ *	  describes, so on start the table's position is the one that counts.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "access/xlogdefs.h"
+#include "catalog/pg_replication_origin.h"
 #include "catalog/pg_type_d.h"
 #include "executor/tuptable.h"
 #include "libpq/pqformat.h"
@@ -23,10 +27,12 @@
 #include "replication/walreceiver.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -64,7 +70,7 @@ typedef struct PgSource
 	XLogRecPtr	pending_end;	/* end of the last of them */
 	TimestampTz pending_commit_at;
 	TimestampTz batch_started;
-	XLogRecPtr	applied;		/* committed locally */
+	XLogRecPtr	applied;		/* committed locally (origin and c360.source_positions) */
 	XLogRecPtr	received;		/* furthest position the server told us about */
 	TimestampTz last_feedback;
 } PgSource;
@@ -73,6 +79,8 @@ static PgSource ps;
 
 static void run(const char *name);
 static void setup(const char *name);
+static void resume_position(void);
+static void save_position(XLogRecPtr lsn);
 static void check_slot(void);
 static void snapshot(void);
 static int64 snapshot_table(C360SourceTable *t, int64 done);
@@ -126,6 +134,8 @@ setup(const char *name)
 	ps.origin = replorigin_by_name(origin_name, true);
 	if (ps.origin == InvalidRepOriginId)
 		ps.origin = replorigin_create(origin_name);
+	if (strcmp(ps.src->phase, "snapshot") != 0)
+		resume_position();
 	c360_worker_commit();
 	MemoryContextSwitchTo(TopMemoryContext);
 
@@ -144,6 +154,65 @@ setup(const char *name)
 
 	ps.conn = c360_pgremote_connect(conninfo, name);
 	elog(LOG, "c360 source \"%s\" connected (%s)", name, ps.src->phase);
+}
+
+/*
+ * Bring the origin to the position stored in c360.source_positions, which commits with
+ * the data it describes.  They differ only when the data did not come with the origin: a
+ * database restored by pg_restore (the origin is missing in a new cluster, or still at
+ * where the dumped database went on to), or a source streamed by a version that kept
+ * its position in the origin alone (then the origin's is copied into the table).  Runs
+ * before the session takes the origin: replorigin_advance refuses an origin in use.
+ */
+static void
+resume_position(void)
+{
+	static SPIPlanPtr plan;
+	Oid			types[1] = {TEXTOID};
+	Datum		arg = CStringGetTextDatum(ps.src->name);
+	char	   *text = NULL;
+	XLogRecPtr	stored;
+	XLogRecPtr	origin_lsn;
+	bool		bad = false;
+
+	SPI_connect();
+	c360_exec(c360_plan(&plan, "SELECT position FROM c360.source_positions"
+						" WHERE source = $1 AND part = 'lsn'", 1, types), &arg, NULL);
+	if (SPI_processed == 1)
+		text = MemoryContextStrdup(TopMemoryContext,
+								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+
+	/* the lock pg_replication_origin_advance() takes: the origin cannot vanish meanwhile */
+	LockRelationOid(ReplicationOriginRelationId, RowExclusiveLock);
+	origin_lsn = replorigin_get_progress(ps.origin, false);
+	if (text == NULL)
+	{
+		if (origin_lsn != InvalidXLogRecPtr)
+			save_position(origin_lsn);
+		return;
+	}
+	stored = pg_lsn_in_internal(text, &bad);
+	if (bad)
+		c360_source_error("the stored position \"%s\" of source \"%s\" (c360.source_positions, "
+						  "part 'lsn') is not an LSN", text, ps.src->name);
+	if (stored == origin_lsn)
+		return;
+	replorigin_advance(ps.origin, stored, InvalidXLogRecPtr, true /* go backward */ ,
+					   true /* WAL log */ );
+	elog(LOG, "c360 source \"%s\" resumes from its stored position %X/%X (its replication "
+		 "origin was at %X/%X: a restored database?)", ps.src->name, LSN_FORMAT_ARGS(stored),
+		 LSN_FORMAT_ARGS(origin_lsn));
+}
+
+/* The position, in the transaction that applies what leads up to it. */
+static void
+save_position(XLogRecPtr lsn)
+{
+	char		text[32];
+
+	snprintf(text, sizeof(text), "%X/%X", LSN_FORMAT_ARGS(lsn));
+	c360_source_save_position(ps.src, "lsn", text);
 }
 
 /* A streaming source needs its slot: a dropped or invalidated slot lost changes. */
@@ -228,6 +297,7 @@ snapshot(void)
 						ps.src->name)));
 	replorigin_session_origin_lsn = consistent;
 	replorigin_session_origin_timestamp = GetCurrentTimestamp();
+	save_position(consistent);
 	c360_source_set_phase(ps.src, "streaming");
 	c360_worker_commit();
 	c360_pgremote_exec(ps.conn, "COMMIT", 0, NULL);
@@ -726,13 +796,15 @@ batch_due(void)
 
 /*
  * Apply the pending whole transactions in one local transaction that also moves the
- * origin to the end of the last of them: the data and the position commit together.
+ * origin to the end of the last of them, and stores that position (one row upsert): the
+ * data and the position commit together.
  */
 static void
 flush(void)
 {
 	c360_worker_begin("c360 apply");
 	c360_source_apply(ps.src, ps.batch, ps.pending_commit_at);
+	save_position(ps.pending_end);
 	replorigin_session_origin_lsn = ps.pending_end;
 	replorigin_session_origin_timestamp = ps.pending_commit_at;
 	c360_worker_commit();
