@@ -285,11 +285,13 @@ snapshot(void)
 
 	c360_worker_begin("c360 snapshot");
 	c360_clock_lock_alone();
+	c360_apply_defer();
 	c360_pgremote_exec(ps.conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", 0, NULL);
 	walrcv_create_slot(ps.conn, ps.slot, false, false, CRS_USE_SNAPSHOT, &consistent);
 	report("snapshot");
 	foreach(lc, ps.src->tables)
 		done = snapshot_table(lfirst(lc), done);
+	c360_apply_flush();
 	if (mapping_changed())
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
