@@ -6,7 +6,8 @@
 # to bench/out/report.txt (plus plans of the maintainer's statements in bench/out/explain.txt).
 # Scale knobs (environment): BENCH_CUSTOMERS, BENCH_BASE_ORDERS, BENCH_BASE_EVENTS,
 # BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_CHUNKS, BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
-# BENCH_KEEP=1 leaves the cluster running for a closer look (it prints how to stop it).
+# BENCH_KEEP=1 leaves the cluster running for a closer look (it prints how to stop it);
+# BENCH_EXTRAS=0 skips the sources' and sinks' benchmarks that follow the core one.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -155,7 +156,7 @@ fi
 # The sources' and sinks' benchmarks start servers of their own; each prints its report.
 status=0
 for extra in bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/sink.sh; do
-    [ -f "$extra" ] || continue
+    [ -f "$extra" ] && [ "${BENCH_EXTRAS:-1}" != 0 ] || continue
     say "== $extra =="
     bash "$extra" || { say "$extra failed"; status=1; }
 done
