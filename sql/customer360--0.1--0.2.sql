@@ -192,4 +192,7 @@ $$;
 REVOKE ALL ON FUNCTION c360.drop_source(text, boolean) FROM PUBLIC;
 
 -- segments (begin)
+-- The maintainer reads the memberships of a batch's changed customers in every segment at
+-- once; the primary key (segment, customer_id) serves lookups by segment only.
+CREATE INDEX segment_members_customer_idx ON c360.segment_members (customer_id);
 -- segments (end)

@@ -28,54 +28,36 @@
 #include "maintain.h"
 #include "segment.h"
 
-/* A segment's maintenance statement, prepared once per backend per definition. */
-typedef struct SegmentPlan
-{
-	char		name[NAMEDATALEN];
-	char	   *definition;		/* predicate + columns it was built from */
-	SPIPlanPtr	plan;
-} SegmentPlan;
-
-static HTAB *segment_plans = NULL;
+/*
+ * The statement that maintains every segment at once, prepared once per backend for the
+ * segments it was built from and again only when their definitions change.
+ */
+static SPIPlanPtr segments_plan = NULL;
+static char *segments_definition = NULL;	/* names, predicates and columns, in order */
 
 static Query *analyze_predicate(const char *predicate);
 static void predicate_error_callback(void *arg);
 static List *predicate_columns(Query *query);
-static char *maintain_sql(const char *predicate, const char *payload);
-static SPIPlanPtr segment_plan(const char *name, const char *predicate, const char *payload);
+static SPIPlanPtr segments_statement(void);
+static char *maintain_sql(int nsegments);
 
 PG_FUNCTION_INFO_V1(c360_check_predicate);
 
 /*
- * Bring every segment's membership up to date for the given (changed) customers.  One
- * statement per segment, set-based over the batch's changed rows.
+ * Bring every segment's membership up to date for the given (changed) customers, with one
+ * set-based statement over the batch's changed rows for all segments.
  */
 void
 c360_segments_refresh(List *changed)
 {
-	static SPIPlanPtr list_plan;
-	Datum		args[2];
-	int			nsegments;
-	char	  **names;
-	char	  **predicates;
-	char	  **payloads;
+	SPIPlanPtr	plan;
+	Datum		arg;
 
 	if (changed == NIL)
 		return;
-	c360_exec(c360_plan(&list_plan, "SELECT name, predicate, c360._segment_payload(columns) "
-						"FROM c360.segments ORDER BY name", 0, NULL), NULL, NULL);
-	nsegments = SPI_processed;
-	if (nsegments == 0)
+	plan = segments_statement();
+	if (plan == NULL)
 		return;
-	names = palloc(sizeof(char *) * nsegments);
-	predicates = palloc(sizeof(char *) * nsegments);
-	payloads = palloc(sizeof(char *) * nsegments);
-	for (int i = 0; i < nsegments; i++)
-	{
-		names[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		predicates[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		payloads[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
-	}
 
 	/*
 	 * Outbox rows must commit in seq order, or a sink that has read seq N could later see
@@ -85,78 +67,144 @@ c360_segments_refresh(List *changed)
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(C360_LOCK_OUTBOX),
 						Int32GetDatum(0));
 
-	args[0] = c360_text_array(changed);
-	for (int i = 0; i < nsegments; i++)
-	{
-		args[1] = CStringGetTextDatum(names[i]);
-		c360_exec(segment_plan(names[i], predicates[i], payloads[i]), args, NULL);
-	}
+	arg = c360_text_array(changed);
+	c360_exec(plan, &arg, NULL);
 }
 
 /*
- * Membership for the customers in $1 of segment $2: who is in now, who was, and the
- * outbox rows for the difference (update: a member whose carried columns changed).
+ * The maintenance statement for the segments defined now, or NULL when there is none.
+ * Segments change only under the clock lock, which every caller holds: the list read here
+ * stays true until the batch commits.
+ */
+static SPIPlanPtr
+segments_statement(void)
+{
+	static SPIPlanPtr list_plan;
+	static SPIPlanPtr payload_plan;
+	Oid			argtype = TEXTARRAYOID;
+	StringInfoData definition;
+	int			nsegments;
+	SPIPlanPtr	plan;
+	char	   *sql;
+
+	c360_exec(c360_plan(&list_plan, "SELECT name, predicate, columns::text "
+						"FROM c360.segments ORDER BY name", 0, NULL), NULL, NULL);
+	nsegments = SPI_processed;
+	if (nsegments == 0)
+		return NULL;
+	initStringInfo(&definition);
+	for (int i = 0; i < nsegments; i++)
+		for (int col = 1; col <= 3; col++)
+			appendStringInfo(&definition, "%s%c",
+							 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, col),
+							 col == 3 ? '\n' : '\t');
+	if (segments_plan != NULL && strcmp(segments_definition, definition.data) == 0)
+		return segments_plan;
+
+	c360_exec(c360_plan(&payload_plan, "SELECT quote_literal(name), predicate, "
+						"c360._segment_payload(columns) FROM c360.segments ORDER BY name",
+						0, NULL), NULL, NULL);
+	if (SPI_processed != nsegments)
+		elog(ERROR, "c360.segments changed while the clock lock was held");
+	sql = maintain_sql(nsegments);
+	/*
+	 * A generic plan: the same index lookups suit a batch of any size, and it is planned
+	 * once, not for every batch.
+	 */
+	plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s: %s", SPI_result_code_string(SPI_result), sql);
+	SPI_keepplan(plan);
+	if (segments_plan != NULL)
+	{
+		SPI_freeplan(segments_plan);
+		pfree(segments_definition);
+	}
+	segments_plan = plan;
+	segments_definition = MemoryContextStrdup(TopMemoryContext, definition.data);
+	return segments_plan;
+}
+
+/*
+ * Membership of every segment for the customers in $1: who is in now (each segment's
+ * predicate over their profile rows), who was, and the outbox rows for the difference
+ * (update: a member whose carried columns changed).  The segments, in name order, are
+ * the rows of SPI_tuptable: quoted name, predicate, payload expression; segment_ord
+ * numbers them.  Outbox rows are written segment by segment in that order, customers by
+ * id (the order one statement per segment gave).
+ *
+ * The predicates and payloads are CASE branches on segment_ord, so that they are compiled
+ * once per execution, not once per profile row (as a LATERAL VALUES list would be), and a
+ * payload is built only where its predicate holds (now_in is materialized: inlined, its
+ * payload would be built twice, for the comparison and for the output).  Customers are locked (or the clock is
+ * held exclusively) and segments cannot change meanwhile, so "enter" rows are new members
+ * and "update" rows existing ones: no ON CONFLICT is needed.
  */
 static char *
-maintain_sql(const char *predicate, const char *payload)
+maintain_sql(int nsegments)
 {
+	StringInfoData predicates;
+	StringInfoData payloads;
+	StringInfoData numbers;
+	StringInfoData names;
+
+	initStringInfo(&predicates);
+	initStringInfo(&payloads);
+	initStringInfo(&numbers);
+	initStringInfo(&names);
+	for (int i = 0; i < nsegments; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *name = SPI_getvalue(tuple, desc, 1);
+
+		appendStringInfo(&predicates, "\n      WHEN %d THEN (%s)", i + 1,
+						 SPI_getvalue(tuple, desc, 2));
+		appendStringInfo(&payloads, "\n      WHEN %d THEN %s", i + 1,
+						 SPI_getvalue(tuple, desc, 3));
+		appendStringInfo(&numbers, "%s(%s, %d)", i == 0 ? "" : ", ", name, i + 1);
+		appendStringInfo(&names, "%s%s", i == 0 ? "" : ", ", name);
+	}
 	return psprintf(
-					"WITH now_in AS (\n"
-					"  SELECT p.customer_id, %s AS payload FROM c360.customer_360 p\n"
-					"  WHERE p.customer_id = ANY($1) AND (%s) IS TRUE),\n"
+					"WITH now_in AS MATERIALIZED (\n"
+					"  SELECT s.segment_ord, p.customer_id,\n"
+					"    CASE s.segment_ord%s\n"
+					"    END AS payload\n"
+					"  FROM c360.customer_360 p CROSS JOIN generate_series(1, %d) s(segment_ord)\n"
+					"  WHERE p.customer_id = ANY($1)\n"
+					"    AND CASE s.segment_ord%s\n"
+					"    END),\n"
 					"was_in AS (\n"
-					"  SELECT m.customer_id, m.payload FROM c360.segment_members m\n"
-					"  WHERE m.segment = $2 AND m.customer_id = ANY($1)),\n"
+					"  SELECT s.segment_ord, m.customer_id, m.payload\n"
+					"  FROM c360.segment_members m\n"
+					"  JOIN (VALUES %s) s(segment, segment_ord) ON s.segment = m.segment\n"
+					"  WHERE m.customer_id = ANY($1)),\n"
 					"diff AS (\n"
-					"  SELECT COALESCE(n.customer_id, w.customer_id) AS customer_id,\n"
+					"  SELECT segment_ord, (ARRAY[%s])[segment_ord] AS segment, customer_id,\n"
 					"         CASE WHEN w.customer_id IS NULL THEN 'enter'\n"
 					"              WHEN n.customer_id IS NULL THEN 'exit' ELSE 'update' END AS change,\n"
 					"         COALESCE(n.payload, w.payload) AS payload\n"
-					"  FROM now_in n FULL JOIN was_in w USING (customer_id)\n"
+					"  FROM now_in n FULL JOIN was_in w USING (segment_ord, customer_id)\n"
 					"  WHERE n.customer_id IS NULL OR w.customer_id IS NULL\n"
 					"     OR n.payload IS DISTINCT FROM w.payload),\n"
 					"gone AS (\n"
 					"  DELETE FROM c360.segment_members m USING diff d\n"
-					"  WHERE m.segment = $2 AND m.customer_id = d.customer_id AND d.change = 'exit'),\n"
-					"kept AS (\n"
-					"  INSERT INTO c360.segment_members AS m (segment, customer_id, entered_at, payload)\n"
-					"  SELECT $2, customer_id, clock_timestamp(), payload FROM diff WHERE change <> 'exit'\n"
-					"  ORDER BY customer_id COLLATE \"C\"\n"
-					"  ON CONFLICT (segment, customer_id) DO UPDATE SET payload = excluded.payload),\n"
+					"  WHERE d.change = 'exit' AND m.segment = d.segment AND m.customer_id = d.customer_id),\n"
+					"entered AS (\n"
+					"  INSERT INTO c360.segment_members (segment, customer_id, entered_at, payload)\n"
+					"  SELECT segment, customer_id, clock_timestamp(), payload FROM diff\n"
+					"  WHERE change = 'enter' ORDER BY segment_ord, customer_id COLLATE \"C\"),\n"
+					"updated AS (\n"
+					"  UPDATE c360.segment_members m SET payload = d.payload FROM diff d\n"
+					"  WHERE d.change = 'update' AND m.segment = d.segment AND m.customer_id = d.customer_id),\n"
 					"outbox AS (\n"
 					"  INSERT INTO c360.segment_changes (segment, customer_id, change, payload)\n"
-					"  SELECT $2, customer_id, change, payload FROM diff ORDER BY customer_id COLLATE \"C\"\n"
-					"  RETURNING customer_id, change)\n"
-					"SELECT count(pg_notify('c360_segments', $2 || ':' || customer_id || ':' || change))\n"
+					"  SELECT segment, customer_id, change, payload FROM diff\n"
+					"  ORDER BY segment_ord, customer_id COLLATE \"C\"\n"
+					"  RETURNING segment, customer_id, change)\n"
+					"SELECT count(pg_notify('c360_segments', segment || ':' || customer_id || ':' || change))\n"
 					"FROM outbox",
-					payload, predicate);
-}
-
-static SPIPlanPtr
-segment_plan(const char *name, const char *predicate, const char *payload)
-{
-	Oid			types[2] = {TEXTARRAYOID, TEXTOID};
-	char	   *definition = psprintf("%s\n%s", predicate, payload);
-	SegmentPlan *sp;
-	bool		found;
-
-	if (segment_plans == NULL)
-	{
-		HASHCTL		ctl = {.keysize = NAMEDATALEN, .entrysize = sizeof(SegmentPlan)};
-
-		segment_plans = hash_create("c360 segment plans", 16, &ctl, HASH_ELEM | HASH_STRINGS);
-	}
-	sp = hash_search(segment_plans, name, HASH_ENTER, &found);
-	if (found && strcmp(sp->definition, definition) == 0)
-		return sp->plan;
-	if (found)
-	{
-		SPI_freeplan(sp->plan);
-		pfree(sp->definition);
-	}
-	sp->plan = NULL;
-	sp->definition = MemoryContextStrdup(TopMemoryContext, definition);
-	return c360_plan(&sp->plan, maintain_sql(predicate, payload), 2, types);
+					payloads.data, nsegments, predicates.data, numbers.data, names.data);
 }
 
 /*
