@@ -32,10 +32,7 @@ DIR=$(mktemp -d /tmp/c360-demo.XXXXXX)
 BROKER_PID=
 cleanup() {
     local rc=$?
-    if [ -n "$BROKER_PID" ]; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
+    broker_stop
     pg_stop "$DIR"
     if [ "$rc" -ne 0 ]; then tail -n 30 "$DIR/server.log" 2>/dev/null || true; fi
     rm -rf "$DIR"
@@ -241,12 +238,8 @@ SELECT format('%-20s %3s members  %s', 'support_escalation', c360.create_segment
 SQL
 
 # A throwaway Kafka broker (librdkafka's mock cluster) and a sink publishing vip_at_risk to it.
-make -s test/kafka_broker >/dev/null
-test/kafka_broker --topic vip_at_risk:1 --bootstrap-file "$DIR/bootstrap" >/dev/null 2>"$DIR/broker.log" &
-BROKER_PID=$!
-for _ in $(seq 100); do [ -s "$DIR/bootstrap" ] && break; sleep 0.1; done
-[ -s "$DIR/bootstrap" ] || { echo "the test Kafka broker did not start" >&2; exit 1; }
-BOOTSTRAP=$(cat "$DIR/bootstrap")
+broker_start "$DIR" vip_at_risk:1 || exit 1
+BOOTSTRAP=$BROKER_ADDR
 sql -At -c "SELECT c360.create_sink('vip_to_kafka', 'vip_at_risk', 'kafka',
                 jsonb_build_object('bootstrap.servers', '$BOOTSTRAP', 'topic', 'vip_at_risk'))" >/dev/null
 echo

@@ -3,6 +3,9 @@
 #   pg_start DIR PORT [postgresql.conf line]...   initdb DIR/data if needed, start, wait
 #   pg_stop DIR                                   fast shutdown, if running
 #   pg_psql PORT [psql args]...                   psql as postgres on 127.0.0.1:PORT
+#   free_port PORT                                the first port from PORT nobody listens on
+#   broker_start DIR TOPIC:PARTS...               the test Kafka broker (see below)
+#   broker_stop                                   stop it
 # initdb and postgres refuse to run as root, so as root they run as the postgres OS user
 # (created by the postgresql-15 package).
 
@@ -120,4 +123,54 @@ mysql_stop() {
 mysql_cli() {
     local port=$1; shift
     mariadb --protocol=TCP -h 127.0.0.1 -P "$port" -uroot --default-character-set=utf8mb4 "$@"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Another run may share the machine: the first free port of PORT..PORT+99.
+free_port() {
+    local port=$1
+    for ((i = 0; i < 100; i++)); do
+        port_busy "$port" || { echo "$port"; return 0; }
+        port=$((port + 1))
+    done
+    echo "no free port from $1" >&2
+    return 1
+}
+
+# The test Kafka broker (test/kafka_broker.c: librdkafka's mock cluster, a real
+# Kafka-protocol server), built when missing or older than its source.  Starts it in the
+# background with the given topics, sets BROKER_PID, and sets BROKER_ADDR to the bootstrap
+# address once it listens (its stderr goes to DIR/broker.err).
+broker_start() {
+    local dir=$1 root bin args=() topic
+    shift
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    bin=$root/test/kafka_broker
+    if [ ! -x "$bin" ] || [ "$root/test/kafka_broker.c" -nt "$bin" ]; then
+        gcc -O2 -Wall -o "$bin.tmp.$$" "$root/test/kafka_broker.c" -lrdkafka || return 1
+        mv -f "$bin.tmp.$$" "$bin"
+    fi
+    for topic in "$@"; do args+=(--topic "$topic"); done
+    rm -f "$dir/bootstrap"
+    "$bin" "${args[@]}" --bootstrap-file "$dir/bootstrap" >/dev/null 2>"$dir/broker.err" &
+    BROKER_PID=$!
+    for _ in $(seq 150); do
+        if [ -s "$dir/bootstrap" ]; then
+            BROKER_ADDR=$(cat "$dir/bootstrap")
+            return 0
+        fi
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "the test Kafka broker did not start: $(cat "$dir/broker.err" 2>/dev/null)" >&2
+    return 1
+}
+
+broker_stop() {
+    [ -n "${BROKER_PID:-}" ] && kill -0 "$BROKER_PID" 2>/dev/null || return 0
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
 }

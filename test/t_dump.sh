@@ -82,12 +82,7 @@ cleanup() {
         [ "$rc" -ne 0 ] && [ -f "$SRC_DIR/server.log" ] && cp "$SRC_DIR/server.log" "$TMP/source_server.log"
         rm -rf "$SRC_DIR"
     fi
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
+    broker_stop
     if [ "$rc" -eq 0 ]; then
         rm -rf "$TMP"
     else
@@ -233,21 +228,10 @@ produce() {
 
 # ---------------------------------------------------------------------------------------------
 # The broker, the source cluster and the local database.
-BROKER=$ROOT/test/kafka_broker
-if [ ! -x "$BROKER" ] || [ test/kafka_broker.c -nt "$BROKER" ]; then
-    gcc -O2 -Wall -o "$BROKER.tmp.$$" test/kafka_broker.c -lrdkafka || die "cannot build $BROKER"
-    mv -f "$BROKER.tmp.$$" "$BROKER"
-fi
-"$BROKER" --topic dump_events:2 --topic dump_sink:1 --bootstrap-file "$TMP/bootstrap" \
-    >/dev/null 2>"$TMP/broker.err" &
-BROKER_PID=$!
-poll 15 "the broker's bootstrap file" test -s "$TMP/bootstrap" || die "the test broker did not start"
-B=$(cat "$TMP/bootstrap")
+broker_start "$TMP" dump_events:2 dump_sink:1 || die "the test broker did not start"
+B=$BROKER_ADDR
 
-# another run may hold the port: take the next free one
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for ((i = 0; i < 20; i++)); do port_busy "$SRC_PORT" || break; SRC_PORT=$((SRC_PORT + 1)); done
-port_busy "$SRC_PORT" && die "no free port for the source cluster near ${C360_DUMPSRC_PORT:-54370}"
+SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
 CONNINFO="host=127.0.0.1 port=$SRC_PORT user=postgres dbname=$SRC_DB"
 SRC_DIR=$(mktemp -d /tmp/c360-dumpsrc.XXXXXX)
 pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \

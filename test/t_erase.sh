@@ -84,12 +84,7 @@ cleanup() {
     fi
     q -c "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin
           WHERE roname = 'c360_$PGSRC'" >/dev/null 2>&1
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
+    broker_stop
     if [ -n "$SRC_DIR" ]; then
         pg_stop "$SRC_DIR"
         if [ "$rc" -ne 0 ] && [ -f "$SRC_DIR/server.log" ]; then
@@ -234,21 +229,10 @@ $(diff "$TMP/neighbour.before" "$TMP/neighbour.now" | grep '^[<>]' | cut -c1-300
 # ---------------------------------------------------------------------------------------------
 # The broker, the source cluster and the local database.
 
-BROKER=$ROOT/test/kafka_broker
-if [ ! -x "$BROKER" ] || [ test/kafka_broker.c -nt "$BROKER" ]; then
-    gcc -O2 -Wall -o "$BROKER.tmp.$$" test/kafka_broker.c -lrdkafka || die "cannot build $BROKER"
-    mv -f "$BROKER.tmp.$$" "$BROKER"
-fi
-"$BROKER" --topic erase_events:1 --topic erase_out:1 --bootstrap-file "$TMP/bootstrap" \
-    >/dev/null 2>"$TMP/broker.err" &
-BROKER_PID=$!
-poll 30 "the broker's bootstrap file" test -s "$TMP/bootstrap" || die "the test broker did not start"
-B=$(cat "$TMP/bootstrap")
+broker_start "$TMP" erase_events:1 erase_out:1 || die "the test broker did not start"
+B=$BROKER_ADDR
 
-# another run may hold the port: take the next free one (54720..54790)
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for ((i = 0; i < 70; i++)); do port_busy "$SRC_PORT" || break; SRC_PORT=$((SRC_PORT + 1)); done
-port_busy "$SRC_PORT" && die "no free port for the source cluster from ${C360_ERASE_SRC_PORT:-54720}"
+SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
 SRC_DIR=$(mktemp -d /tmp/c360-erasesrc.XXXXXX)
 pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 4" \
     "max_wal_senders = 4" "log_min_messages = warning" >/dev/null ||

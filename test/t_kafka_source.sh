@@ -58,11 +58,7 @@ cleanup() {
         q -c "DROP EXTENSION customer360 CASCADE" >/dev/null 2>&1
     fi
     q -c "DROP SCHEMA IF EXISTS kafka_test CASCADE" >/dev/null 2>&1
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null
-    fi
+    broker_stop
     if [ "$rc" -eq 0 ]; then
         rm -rf "$TMP"
     else
@@ -166,17 +162,8 @@ gcc -Wall -DFRONTEND -ffunction-sections -fdata-sections -Isrc -I"$("$PG_CONFIG"
 
 # ---------------------------------------------------------------------------------------------
 # The broker and the local database.
-BROKER=$ROOT/test/kafka_broker
-if [ ! -x "$BROKER" ] || [ test/kafka_broker.c -nt "$BROKER" ]; then
-    gcc -O2 -Wall -o "$BROKER.tmp.$$" test/kafka_broker.c -lrdkafka || die "cannot build $BROKER"
-    mv -f "$BROKER.tmp.$$" "$BROKER"
-fi
-"$BROKER" --topic customer_events:3 --topic web_events:2 --topic identities:2 \
-    --topic bad_events:2 --topic late_events:2 --bootstrap-file "$TMP/bootstrap" \
-    >/dev/null 2>"$TMP/broker.err" &
-BROKER_PID=$!
-poll 15 "the broker's bootstrap file" test -s "$TMP/bootstrap" || die "the test broker did not start"
-B=$(cat "$TMP/bootstrap")
+broker_start "$TMP" customer_events:3 web_events:2 identities:2 bad_events:2 late_events:2 || die "the test broker did not start"
+B=$BROKER_ADDR
 
 if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
     psql -X -q -d postgres -c "CREATE DATABASE $DB"

@@ -93,9 +93,7 @@ wait_bg() { # wait for the background jobs started so far; their exit status is 
 }
 
 # another run (of this test, in another checkout) may hold the port: take the next free one
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for ((i = 0; i < 20; i++)); do port_busy "$SRC_PORT" || break; SRC_PORT=$((SRC_PORT + 1)); done
-port_busy "$SRC_PORT" && { echo "FAIL: no free port for the source cluster near 54340" >&2; exit 1; }
+SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
 CONNINFO="host=127.0.0.1 port=$SRC_PORT user=postgres dbname=$SRC_DB password=$SECRET"
 SRC_DIR=$(mktemp -d /tmp/c360-pgsrc.XXXXXX)
 pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \

@@ -15,10 +15,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/test/servers.sh"
 DB=c360_workers
 : "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
 export PGHOST PGPORT PGUSER
-BROKER=$ROOT/test/kafka_broker
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_sink.XXXXXX")
 BROKER_PID=
 CUSTOMERS=10000
@@ -37,11 +37,7 @@ die() {
 
 cleanup() {
     local rc=$?
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-    fi
+    broker_stop
     # the workers' database is shared with the other worker tests: leave nothing behind
     # (T_SINK_KEEP=1 keeps the database as the test left it, for a closer look)
     [ "$rc" -ne 0 ] && [ -n "${T_SINK_KEEP:-}" ] && { echo "kept database $DB" >&2; return; }
@@ -65,7 +61,6 @@ poll() {
 }
 
 server_up() { q -c "SELECT 1" >/dev/null; }
-broker_ready() { kill -0 "$BROKER_PID" && [ -s "$TMP/bootstrap" ]; }
 sink_pid() {
     q -c "SELECT pid FROM pg_stat_activity
           WHERE backend_type = 'c360 sink' AND application_name = '$1' AND datname = '$DB'" 2>/dev/null |
@@ -116,15 +111,8 @@ check_verify() {
 }
 
 # --- the broker and the database -----------------------------------------------------------
-if [ ! -x "$BROKER" ] || [ "$ROOT/test/kafka_broker.c" -nt "$BROKER" ]; then
-    gcc -O2 -Wall -o "$BROKER.tmp.$$" "$ROOT/test/kafka_broker.c" -lrdkafka || die "cannot build $BROKER"
-    mv -f "$BROKER.tmp.$$" "$BROKER"
-fi
-"$BROKER" --topic vip_out:1 --topic flap_out:1 --topic crash_out:1 \
-    --bootstrap-file "$TMP/bootstrap" >/dev/null 2>"$TMP/broker.err" &
-BROKER_PID=$!
-poll 15 "the test broker's bootstrap file" broker_ready
-BOOTSTRAP=$(cat "$TMP/bootstrap")
+broker_start "$TMP" vip_out:1 flap_out:1 crash_out:1 || die "the test broker did not start"
+BOOTSTRAP=$BROKER_ADDR
 echo "broker at $BOOTSTRAP"
 
 if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
