@@ -8,8 +8,6 @@
  */
 #include "postgres.h"
 
-#include <pthread.h>
-#include <signal.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -28,6 +26,7 @@
 #include "utils/memutils.h"
 
 #include "../src/customer360.h"
+#include "../src/kafka_client.h"
 #include "../src/maintain.h"
 #include "../src/shmem.h"
 #include "worker.h"
@@ -89,7 +88,6 @@ static KafkaSink ks;
 static void run(void);
 static void setup(void);
 static void add_option(const char *key, const char *value);
-static void add_conf(const char *name, const char *value);
 static void producer_create(void);
 static void producer_destroy(void);
 static bool load_batch(SinkBatch *batch);
@@ -222,9 +220,9 @@ add_option(const char *key, const char *value)
 	if (strcmp(key, "topic") == 0)
 		ks.topic = MemoryContextStrdup(TopMemoryContext, value);
 	else if (strcmp(key, "bootstrap.servers") == 0)
-		add_conf(key, value);
+		ks.conf = c360_kafka_setting(ks.conf, key, value);
 	else if (strncmp(key, "properties.", 11) == 0 && key[11] != '\0')
-		add_conf(key + 11, value);
+		ks.conf = c360_kafka_setting(ks.conf, key + 11, value);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -233,54 +231,33 @@ add_option(const char *key, const char *value)
 						 "\"properties.<librdkafka setting>\".")));
 }
 
-static void
-add_conf(const char *name, const char *value)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	ks.conf = lappend(lappend(ks.conf, pstrdup(name)), pstrdup(value));
-	MemoryContextSwitchTo(old);
-}
-
 /*
  * A new producer.  Local message timeouts are off unless the options set one: while the
  * broker is away librdkafka keeps retrying, and the idempotent producer keeps the retries
- * from writing a message twice or out of order.  librdkafka's threads start with every
- * signal blocked, so that Postgres's signals (SIGTERM, latch wake-ups) reach this thread.
+ * from writing a message twice or out of order.
  */
 static void
 producer_create(void)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errstr[512];
-	sigset_t	all;
-	sigset_t	saved;
-	ListCell   *lc;
+	const char *bad;
 
 	rd_kafka_conf_set(conf, "message.timeout.ms", "0", NULL, 0);
 	rd_kafka_conf_set(conf, "client.id", psprintf("c360-sink-%s", ks.name), NULL, 0);
-	for (lc = list_head(ks.conf); lc != NULL; lc = lnext(ks.conf, lnext(ks.conf, lc)))
+	if ((bad = c360_kafka_apply_settings(conf, ks.conf, errstr, sizeof(errstr))) != NULL)
 	{
-		const char *name = lfirst(lc);
-		const char *value = lfirst(lnext(ks.conf, lc));
-
-		if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-		{
-			rd_kafka_conf_destroy(conf);
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("sink \"%s\": bad Kafka setting \"%s\": %s", ks.name, name, errstr)));
-		}
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sink \"%s\": bad Kafka setting \"%s\": %s", ks.name, bad, errstr)));
 	}
 	/* last, so that no option can turn it off: order and no duplicates depend on it */
 	rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &saved);
-	ks.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	ks.rk = c360_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (ks.rk == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

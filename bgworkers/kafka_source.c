@@ -10,8 +10,6 @@
 #include "postgres.h"
 
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -31,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "../src/customer360.h"
+#include "../src/kafka_client.h"
 #include "../src/kafka_decode.h"
 #include "../src/maintain.h"
 #include "../src/shmem.h"
@@ -104,7 +103,6 @@ static void read_options(void);
 static void read_option(const char *key, JsonbValue *v);
 static void read_partitions(JsonbValue *v);
 static char *option_text(const char *key, JsonbValue *v);
-static void add_conf(const char *name, const char *value);
 static void find_mapping(const char *name);
 static void consumer_create(void);
 static rd_kafka_conf_t *consumer_conf(void);
@@ -233,13 +231,13 @@ static void
 read_option(const char *key, JsonbValue *v)
 {
 	if (strcmp(key, "bootstrap.servers") == 0)
-		add_conf(key, option_text(key, v));
+		ks.conf = c360_kafka_setting(ks.conf, key, option_text(key, v));
 	else if (strcmp(key, "topic") == 0)
 		return;
 	else if (strcmp(key, "startup") == 0)
 		ks.startup = option_text(key, v);
 	else if (strncmp(key, "properties.", 11) == 0 && key[11] != '\0')
-		add_conf(key + 11, option_text(key, v));
+		ks.conf = c360_kafka_setting(ks.conf, key + 11, option_text(key, v));
 	else if (strcmp(key, "max_message_bytes") == 0)
 	{
 		int64		n = v->type == jbvNumeric ? pg_strtoint64(option_text(key, v)) : 0;
@@ -304,15 +302,6 @@ option_text(const char *key, JsonbValue *v)
 	}
 }
 
-static void
-add_conf(const char *name, const char *value)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	ks.conf = lappend(lappend(ks.conf, pstrdup(name)), pstrdup(value));
-	MemoryContextSwitchTo(old);
-}
-
 /*
  * The consumer.  Its logs and errors come through the consumer queue and are served on
  * this thread; librdkafka writes to a pipe when the queue fills, so that the wait can
@@ -323,14 +312,8 @@ consumer_create(void)
 {
 	rd_kafka_conf_t *conf = consumer_conf();
 	char		errstr[512];
-	sigset_t	all;
-	sigset_t	saved;
 
-	/* librdkafka's threads must not take Postgres's signals (SIGTERM, latch wake-ups) */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &saved);
-	ks.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	ks.rk = c360_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (ks.rk == NULL)
 		c360_source_error("source \"%s\": could not create the Kafka consumer: %s", ks.src->name, errstr);
 
@@ -357,7 +340,7 @@ consumer_conf(void)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errstr[512];
-	ListCell   *lc;
+	const char *bad;
 
 	rd_kafka_conf_set(conf, "client.id", psprintf("c360-source-%s", ks.src->name), NULL, 0);
 	/* rd_kafka_assign needs one; no group is joined and nothing is committed to it */
@@ -366,16 +349,10 @@ consumer_conf(void)
 	/* prefetch a few batches, not librdkafka's 100,000 messages per partition */
 	rd_kafka_conf_set(conf, "queued.min.messages", "20000", NULL, 0);
 	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
-	for (lc = list_head(ks.conf); lc != NULL; lc = lnext(ks.conf, lnext(ks.conf, lc)))
+	if ((bad = c360_kafka_apply_settings(conf, ks.conf, errstr, sizeof(errstr))) != NULL)
 	{
-		const char *name = lfirst(lc);
-		const char *value = lfirst(lnext(ks.conf, lc));
-
-		if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-		{
-			rd_kafka_conf_destroy(conf);
-			c360_source_error("source \"%s\": bad Kafka setting \"%s\": %s", ks.src->name, name, errstr);
-		}
+		rd_kafka_conf_destroy(conf);
+		c360_source_error("source \"%s\": bad Kafka setting \"%s\": %s", ks.src->name, bad, errstr);
 	}
 	rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
 	rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
