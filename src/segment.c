@@ -21,7 +21,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -133,22 +132,22 @@ segments_statement(void)
  * numbers them.  Outbox rows are written segment by segment in that order, customers by
  * id (the order one statement per segment gave).
  *
- * The predicates and payloads are CASE branches on segment_ord, so that they are compiled
- * once per execution, not once per profile row (as a LATERAL VALUES list would be), and a
- * payload is built only where its predicate holds (now_in is materialized: inlined, its
- * payload would be built twice, for the comparison and for the output).  Customers are locked (or the clock is
- * held exclusively) and segments cannot change meanwhile, so "enter" rows are new members
- * and "update" rows existing ones: no ON CONFLICT is needed.
+ * Each profile row is read once and gives one array of payloads, NULL where the predicate
+ * does not hold: each predicate is evaluated once per row and its payload built only where
+ * it holds, and the expressions are compiled once per execution (a LATERAL VALUES list
+ * would compile them again for every row).  The members are read through the index on
+ * customer_id alone (materialized, so that stale statistics cannot turn the lookup into
+ * one probe of the primary key per segment and customer).  Customers are locked (or the
+ * clock is held exclusively) and segments cannot change meanwhile, so "enter" rows are new
+ * members and "update" rows existing ones: no ON CONFLICT is needed.
  */
 static char *
 maintain_sql(int nsegments)
 {
-	StringInfoData predicates;
 	StringInfoData payloads;
 	StringInfoData numbers;
 	StringInfoData names;
 
-	initStringInfo(&predicates);
 	initStringInfo(&payloads);
 	initStringInfo(&numbers);
 	initStringInfo(&names);
@@ -158,27 +157,23 @@ maintain_sql(int nsegments)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		char	   *name = SPI_getvalue(tuple, desc, 1);
 
-		appendStringInfo(&predicates, "\n      WHEN %d THEN (%s)", i + 1,
-						 SPI_getvalue(tuple, desc, 2));
-		appendStringInfo(&payloads, "\n      WHEN %d THEN %s", i + 1,
-						 SPI_getvalue(tuple, desc, 3));
+		appendStringInfo(&payloads, "%s\n    CASE WHEN (%s) THEN %s END", i == 0 ? "" : ",",
+						 SPI_getvalue(tuple, desc, 2), SPI_getvalue(tuple, desc, 3));
 		appendStringInfo(&numbers, "%s(%s, %d)", i == 0 ? "" : ", ", name, i + 1);
 		appendStringInfo(&names, "%s%s", i == 0 ? "" : ", ", name);
 	}
 	return psprintf(
-					"WITH now_in AS MATERIALIZED (\n"
-					"  SELECT s.segment_ord, p.customer_id,\n"
-					"    CASE s.segment_ord%s\n"
-					"    END AS payload\n"
-					"  FROM c360.customer_360 p CROSS JOIN generate_series(1, %d) s(segment_ord)\n"
-					"  WHERE p.customer_id = ANY($1)\n"
-					"    AND CASE s.segment_ord%s\n"
-					"    END),\n"
+					"WITH now_in AS (\n"
+					"  SELECT s.segment_ord::integer, p.customer_id, s.payload\n"
+					"  FROM c360.customer_360 p CROSS JOIN LATERAL unnest(ARRAY[%s\n"
+					"    ]) WITH ORDINALITY s(payload, segment_ord)\n"
+					"  WHERE p.customer_id = ANY($1) AND s.payload IS NOT NULL),\n"
+					"members AS MATERIALIZED (\n"
+					"  SELECT segment, customer_id, payload FROM c360.segment_members\n"
+					"  WHERE customer_id = ANY($1)),\n"
 					"was_in AS (\n"
 					"  SELECT s.segment_ord, m.customer_id, m.payload\n"
-					"  FROM c360.segment_members m\n"
-					"  JOIN (VALUES %s) s(segment, segment_ord) ON s.segment = m.segment\n"
-					"  WHERE m.customer_id = ANY($1)),\n"
+					"  FROM members m JOIN (VALUES %s) s(segment, segment_ord) ON s.segment = m.segment),\n"
 					"diff AS (\n"
 					"  SELECT segment_ord, (ARRAY[%s])[segment_ord] AS segment, customer_id,\n"
 					"         CASE WHEN w.customer_id IS NULL THEN 'enter'\n"
@@ -204,7 +199,7 @@ maintain_sql(int nsegments)
 					"  RETURNING segment, customer_id, change)\n"
 					"SELECT count(pg_notify('c360_segments', segment || ':' || customer_id || ':' || change))\n"
 					"FROM outbox",
-					payloads.data, nsegments, predicates.data, numbers.data, names.data);
+					payloads.data, numbers.data, names.data);
 }
 
 /*
