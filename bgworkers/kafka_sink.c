@@ -560,17 +560,9 @@ sink_gone(void)
 static void
 sink_failed(void)
 {
-	ErrorData  *edata;
+	ErrorData  *edata = c360_worker_take_error();
 	Datum		args[2];
 	Oid			types[2] = {TEXTOID, TEXTOID};
-
-	HOLD_INTERRUPTS();
-	MemoryContextSwitchTo(TopMemoryContext);
-	edata = CopyErrorData();
-	EmitErrorReport();
-	AbortOutOfAnyTransaction();
-	FlushErrorState();
-	RESUME_INTERRUPTS();
 
 	args[0] = CStringGetTextDatum(ks.name);
 	args[1] = CStringGetTextDatum(edata->message);

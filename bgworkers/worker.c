@@ -107,13 +107,11 @@ c360_source_worker_status(void)
 }
 
 /*
- * Record the failure and exit, as core's apply worker does for disable_on_error: a
- * failure that needs the user (schema drift, a lost slot or binlog) parks the source in
- * 'error'; anything else exits non-zero and the launcher restarts the worker from the
- * committed position.
+ * In a worker's PG_CATCH: log the error, leave the failed transaction, and return the
+ * error (in TopMemoryContext) for the worker to record where the user will see it.
  */
-static void
-source_failed(const char *name)
+ErrorData *
+c360_worker_take_error(void)
 {
 	ErrorData  *edata;
 
@@ -124,6 +122,20 @@ source_failed(const char *name)
 	AbortOutOfAnyTransaction();
 	FlushErrorState();
 	RESUME_INTERRUPTS();
+	return edata;
+}
+
+/*
+ * Record the failure and exit, as core's apply worker does for disable_on_error: a
+ * failure that needs the user (schema drift, a lost slot or binlog) parks the source in
+ * 'error'; anything else exits non-zero and the launcher restarts the worker from the
+ * committed position.
+ */
+static void
+source_failed(const char *name)
+{
+	ErrorData  *edata = c360_worker_take_error();
+
 	c360_source_record_error(name, edata->message, stop_on_error);
 	proc_exit(stop_on_error ? 0 : 1);
 }

@@ -25,6 +25,7 @@ extern void c360_worker_init(const char *appname);
 extern void c360_worker_begin(const char *activity);
 extern void c360_worker_commit(void);
 extern bool c360_worker_wait(long timeout_ms);
+extern ErrorData *c360_worker_take_error(void);
 
 /* Source workers: run(name) under the shared failure handling. */
 typedef void (*c360_source_run) (const char *name);
