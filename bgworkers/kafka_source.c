@@ -696,7 +696,7 @@ offset_out_of_range(int32 partition)
 	c360_source_save_position(ks.src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) low));
 	c360_worker_commit();
 	p->committed = low;
-	c360_source_record_error(ks.src->name, message, false);
+	c360_source_record_trouble(ks.src->name, message);
 	pfree(message);
 	ks.trouble_recorded = false;
 	assign(true);
@@ -905,7 +905,7 @@ check_trouble(void)
 	{
 		char	   *message = psprintf("Kafka: %s (retrying)", ks.trouble);
 
-		c360_source_record_error(ks.src->name, message, false);
+		c360_source_record_trouble(ks.src->name, message);
 		pfree(message);
 		ks.trouble_recorded = true;
 		report("retrying");

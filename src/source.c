@@ -25,6 +25,7 @@
 static int64 apply_one_by_one(C360Source *src, C360Batch *batch);
 static bool try_apply(C360Batch *batch, ErrorData **error);
 static bool is_data_error(int sqlerrcode);
+static void set_last_error(const char *name, const char *message, bool stop);
 static void exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
 					  const char *nulls);
 
@@ -337,6 +338,21 @@ c360_source_save_position(C360Source *src, const char *part, const char *positio
 void
 c360_source_record_error(const char *name, const char *message, bool stop)
 {
+	set_last_error(name, message, stop);
+	elog(LOG, "c360 source \"%s\" %s: %s", name, stop ? "stopped in state error" : "failed", message);
+}
+
+/* Trouble the worker works through (a broker away, messages lost to retention): shown only. */
+void
+c360_source_record_trouble(const char *name, const char *message)
+{
+	set_last_error(name, message, false);
+	elog(LOG, "c360 source \"%s\": %s", name, message);
+}
+
+static void
+set_last_error(const char *name, const char *message, bool stop)
+{
 	static SPIPlanPtr plan;
 	Oid			types[3] = {TEXTOID, TEXTOID, BOOLOID};
 	Datum		args[3];
@@ -352,7 +368,6 @@ c360_source_record_error(const char *name, const char *message, bool stop)
 			  3, types, args, NULL);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	elog(LOG, "c360 source \"%s\" %s: %s", name, stop ? "stopped in state error" : "failed", message);
 }
 
 static void

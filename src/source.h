@@ -41,5 +41,6 @@ extern void c360_source_save_position(C360Source *src, const char *part, const c
 extern void c360_source_dead_letter(C360Source *src, const char *position, const char *payload,
 									const char *error);
 extern void c360_source_record_error(const char *name, const char *message, bool stop);
+extern void c360_source_record_trouble(const char *name, const char *message);
 
 #endif							/* C360_SOURCE_H */
