@@ -8,8 +8,9 @@
 #   2. Sink messages/s to the test broker (test/kafka_broker): a new sink's snapshot (one
 #      enter per member), then an outbox backlog built while the broker was down.
 # Knobs (environment): SINK_BENCH_CUSTOMERS (50000), SINK_BENCH_CHANGES (100000),
-# SINK_BENCH_BATCH (1000), SINK_BENCH_CHUNKS (4), SINK_BENCH_PORT (54336); SINK_BENCH_KEEP=1
-# leaves the cluster running (databases bench_none, bench_segs, bench_sink) for a closer look.
+# SINK_BENCH_BATCH (1000), SINK_BENCH_CHUNKS (4), SINK_BENCH_PORT (54336); SINK_BENCH_SINK=0
+# measures the segment overhead alone (part 1, no broker); SINK_BENCH_KEEP=1 leaves the
+# cluster running (databases bench_none, bench_segs, bench_sink) for a closer look.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,8 +21,10 @@ CHANGES=${SINK_BENCH_CHANGES:-100000}
 BATCH=${SINK_BENCH_BATCH:-1000}
 CHUNKS=${SINK_BENCH_CHUNKS:-4}
 KEEP=${SINK_BENCH_KEEP:-0}
+SINK=${SINK_BENCH_SINK:-1}
 
-make -s >/dev/null && make -s install >/dev/null && make -s test/kafka_broker >/dev/null
+make -s >/dev/null && make -s install >/dev/null
+[ "$SINK" = 0 ] || make -s test/kafka_broker >/dev/null
 
 DIR=$(mktemp -d /tmp/c360-sinkbench.XXXXXX)
 BROKER_PID=
@@ -199,6 +202,24 @@ read -r tick_none rows_none < <(tick_time bench_none)
 read -r tick_segs rows_segs < <(tick_time bench_segs)
 tick_outbox=$(($(q bench_segs -c "SELECT count(*) FROM c360.segment_changes") - outbox))
 
+# --- report of part 1 (printed alone, or before part 2's) -----------------------------
+report_segments() {
+    echo
+    echo "customer360 segments and sinks ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
+    printf '%s customers; %s changes in batches of %s, one transaction each\n' "$CUSTOMERS" "$CHANGES" "$BATCH"
+    printf '  %-34s %8.2f s  %8s changes/s\n' "apply_changes, no segment" "$t_none" "$(rate "$CHANGES" "$t_none")"
+    printf '  %-34s %8.2f s  %8s changes/s   (%s members at creation; %s outbox rows)\n' \
+        "apply_changes, 10 segments" "$t_segs" "$(rate "$CHANGES" "$t_segs")" "$members" "$outbox"
+    printf '  %-34s %8.2fx  (target <= 1.3x)\n' "segment overhead" "$(awk -v a="$t_segs" -v b="$t_none" 'BEGIN { print a / b }')"
+    printf '  %-34s %8.2f s  (%s profile rows changed)\n' "tick +7 days, no segment" "$tick_none" "$rows_none"
+    printf '  %-34s %8.2f s  (%s profile rows changed, %s outbox rows) %.2fx\n' "tick +7 days, 10 segments" \
+        "$tick_segs" "$rows_segs" "$tick_outbox" "$(awk -v a="$tick_segs" -v b="$tick_none" 'BEGIN { print a / b }')"
+}
+if [ "$SINK" = 0 ]; then
+    report_segments
+    exit 0
+fi
+
 # --- 2. sink messages/s ----------------------------------------------------------------------
 say "sink: snapshot, then an outbox backlog built while the broker is down"
 test/kafka_broker --topic bench:1 --bootstrap-file "$DIR/bootstrap" >/dev/null 2>"$DIR/broker.log" &
@@ -236,16 +257,7 @@ wait_drained 300
 outbox_time=$(secs "$t0" "$(now)")
 
 # --- report ----------------------------------------------------------------------------------
-echo
-echo "customer360 segments and sinks ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%s customers; %s changes in batches of %s, one transaction each\n' "$CUSTOMERS" "$CHANGES" "$BATCH"
-printf '  %-34s %8.2f s  %8s changes/s\n' "apply_changes, no segment" "$t_none" "$(rate "$CHANGES" "$t_none")"
-printf '  %-34s %8.2f s  %8s changes/s   (%s members at creation; %s outbox rows)\n' \
-    "apply_changes, 10 segments" "$t_segs" "$(rate "$CHANGES" "$t_segs")" "$members" "$outbox"
-printf '  %-34s %8.2fx  (target <= 1.3x)\n' "segment overhead" "$(awk -v a="$t_segs" -v b="$t_none" 'BEGIN { print a / b }')"
-printf '  %-34s %8.2f s  (%s profile rows changed)\n' "tick +7 days, no segment" "$tick_none" "$rows_none"
-printf '  %-34s %8.2f s  (%s profile rows changed, %s outbox rows) %.2fx\n' "tick +7 days, 10 segments" \
-    "$tick_segs" "$rows_segs" "$tick_outbox" "$(awk -v a="$tick_segs" -v b="$tick_none" 'BEGIN { print a / b }')"
+report_segments
 printf 'Kafka sink to the test broker (c360.batch_size %s messages per delivery wait and commit)\n' \
     "$(q bench_sink -c "SHOW c360.batch_size")"
 printf '  %-34s %8.2f s  %8s messages/s  (%s enters)\n' "snapshot of a new sink" "$snap_time" "$(rate "$everyone" "$snap_time")" "$everyone"
