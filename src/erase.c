@@ -22,7 +22,8 @@
 #include "maintain.h"
 
 static List *batch_ids(C360Batch *batch);
-static const char *change_id(const C360Change *ch, int col);
+static int	change_ids(const C360Change *ch, const char *ids[2]);
+static bool tombstones_possible(void);
 static const char *erased_id(List *erased, const C360Change *ch);
 
 /*
@@ -43,8 +44,7 @@ c360_erase_filter(C360Batch *batch)
 	int64		dropped = 0;
 	ListCell   *lc;
 
-	/* a database still at version 0.1 has no tombstones */
-	if (!OidIsValid(get_relname_relid("erased", get_namespace_oid("c360", false))))
+	if (!tombstones_possible())
 		return 0;
 	ids = batch_ids(batch);
 	if (ids == NIL)
@@ -107,7 +107,7 @@ c360_erase_names_erased(const char *payload, const char *error)
 	Datum		arg;
 	bool		named;
 
-	if (!OidIsValid(get_relname_relid("erased", get_namespace_oid("c360", false))))
+	if (!tombstones_possible())
 		return false;
 	arg = CStringGetTextDatum(psprintf("%s %s", payload ? payload : "", error ? error : ""));
 	SPI_connect();
@@ -125,13 +125,18 @@ c360_erase_names_erased(const char *payload, const char *error)
 	return named;
 }
 
+/* A database still at version 0.1 has no tombstone table. */
+static bool
+tombstones_possible(void)
+{
+	return OidIsValid(get_relname_relid("erased", get_namespace_oid("c360", false)));
+}
+
 /* Every customer id the batch's resulting rows name (duplicates and all). */
 static List *
 batch_ids(C360Batch *batch)
 {
 	List	   *ids = NIL;
-	int			value_col = c360_column_by_name(&c360_inputs[C360_IDENTITY_GRAPH],
-												"identity_value");
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 	{
@@ -139,45 +144,47 @@ batch_ids(C360Batch *batch)
 
 		foreach(lc, batch->changes[i])
 		{
-			C360Change *ch = lfirst(lc);
-			const char *id = change_id(ch, c360_inputs[i].customer_col);
+			const char *named[2];
+			int			n = change_ids(lfirst(lc), named);
 
-			if (id != NULL)
-				ids = lappend(ids, (char *) id);
-			if (i == C360_IDENTITY_GRAPH && (id = change_id(ch, value_col)) != NULL)
-				ids = lappend(ids, (char *) id);
+			for (int k = 0; k < n; k++)
+				ids = lappend(ids, (char *) named[k]);
 		}
 	}
 	return ids;
 }
 
-/* Column col of the row the change leaves (the new image, or the deleted one). */
-static const char *
-change_id(const C360Change *ch, int col)
+/*
+ * The ids the row a change leaves (the new image, or the deleted one) names: its customer,
+ * and for an identity link also the linked value.  Returns how many it put in ids.
+ */
+static int
+change_ids(const C360Change *ch, const char *ids[2])
 {
+	const C360Input *in = &c360_inputs[ch->input];
 	C360Tuple  *t = ch->new ? ch->new : ch->old;
+	int			cols[2] = {in->customer_col, -1};
+	int			n = 0;
 
-	if (t == NULL || !t->present[col])
-		return NULL;
-	return t->values[col];
+	if (ch->input == C360_IDENTITY_GRAPH)
+		cols[1] = c360_column_by_name(in, "identity_value");
+	for (int i = 0; i < 2 && t != NULL; i++)
+		if (cols[i] >= 0 && t->present[cols[i]] && t->values[cols[i]] != NULL)
+			ids[n++] = t->values[cols[i]];
+	return n;
 }
 
 /* The erased id the change names, if any; hits are the few erased ids of this batch. */
 static const char *
 erased_id(List *hits, const C360Change *ch)
 {
-	const char *id = change_id(ch, c360_inputs[ch->input].customer_col);
-	const char *value = NULL;
+	const char *named[2];
+	int			n = change_ids(ch, named);
 	ListCell   *lc;
 
-	if (ch->input == C360_IDENTITY_GRAPH)
-		value = change_id(ch, c360_column_by_name(&c360_inputs[ch->input], "identity_value"));
 	foreach(lc, hits)
-	{
-		if (id != NULL && strcmp(id, lfirst(lc)) == 0)
-			return id;
-		if (value != NULL && strcmp(value, lfirst(lc)) == 0)
-			return value;
-	}
+		for (int k = 0; k < n; k++)
+			if (strcmp(named[k], lfirst(lc)) == 0)
+				return named[k];
 	return NULL;
 }
