@@ -3,6 +3,7 @@
 #   pg_start DIR PORT [postgresql.conf line]...   initdb DIR/data if needed, start, wait
 #   pg_stop DIR                                   fast shutdown, if running
 #   pg_psql PORT [psql args]...                   psql as postgres on 127.0.0.1:PORT
+#   pg_discard DIR [KEEP_LOG]                     stop, keep the server log at KEEP_LOG, rm DIR
 #   free_port PORT                                the first port from PORT nobody listens on
 #   broker_start DIR TOPIC:PARTS...               the test Kafka broker (see below)
 #   broker_stop                                   stop it
@@ -39,6 +40,18 @@ pg_stop() {
     local dir=$1
     [ -f "$dir/data/postmaster.pid" ] || return 0
     as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# A throwaway cluster's end: its data is of little use afterwards, but a failed run's server
+# log is evidence, so with KEEP_LOG it is copied there first.
+pg_discard() {
+    local dir=$1 keep=${2:-}
+    [ -n "$dir" ] || return 0
+    pg_stop "$dir"
+    if [ -n "$keep" ] && [ -f "$dir/server.log" ]; then
+        cp "$dir/server.log" "$keep" && echo "server log of $dir kept in $keep"
+    fi
+    rm -rf "$dir"
 }
 
 pg_psql() {

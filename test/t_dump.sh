@@ -77,11 +77,7 @@ cleanup() {
     for o in $(q -c "SELECT roname FROM pg_replication_origin WHERE roname LIKE 'c360_dump_%'" 2>/dev/null); do
         q -c "SELECT pg_replication_origin_drop('$o')" >/dev/null 2>&1
     done
-    if [ -n "$SRC_DIR" ]; then
-        pg_stop "$SRC_DIR"
-        [ "$rc" -ne 0 ] && [ -f "$SRC_DIR/server.log" ] && cp "$SRC_DIR/server.log" "$TMP/source_server.log"
-        rm -rf "$SRC_DIR"
-    fi
+    pg_discard "$SRC_DIR" "$([ "$rc" -ne 0 ] && echo "$TMP/source_server.log")"
     broker_stop
     if [ "$rc" -eq 0 ]; then
         rm -rf "$TMP"

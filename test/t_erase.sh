@@ -85,13 +85,7 @@ cleanup() {
     q -c "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin
           WHERE roname = 'c360_$PGSRC'" >/dev/null 2>&1
     broker_stop
-    if [ -n "$SRC_DIR" ]; then
-        pg_stop "$SRC_DIR"
-        if [ "$rc" -ne 0 ] && [ -f "$SRC_DIR/server.log" ]; then
-            cp "$SRC_DIR/server.log" "$TMP/source-server.log"
-        fi
-        rm -rf "$SRC_DIR"
-    fi
+    pg_discard "$SRC_DIR" "$([ "$rc" -ne 0 ] && echo "$TMP/source-server.log")"
     if [ "$rc" -eq 0 ]; then
         rm -rf "$TMP"
     else

@@ -71,14 +71,7 @@ cleanup() {
     for o in $(q -c "SELECT roname FROM pg_replication_origin WHERE roname LIKE 'c360_shop_%'" 2>/dev/null); do
         q -c "SELECT pg_replication_origin_drop('$o')" >/dev/null 2>&1
     done
-    if [ -n "$SRC_DIR" ]; then
-        pg_stop "$SRC_DIR"
-        # the data is large and of little use afterwards; a failed run keeps the server log
-        if [ "$rc" -ne 0 ] && [ -f "$SRC_DIR/server.log" ]; then
-            cp "$SRC_DIR/server.log" "$SRC_DIR.server.log" && echo "source server log kept in $SRC_DIR.server.log"
-        fi
-        rm -rf "$SRC_DIR"
-    fi
+    pg_discard "$SRC_DIR" "$([ "$rc" -ne 0 ] && echo "$SRC_DIR.server.log")"
     exit "$rc"
 }
 trap cleanup EXIT
