@@ -80,6 +80,9 @@ SELECT c.relname, c.relacl IS NULL OR NOT EXISTS (
          SELECT FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner) AS owner_only
 FROM pg_class c WHERE c.oid IN ('c360.sources'::regclass, 'c360.sinks'::regclass) ORDER BY 1;
 
+-- the profile the analyst read is exact
+SELECT * FROM c360.verify();
+
 SELECT c360.drop_sink('vip_out');
 SELECT c360.drop_source('crm');
 -- the source server is not there: drop_source says how to drop the source anyway
