@@ -756,7 +756,7 @@ flush(void)
 	if (ks.newest_at != 0)
 		ks.status->last_source_commit_at = ks.newest_at;
 	new_batch();
-	refresh_lag(false);
+	refresh_lag(true);			/* cheap (cached watermarks): exact after every batch */
 	report("streaming");
 }
 

@@ -84,6 +84,8 @@ static void save_position(XLogRecPtr lsn);
 static void check_slot(void);
 static void snapshot(void);
 static int64 snapshot_table(C360SourceTable *t, int64 done);
+static int	next_copy_row(char **row);
+static void copy_row_fields(char *row, int len, char **fields, int ncols, const char *table);
 static bool mapping_changed(void);
 static List *remote_columns(C360SourceTable *t);
 static void stream(void);
@@ -328,34 +330,36 @@ mapping_changed(void)
 	return false;
 }
 
-/* Copy one table through a cursor, a batch of c360.batch_size rows at a time. */
+/*
+ * Copy one table with COPY TO STDOUT, c360.batch_size rows a batch: the server goes on
+ * streaming rows into the socket while this worker applies the previous batch.
+ */
 static int64
 snapshot_table(C360SourceTable *t, int64 done)
 {
 	List	   *cols = remote_columns(t);
 	const C360Input *in = &c360_inputs[t->input];
-	StringInfoData sql;
-	Oid		   *types = palloc(sizeof(Oid) * list_length(cols));
-	int		   *colmap = palloc(sizeof(int) * list_length(cols));
+	int			ncols = list_length(cols);
+	int		   *colmap = palloc(sizeof(int) * ncols);
+	char	  **fields = palloc(sizeof(char *) * ncols);
 	Oid			count_type[1] = {TEXTOID};
+	StringInfoData sql;
+	WalRcvExecResult *res;
 	ListCell   *lc;
+	int64		n = 0;
 
 	initStringInfo(&sql);
 	foreach(lc, cols)
 	{
-		int			i = foreach_current_index(lc);
-
-		appendStringInfo(&sql, "%s%s::text", i ? ", " : "", quote_identifier(lfirst(lc)));
-		types[i] = TEXTOID;
-		colmap[i] = c360_column_by_name(in, lfirst(lc));
+		appendStringInfo(&sql, "%s%s::text", foreach_current_index(lc) ? ", " : "",
+						 quote_identifier(lfirst(lc)));
+		colmap[foreach_current_index(lc)] = c360_column_by_name(in, lfirst(lc));
 	}
 	ps.status->snapshot_total += pg_strtoint64(c360_pgremote_value(
 		c360_pgremote_exec(ps.conn, psprintf("SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint "
 											 "ELSE (SELECT count(*) FROM %s) END::text "
 											 "FROM pg_class WHERE oid = %s::regclass",
 											 t->remote, quote_literal_cstr(t->remote)), 1, count_type), 1));
-	c360_pgremote_exec(ps.conn, psprintf("DECLARE c360_snapshot NO SCROLL CURSOR FOR SELECT %s FROM %s",
-										 sql.data, t->remote), 0, NULL);
 
 	/*
 	 * The snapshot replaces the input's rows, so that a re-snapshot keeps no row deleted
@@ -363,51 +367,133 @@ snapshot_table(C360SourceTable *t, int64 done)
 	 */
 	if (c360_source_sole_feed(ps.src, t->input))
 	{
-		C360Change *truncate = palloc0(sizeof(C360Change));
+		C360Change *truncate = MemoryContextAllocZero(ps.batch_cxt, sizeof(C360Change));
 
 		truncate->input = t->input;
 		truncate->op = C360_TRUNCATE;
 		c360_apply_add(ps.batch, truncate);
 	}
+
+	res = walrcv_exec(ps.conn, psprintf("COPY (SELECT %s FROM %s) TO STDOUT", sql.data,
+										t->remote), 0, NULL);
+	if (res->status != WALRCV_OK_COPY_OUT)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the source PostgreSQL server failed to copy %s: %s", t->remote,
+						res->err ? res->err : "(no message)")));
 	for (;;)
 	{
-		WalRcvExecResult *res = c360_pgremote_exec(ps.conn,
-												   psprintf("FETCH %d FROM c360_snapshot", c360_batch_size),
-												   list_length(cols), types);
-		TupleTableSlot *slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
-		int64		n = 0;
+		char	   *row;
+		int			len = next_copy_row(&row);
+		MemoryContext old;
+		C360Change *ch;
 
-		while (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
+		if (len >= 0)
 		{
-			C360Change *ch = palloc0(sizeof(C360Change));
-
+			copy_row_fields(row, len, fields, ncols, t->remote);
+			old = MemoryContextSwitchTo(ps.batch_cxt);
+			ch = palloc0(sizeof(C360Change));
 			ch->input = t->input;
 			ch->op = C360_INSERT;
 			ch->new = palloc0(sizeof(C360Tuple));
 			ch->position = "snapshot";
-			for (int i = 0; i < list_length(cols); i++)
+			for (int i = 0; i < ncols; i++)
 			{
-				bool		isnull;
-				Datum		d = slot_getattr(slot, i + 1, &isnull);
-
 				ch->new->present[colmap[i]] = true;
-				ch->new->values[colmap[i]] = isnull ? NULL : TextDatumGetCString(d);
+				ch->new->values[colmap[i]] = fields[i] ? pstrdup(fields[i]) : NULL;
 			}
 			c360_apply_add(ps.batch, ch);
+			MemoryContextSwitchTo(old);
 			n++;
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		walrcv_clear_result(res);
-		if (n == 0)
+		if (n == c360_batch_size || (len < 0 && ps.batch->nchanges > 0))
+		{
+			c360_source_apply(ps.src, ps.batch, 0);
+			new_batch();
+			done += n;
+			n = 0;
+			ps.status->snapshot_done = done;
+		}
+		if (len < 0)
 			break;
-		c360_source_apply(ps.src, ps.batch, 0);
-		new_batch();
-		done += n;
-		ps.status->snapshot_done = done;
+	}
+	walrcv_clear_result(res);
+	return done;
+}
+
+/*
+ * The next row of a COPY TO STDOUT, which libpq hands over whole, one row per call: its
+ * length, or -1 at the end of the data.  Waits for the server as long as it takes.
+ */
+static int
+next_copy_row(char **row)
+{
+	for (;;)
+	{
+		pgsocket	fd = PGINVALID_SOCKET;
+		int			len = walrcv_receive(ps.conn, row, &fd);
+
+		if (len != 0)
+			return len;
+		(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_TIMEOUT |
+								 WL_EXIT_ON_PM_DEATH, fd, 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	c360_pgremote_exec(ps.conn, "CLOSE c360_snapshot", 0, NULL);
-	return done;
+}
+
+/*
+ * Split a row of COPY's text format into its ncols fields, in place: tab-separated,
+ * \N for NULL, and backslash escapes for backslash and control characters.
+ */
+static void
+copy_row_fields(char *row, int len, char **fields, int ncols, const char *table)
+{
+	char	   *end = row + len;
+	char	   *p = row;
+	char	   *out = row;
+	int			n = 0;
+
+	if (end > row && end[-1] == '\n')
+		end--;
+	for (;;)
+	{
+		bool		last;
+
+		if (n == ncols)
+			break;
+		if (end - p >= 2 && p[0] == '\\' && p[1] == 'N' && (p + 2 == end || p[2] == '\t'))
+		{
+			fields[n++] = NULL;
+			p += 2;
+		}
+		else
+		{
+			fields[n++] = out;
+			while (p < end && *p != '\t')
+			{
+				if (*p == '\\' && p + 1 < end)
+				{
+					p++;
+					*out++ = *p == 'b' ? '\b' : *p == 'f' ? '\f' : *p == 'n' ? '\n' :
+						*p == 'r' ? '\r' : *p == 't' ? '\t' : *p == 'v' ? '\v' : *p;
+					p++;
+				}
+				else
+					*out++ = *p++;
+			}
+		}
+		last = p >= end;
+		if (fields[n - 1] != NULL)
+			*out++ = '\0';		/* may overwrite the tab at p: read before */
+		if (last)
+			break;
+		p++;
+	}
+	if (n != ncols || p < end)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("a row copied from %s does not have %d columns", table, ncols)));
 }
 
 /*

@@ -89,9 +89,6 @@ static Datum column_array(const C360Input *in, int col, List *rows, bool events_
 static InputPlans *input_plans(C360InputId input);
 static bool deferring(void);
 static void defer_dirty(const C360Dirty *dirty);
-static List *distinct_ids(List *ids, HTAB *seen);
-static uint32 key_hash(const void *key, Size keysize);
-static int	key_match(const void *a, const void *b, Size keysize);
 
 C360Batch *
 c360_apply_begin(void)
@@ -163,18 +160,12 @@ c360_apply_flush(void)
 {
 	C360Dirty	dirty = {0};
 	C360Clock	clock;
-	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(char *),
-	.hash = key_hash, .match = key_match};
-	HTAB	   *seen;
 	int64		written;
 
 	if (!deferring())
 		return 0;
-	seen = hash_create("c360 deferred customers", 1024, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE);
-	/* full first: a customer recomputed in full needs no behaviour pass */
-	dirty.full = distinct_ids(deferred->full, seen);
-	dirty.behaviour = distinct_ids(deferred->behaviour, seen);
+	dirty.full = deferred->full;
+	dirty.behaviour = deferred->behaviour;
 	deferred = NULL;
 
 	SPI_connect();
@@ -202,25 +193,6 @@ defer_dirty(const C360Dirty *dirty)
 	foreach(lc, dirty->behaviour)
 		deferred->behaviour = lappend(deferred->behaviour, pstrdup(lfirst(lc)));
 	MemoryContextSwitchTo(old);
-}
-
-/* The ids not seen before, each once; marks them seen. */
-static List *
-distinct_ids(List *ids, HTAB *seen)
-{
-	List	   *out = NIL;
-	ListCell   *lc;
-
-	foreach(lc, ids)
-	{
-		char	   *id = lfirst(lc);
-		bool		found;
-
-		hash_search(seen, &id, HASH_ENTER, &found);
-		if (!found)
-			out = lappend(out, id);
-	}
-	return out;
 }
 
 /*
@@ -369,7 +341,7 @@ load_keys(C360InputId input, List *changes)
 {
 	const C360Input *in = &c360_inputs[input];
 	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(KeyState),
-	.hash = key_hash, .match = key_match, .hcxt = CurrentMemoryContext};
+	.hash = c360_id_hash, .match = c360_id_match, .hcxt = CurrentMemoryContext};
 	HTAB	   *keys = hash_create("c360 batch keys", list_length(changes) * 2, &ctl,
 								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	List	   *names = NIL;
@@ -766,18 +738,4 @@ input_plans(C360InputId input)
 					 "ORDER BY %s COLLATE \"C\"", in->name, cols.data, arrays.data, cols.data, key);
 	c360_plan(&p->insert, sql.data, in->ncols, types);
 	return p;
-}
-
-static uint32
-key_hash(const void *key, Size keysize)
-{
-	const char *s = *(char *const *) key;
-
-	return hash_bytes((const unsigned char *) s, strlen(s));
-}
-
-static int
-key_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
 }

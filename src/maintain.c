@@ -27,40 +27,59 @@
 #define C360_STRIPES		1024
 
 static int	cmp_int(const void *a, const void *b);
+static void split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour);
+static List *exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs,
+						Oid *types, Datum *args, List *ids);
+static List *collect_ids(List *ids);
 
 static SPIPlanPtr clock_plan;
-static SPIPlanPtr refresh_plan;
 static SPIPlanPtr lock_ids_plan;
 
 /*
- * The behaviour of the customers in d: the rollups of every raw id that resolves to the
- * customer (itself, unless it is an identity value linked elsewhere, plus its linked
- * values), distinct in-window sessions across them, and the oldest in-window event (when
- * the counts next change with no new input).  $2 is the 30-day bound.
+ * The raw ids of the customers in d: the ids that resolve to the customer (itself, unless
+ * it is an identity value linked elsewhere, plus its linked values).
  */
-#define BEHAVIOUR_CTES \
+#define RAW_CTE \
 "raw AS (\n" \
 "  SELECT d.customer_id, r.raw_id FROM d CROSS JOIN LATERAL (\n" \
 "    SELECT ir.identity_value FROM c360.identity_resolved ir WHERE ir.customer_id = d.customer_id\n" \
 "    UNION\n" \
 "    SELECT d.customer_id WHERE NOT EXISTS\n" \
 "      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d.customer_id)\n" \
-"  ) r(raw_id)),\n" \
+"  ) r(raw_id))"
+
+/*
+ * The behaviour of the customers in src (rows of raw): the rollups of their raw ids and
+ * distinct in-window sessions across them.  $2 is the 30-day bound.
+ */
+#define BEHAVIOUR_CTES(src) \
 "beh AS (\n" \
-"  SELECT raw.customer_id, sum(er.events_30d)::bigint AS events_30d,\n" \
+"  SELECT " src ".customer_id, sum(er.events_30d)::bigint AS events_30d,\n" \
 "         sum(er.product_views_30d)::bigint AS product_views_30d,\n" \
 "         max(er.last_event_at) AS last_active_at\n" \
-"  FROM raw JOIN c360.event_rollup er ON er.raw_id = raw.raw_id GROUP BY raw.customer_id),\n" \
+"  FROM " src " JOIN c360.event_rollup er ON er.raw_id = " src ".raw_id GROUP BY " src ".customer_id),\n" \
 "ses AS (\n" \
-"  SELECT raw.customer_id, count(DISTINCT s.session_id) AS sessions_30d\n" \
-"  FROM raw JOIN c360.event_sessions s ON s.raw_id = raw.raw_id AND s.last_event_at > $2\n" \
-"  GROUP BY raw.customer_id),\n" \
+"  SELECT " src ".customer_id, count(DISTINCT s.session_id) AS sessions_30d\n" \
+"  FROM " src " JOIN c360.event_sessions s ON s.raw_id = " src ".raw_id AND s.last_event_at > $2\n" \
+"  GROUP BY " src ".customer_id)"
+
+/* The oldest in-window event of the customers in d: when their counts next change. */
+#define EXPIRY_CTE \
 "expiry AS (\n" \
 "  SELECT raw.customer_id, min(e.event_time) AS first_in_window\n" \
 "  FROM raw CROSS JOIN LATERAL (\n" \
 "    SELECT event_time FROM c360.behavioral_events e\n" \
 "    WHERE e.customer_id = raw.raw_id AND e.event_time > $2 ORDER BY event_time LIMIT 1) e\n" \
 "  GROUP BY raw.customer_id)"
+
+/*
+ * The dirty customers ($1, distinct).  A batch's few hundred are planned once, for index
+ * probes per customer (DISTINCT keeps the generic plan's estimate small); a bulk set (a
+ * snapshot's, a rebuild's) is planned for its real size, for hash joins over the tables.
+ */
+#define IDS_SMALL "SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x"
+#define IDS_BULK "SELECT x AS customer_id FROM unnest($1::text[]) x"
+#define BULK_IDS 5000
 
 /* lifecycle_stage and next_change_at from a last order date; $2..$4 bounds, $5 the zone */
 #define STAGE(lod) \
@@ -75,121 +94,140 @@ static SPIPlanPtr lock_ids_plan;
 
 /*
  * Recompute the whole profile rows of the given customers ($1) as of the clock.  Orders
- * and tickets use the reference query's own aggregates over the indexed mirrors.  A row
- * is written only when its binary image differs from the stored one; rows whose customer
- * is gone are deleted.
+ * and tickets use the reference query's own aggregates over the indexed mirrors.  The
+ * behaviour columns come from the rollups for the customers in $6 (their events or links
+ * changed) and those without a profile row; the others' stored ones are exact as of the
+ * clock.  A row is written only when its binary image differs from the stored one; rows
+ * whose customer is gone are deleted.
  */
-static const char *refresh_sql =
-"WITH d AS (SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x),\n"
-"ord AS (\n"
-"  SELECT customer_id, count(*) AS total_orders, sum(total_amount) AS total_spend,\n"
-"         avg(total_amount) AS avg_order_value, min(created_at) AS first_order_date,\n"
-"         max(created_at) AS last_order_date,\n"
-"         (array_agg(order_status ORDER BY created_at DESC, order_id DESC))[1] AS last_order_status,\n"
-"         mode() WITHIN GROUP (ORDER BY channel) AS preferred_channel\n"
-"  FROM c360.orders WHERE customer_id = ANY($1) GROUP BY customer_id),\n"
-"sup AS (\n"
-"  SELECT customer_id, count(*) FILTER (WHERE status = 'open') AS open_tickets,\n"
-"         count(*) AS total_tickets, max(created_at) AS last_ticket_at\n"
-"  FROM c360.support_tickets WHERE customer_id = ANY($1) GROUP BY customer_id),\n"
-BEHAVIOUR_CTES ",\n"
-"fresh AS (\n"
-"  SELECT c.customer_id, c.email, c.first_name, c.last_name, c.loyalty_tier,\n"
-"         c.acquisition_channel, c.signup_date,\n"
-"         COALESCE(ord.total_orders, 0) AS total_orders,\n"
-"         COALESCE(ord.total_spend, 0) AS lifetime_value,\n"
-"         COALESCE(ord.avg_order_value, 0) AS avg_order_value,\n"
-"         ord.first_order_date, ord.last_order_date, ord.last_order_status,\n"
-"         ord.preferred_channel,\n"
-"         COALESCE(sup.open_tickets, 0) AS open_support_tickets,\n"
-"         COALESCE(sup.total_tickets, 0) AS total_support_tickets,\n"
-"         sup.last_ticket_at,\n"
-"         COALESCE(beh.events_30d, 0) AS events_last_30d,\n"
-"         COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,\n"
-"         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n"
-"         beh.last_active_at,\n"
-"         " STAGE("ord.last_order_date") " AS lifecycle_stage,\n"
-"         COALESCE(sup.open_tickets, 0) > 0 AS has_open_support_issue,\n"
-"         " NEXT_CHANGE("ord.last_order_date") " AS next_change_at\n"
-"  FROM c360.customers c JOIN d USING (customer_id)\n"
-"  LEFT JOIN ord USING (customer_id) LEFT JOIN sup USING (customer_id)\n"
-"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n"
-"  LEFT JOIN expiry USING (customer_id)),\n"
-"changed AS (\n"
-"  SELECT f.* FROM fresh f LEFT JOIN c360.customer_360 p USING (customer_id)\n"
-"  WHERE p.customer_id IS NULL OR NOT (f *= ROW(p.customer_id, p.email, p.first_name,\n"
-"    p.last_name, p.loyalty_tier, p.acquisition_channel, p.signup_date, p.total_orders,\n"
-"    p.lifetime_value, p.avg_order_value, p.first_order_date, p.last_order_date,\n"
-"    p.last_order_status, p.preferred_channel, p.open_support_tickets,\n"
-"    p.total_support_tickets, p.last_ticket_at, p.events_last_30d, p.product_views_last_30d,\n"
-"    p.sessions_last_30d, p.last_active_at, p.lifecycle_stage, p.has_open_support_issue,\n"
-"    p.next_change_at))),\n"
-"written AS (\n"
-"  INSERT INTO c360.customer_360 AS p (customer_id, email, first_name, last_name,\n"
-"    loyalty_tier, acquisition_channel, signup_date, total_orders, lifetime_value,\n"
-"    avg_order_value, first_order_date, last_order_date, last_order_status, preferred_channel,\n"
-"    open_support_tickets, total_support_tickets, last_ticket_at, events_last_30d,\n"
-"    product_views_last_30d, sessions_last_30d, last_active_at, lifecycle_stage,\n"
-"    has_open_support_issue, next_change_at, profile_updated_at)\n"
-"  SELECT changed.*, clock_timestamp() FROM changed\n"
-"  ON CONFLICT (customer_id) DO UPDATE SET\n"
-"    email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name,\n"
-"    loyalty_tier = excluded.loyalty_tier, acquisition_channel = excluded.acquisition_channel,\n"
-"    signup_date = excluded.signup_date, total_orders = excluded.total_orders,\n"
-"    lifetime_value = excluded.lifetime_value, avg_order_value = excluded.avg_order_value,\n"
-"    first_order_date = excluded.first_order_date, last_order_date = excluded.last_order_date,\n"
-"    last_order_status = excluded.last_order_status,\n"
-"    preferred_channel = excluded.preferred_channel,\n"
-"    open_support_tickets = excluded.open_support_tickets,\n"
-"    total_support_tickets = excluded.total_support_tickets,\n"
-"    last_ticket_at = excluded.last_ticket_at, events_last_30d = excluded.events_last_30d,\n"
-"    product_views_last_30d = excluded.product_views_last_30d,\n"
-"    sessions_last_30d = excluded.sessions_last_30d, last_active_at = excluded.last_active_at,\n"
-"    lifecycle_stage = excluded.lifecycle_stage,\n"
-"    has_open_support_issue = excluded.has_open_support_issue,\n"
-"    next_change_at = excluded.next_change_at,\n"
-"    profile_updated_at = excluded.profile_updated_at\n"
-"  RETURNING customer_id),\n"
-"gone AS (\n"
-"  DELETE FROM c360.customer_360 p WHERE p.customer_id = ANY($1)\n"
-"    AND NOT EXISTS (SELECT 1 FROM c360.customers c WHERE c.customer_id = p.customer_id)\n"
-"  RETURNING customer_id)\n"
-"SELECT customer_id FROM written UNION ALL SELECT customer_id FROM gone";
+#define REFRESH_SQL(ids) \
+"WITH d AS (" ids "),\n" \
+"dd AS (\n" \
+"  SELECT d.customer_id, sp.customer_id IS NULL OR b.x IS NOT NULL AS recount,\n" \
+"         sp.events_last_30d, sp.product_views_last_30d, sp.sessions_last_30d, sp.last_active_at\n" \
+"  FROM d LEFT JOIN c360.customer_360 sp USING (customer_id)\n" \
+"  LEFT JOIN unnest($6::text[]) b(x) ON b.x = d.customer_id),\n" \
+"ord AS (\n" \
+"  SELECT customer_id, count(*) AS total_orders, sum(total_amount) AS total_spend,\n" \
+"         avg(total_amount) AS avg_order_value, min(created_at) AS first_order_date,\n" \
+"         max(created_at) AS last_order_date,\n" \
+"         (array_agg(order_status ORDER BY created_at DESC, order_id DESC))[1] AS last_order_status,\n" \
+"         mode() WITHIN GROUP (ORDER BY channel) AS preferred_channel\n" \
+"  FROM c360.orders WHERE customer_id = ANY($1) GROUP BY customer_id),\n" \
+"sup AS (\n" \
+"  SELECT customer_id, count(*) FILTER (WHERE status = 'open') AS open_tickets,\n" \
+"         count(*) AS total_tickets, max(created_at) AS last_ticket_at\n" \
+"  FROM c360.support_tickets WHERE customer_id = ANY($1) GROUP BY customer_id),\n" \
+RAW_CTE ",\n" \
+"recounted AS (SELECT raw.* FROM raw JOIN dd USING (customer_id) WHERE dd.recount),\n" \
+BEHAVIOUR_CTES("recounted") ",\n" \
+EXPIRY_CTE ",\n" \
+"fresh AS (\n" \
+"  SELECT c.customer_id, c.email, c.first_name, c.last_name, c.loyalty_tier,\n" \
+"         c.acquisition_channel, c.signup_date,\n" \
+"         COALESCE(ord.total_orders, 0) AS total_orders,\n" \
+"         COALESCE(ord.total_spend, 0) AS lifetime_value,\n" \
+"         COALESCE(ord.avg_order_value, 0) AS avg_order_value,\n" \
+"         ord.first_order_date, ord.last_order_date, ord.last_order_status,\n" \
+"         ord.preferred_channel,\n" \
+"         COALESCE(sup.open_tickets, 0) AS open_support_tickets,\n" \
+"         COALESCE(sup.total_tickets, 0) AS total_support_tickets,\n" \
+"         sup.last_ticket_at,\n" \
+"         CASE WHEN dd.recount THEN COALESCE(beh.events_30d, 0)\n" \
+"              ELSE dd.events_last_30d END AS events_last_30d,\n" \
+"         CASE WHEN dd.recount THEN COALESCE(beh.product_views_30d, 0)\n" \
+"              ELSE dd.product_views_last_30d END AS product_views_last_30d,\n" \
+"         CASE WHEN dd.recount THEN COALESCE(ses.sessions_30d, 0)\n" \
+"              ELSE dd.sessions_last_30d END AS sessions_last_30d,\n" \
+"         CASE WHEN dd.recount THEN beh.last_active_at ELSE dd.last_active_at END\n" \
+"           AS last_active_at,\n" \
+"         " STAGE("ord.last_order_date") " AS lifecycle_stage,\n" \
+"         COALESCE(sup.open_tickets, 0) > 0 AS has_open_support_issue,\n" \
+"         " NEXT_CHANGE("ord.last_order_date") " AS next_change_at\n" \
+"  FROM c360.customers c JOIN dd USING (customer_id)\n" \
+"  LEFT JOIN ord USING (customer_id) LEFT JOIN sup USING (customer_id)\n" \
+"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n" \
+"  LEFT JOIN expiry USING (customer_id)),\n" \
+"changed AS (\n" \
+"  SELECT f.* FROM fresh f LEFT JOIN c360.customer_360 p USING (customer_id)\n" \
+"  WHERE p.customer_id IS NULL OR NOT (f *= ROW(p.customer_id, p.email, p.first_name,\n" \
+"    p.last_name, p.loyalty_tier, p.acquisition_channel, p.signup_date, p.total_orders,\n" \
+"    p.lifetime_value, p.avg_order_value, p.first_order_date, p.last_order_date,\n" \
+"    p.last_order_status, p.preferred_channel, p.open_support_tickets,\n" \
+"    p.total_support_tickets, p.last_ticket_at, p.events_last_30d, p.product_views_last_30d,\n" \
+"    p.sessions_last_30d, p.last_active_at, p.lifecycle_stage, p.has_open_support_issue,\n" \
+"    p.next_change_at))),\n" \
+"written AS (\n" \
+"  INSERT INTO c360.customer_360 AS p (customer_id, email, first_name, last_name,\n" \
+"    loyalty_tier, acquisition_channel, signup_date, total_orders, lifetime_value,\n" \
+"    avg_order_value, first_order_date, last_order_date, last_order_status, preferred_channel,\n" \
+"    open_support_tickets, total_support_tickets, last_ticket_at, events_last_30d,\n" \
+"    product_views_last_30d, sessions_last_30d, last_active_at, lifecycle_stage,\n" \
+"    has_open_support_issue, next_change_at, profile_updated_at)\n" \
+"  SELECT changed.*, clock_timestamp() FROM changed\n" \
+"  ON CONFLICT (customer_id) DO UPDATE SET\n" \
+"    email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name,\n" \
+"    loyalty_tier = excluded.loyalty_tier, acquisition_channel = excluded.acquisition_channel,\n" \
+"    signup_date = excluded.signup_date, total_orders = excluded.total_orders,\n" \
+"    lifetime_value = excluded.lifetime_value, avg_order_value = excluded.avg_order_value,\n" \
+"    first_order_date = excluded.first_order_date, last_order_date = excluded.last_order_date,\n" \
+"    last_order_status = excluded.last_order_status,\n" \
+"    preferred_channel = excluded.preferred_channel,\n" \
+"    open_support_tickets = excluded.open_support_tickets,\n" \
+"    total_support_tickets = excluded.total_support_tickets,\n" \
+"    last_ticket_at = excluded.last_ticket_at, events_last_30d = excluded.events_last_30d,\n" \
+"    product_views_last_30d = excluded.product_views_last_30d,\n" \
+"    sessions_last_30d = excluded.sessions_last_30d, last_active_at = excluded.last_active_at,\n" \
+"    lifecycle_stage = excluded.lifecycle_stage,\n" \
+"    has_open_support_issue = excluded.has_open_support_issue,\n" \
+"    next_change_at = excluded.next_change_at,\n" \
+"    profile_updated_at = excluded.profile_updated_at\n" \
+"  RETURNING customer_id),\n" \
+"gone AS (\n" \
+"  DELETE FROM c360.customer_360 p WHERE p.customer_id = ANY($1)\n" \
+"    AND NOT EXISTS (SELECT 1 FROM c360.customers c WHERE c.customer_id = p.customer_id)\n" \
+"  RETURNING customer_id)\n" \
+"SELECT customer_id FROM written UNION ALL SELECT customer_id FROM gone"
 
 /*
  * Recompute only the behaviour columns (and the time-dependent stage, from the stored last
- * order date) of customers ($1) whose events or identity links changed, unless they are
- * also in $6 (recomputed in full).  Customers without a profile row have no customer row:
- * there is nothing to write for them.
+ * order date) of customers ($1) whose events or identity links changed.  Customers without
+ * a profile row have no customer row: there is nothing to write for them.
  */
-static const char *refresh_behaviour_sql =
-"WITH d AS (SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x WHERE x <> ALL ($6)),\n"
-BEHAVIOUR_CTES ",\n"
-"fresh AS (\n"
-"  SELECT p.customer_id,\n"
-"         COALESCE(beh.events_30d, 0) AS events_last_30d,\n"
-"         COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,\n"
-"         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n"
-"         beh.last_active_at,\n"
-"         " STAGE("p.last_order_date") " AS lifecycle_stage,\n"
-"         " NEXT_CHANGE("p.last_order_date") " AS next_change_at\n"
-"  FROM c360.customer_360 p JOIN d USING (customer_id)\n"
-"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n"
-"  LEFT JOIN expiry USING (customer_id)),\n"
-"written AS (\n"
-"  UPDATE c360.customer_360 p SET\n"
-"    events_last_30d = f.events_last_30d, product_views_last_30d = f.product_views_last_30d,\n"
-"    sessions_last_30d = f.sessions_last_30d, last_active_at = f.last_active_at,\n"
-"    lifecycle_stage = f.lifecycle_stage, next_change_at = f.next_change_at,\n"
-"    profile_updated_at = clock_timestamp()\n"
-"  FROM fresh f\n"
-"  WHERE p.customer_id = f.customer_id\n"
-"    AND (p.events_last_30d, p.product_views_last_30d, p.sessions_last_30d, p.last_active_at,\n"
-"         p.lifecycle_stage, p.next_change_at) IS DISTINCT FROM\n"
-"        (f.events_last_30d, f.product_views_last_30d, f.sessions_last_30d, f.last_active_at,\n"
-"         f.lifecycle_stage, f.next_change_at)\n"
-"  RETURNING p.customer_id)\n"
-"SELECT customer_id FROM written";
+#define REFRESH_BEHAVIOUR_SQL(ids) \
+"WITH d AS (" ids "),\n" \
+RAW_CTE ",\n" \
+BEHAVIOUR_CTES("raw") ",\n" \
+EXPIRY_CTE ",\n" \
+"fresh AS (\n" \
+"  SELECT p.customer_id,\n" \
+"         COALESCE(beh.events_30d, 0) AS events_last_30d,\n" \
+"         COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,\n" \
+"         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n" \
+"         beh.last_active_at,\n" \
+"         " STAGE("p.last_order_date") " AS lifecycle_stage,\n" \
+"         " NEXT_CHANGE("p.last_order_date") " AS next_change_at\n" \
+"  FROM c360.customer_360 p JOIN d USING (customer_id)\n" \
+"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n" \
+"  LEFT JOIN expiry USING (customer_id)),\n" \
+"written AS (\n" \
+"  UPDATE c360.customer_360 p SET\n" \
+"    events_last_30d = f.events_last_30d, product_views_last_30d = f.product_views_last_30d,\n" \
+"    sessions_last_30d = f.sessions_last_30d, last_active_at = f.last_active_at,\n" \
+"    lifecycle_stage = f.lifecycle_stage, next_change_at = f.next_change_at,\n" \
+"    profile_updated_at = clock_timestamp()\n" \
+"  FROM fresh f\n" \
+"  WHERE p.customer_id = f.customer_id\n" \
+"    AND (p.events_last_30d, p.product_views_last_30d, p.sessions_last_30d, p.last_active_at,\n" \
+"         p.lifecycle_stage, p.next_change_at) IS DISTINCT FROM\n" \
+"        (f.events_last_30d, f.product_views_last_30d, f.sessions_last_30d, f.last_active_at,\n" \
+"         f.lifecycle_stage, f.next_change_at)\n" \
+"  RETURNING p.customer_id)\n" \
+"SELECT customer_id FROM written"
+
+static const char *refresh_sql[2] = {REFRESH_SQL(IDS_SMALL), REFRESH_SQL(IDS_BULK)};
+static const char *refresh_behaviour_sql[2] = {REFRESH_BEHAVIOUR_SQL(IDS_SMALL),
+REFRESH_BEHAVIOUR_SQL(IDS_BULK)};
 
 /*
  * Take the clock lock and read the clock with a fresh snapshot (under READ COMMITTED a new
@@ -289,36 +327,81 @@ c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
 int64
 c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 {
-	static SPIPlanPtr behaviour_plan;
+	static SPIPlanPtr plans[2];
 	Oid			types[6] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	TEXTOID, TEXTARRAYOID};
 	Datum		args[6];
 	List	   *changed = dirty->written;
+	List	   *full = NIL;
+	List	   *recount = NIL;
+	List	   *behaviour = NIL;
 
 	if (dirty->full == NIL && dirty->behaviour == NIL && dirty->written == NIL)
 		return 0;
+	split_dirty(dirty, &full, &recount, &behaviour);
 	if (!exclusive && !dirty->locked)
-		c360_maintain_lock(c360_text_array(list_concat_copy(dirty->full, dirty->behaviour)));
+		c360_maintain_lock(c360_text_array(list_concat_copy(full, behaviour)));
 
 	args[1] = TimestampTzGetDatum(clock->d30);
 	args[2] = TimestampTzGetDatum(clock->d90);
 	args[3] = TimestampTzGetDatum(clock->d365);
 	args[4] = CStringGetTextDatum(clock->time_zone);
-	args[5] = c360_text_array(dirty->full);
-	if (dirty->full != NIL)
+	if (full != NIL)
 	{
-		args[0] = args[5];
-		changed = c360_exec_ids(c360_plan(&refresh_plan, refresh_sql, 5, types), args, NULL,
-								changed);
+		args[0] = c360_text_array(full);
+		args[5] = c360_text_array(recount);
+		changed = exec_sized(&plans[0], refresh_sql, list_length(full), 6, types, args,
+							 changed);
 	}
-	if (dirty->behaviour != NIL)
+	if (behaviour != NIL)
 	{
-		args[0] = c360_text_array(dirty->behaviour);
-		changed = c360_exec_ids(c360_plan(&behaviour_plan, refresh_behaviour_sql, 6, types),
-								args, NULL, changed);
+		args[0] = c360_text_array(behaviour);
+		changed = exec_sized(&plans[1], refresh_behaviour_sql, list_length(behaviour), 5,
+							 types, args, changed);
 	}
 	c360_segments_refresh(changed);
 	return list_length(changed);
+}
+
+/*
+ * The dirty customers, each once: those recomputed in full, those of them whose behaviour
+ * must be recounted too, and those that need only their behaviour recomputed.
+ */
+static void
+split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour)
+{
+	HTAB	   *full_set = c360_id_set();
+	HTAB	   *behaviour_set = c360_id_set();
+	ListCell   *lc;
+
+	*full = c360_distinct_ids(dirty->full, full_set);
+	foreach(lc, c360_distinct_ids(dirty->behaviour, behaviour_set))
+	{
+		char	   *id = lfirst(lc);
+
+		if (hash_search(full_set, &id, HASH_FIND, NULL) != NULL)
+			*recount = lappend(*recount, id);
+		else
+			*behaviour = lappend(*behaviour, id);
+	}
+}
+
+/*
+ * Run one of a statement's two forms: the prepared one for a batch's few hundred customers,
+ * or, for a bulk set, one planned for these values.
+ */
+static List *
+exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oid *types,
+		   Datum *args, List *ids)
+{
+	int			rc;
+
+	if (n < BULK_IDS)
+		return c360_exec_ids(c360_plan(plan, sql[0], nargs, types), args, NULL, ids);
+	rc = SPI_execute_with_args(sql[1], nargs, types, args, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	return collect_ids(ids);
 }
 
 /*
@@ -439,6 +522,7 @@ c360_maintain_rebuild(void)
 								  "SELECT customer_id FROM c360.customers UNION "
 								  "SELECT customer_id FROM c360.customer_360", 0, NULL),
 							 NULL, NULL, NIL);
+	all.behaviour = all.full;	/* the stored behaviour is what a rebuild distrusts */
 	changed = c360_maintain_refresh(&all, &clock, true);
 	SPI_finish();
 	return changed;
@@ -474,6 +558,13 @@ List *
 c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, List *ids)
 {
 	c360_exec(plan, values, nulls);
+	return collect_ids(ids);
+}
+
+/* Append the first column of the last statement's rows, customer ids, to ids. */
+static List *
+collect_ids(List *ids)
+{
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -482,6 +573,51 @@ c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, List *ids)
 			ids = lappend(ids, id);
 	}
 	return ids;
+}
+
+/* A set of C string ids, for c360_distinct_ids. */
+HTAB *
+c360_id_set(void)
+{
+	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(char *),
+	.hash = c360_id_hash, .match = c360_id_match, .hcxt = CurrentMemoryContext};
+
+	return hash_create("c360 ids", 1024, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/* The ids not in seen yet, each once; adds them to seen. */
+List *
+c360_distinct_ids(List *ids, HTAB *seen)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, ids)
+	{
+		char	   *id = lfirst(lc);
+		bool		found;
+
+		hash_search(seen, &id, HASH_ENTER, &found);
+		if (!found)
+			out = lappend(out, id);
+	}
+	return out;
+}
+
+/* Hash and match for hash tables keyed by a C string pointer. */
+uint32
+c360_id_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+int
+c360_id_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
 /* A List of C strings as a text[] Datum. */

@@ -10,6 +10,7 @@
 #include "postgres.h"
 #include "executor/spi.h"
 #include "nodes/pg_list.h"
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 /*
@@ -54,6 +55,12 @@ extern int64 c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, boo
 extern void c360_maintain_lock(Datum ids);
 extern int64 c360_maintain_tick(TimestampTz to, bool strict);
 extern int64 c360_maintain_rebuild(void);
+
+/* Sets of customer ids (C strings), each id once. */
+extern HTAB *c360_id_set(void);
+extern List *c360_distinct_ids(List *ids, HTAB *seen);
+extern uint32 c360_id_hash(const void *key, Size keysize);
+extern int	c360_id_match(const void *a, const void *b, Size keysize);
 
 /* Small SPI helpers shared by the maintainer modules. */
 extern SPIPlanPtr c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types);

@@ -215,4 +215,10 @@ SELECT 'c' || lpad(g::text, 5, '0'), 'cust' || g || '@example.com', 'First' || g
        pick('{web,mobile,store,referral}'), now() - random() * interval '900 days',
        pick('{bronze,silver,gold,platinum}'), now(), g % 97
 FROM generate_series(1, 2000) g;
+-- values COPY's text format must escape: the snapshot decodes them back exactly
+INSERT INTO customers VALUES
+    ('c90001', E'tab\there@example.com', E'line\nbreak', E'back\\slash', '\N', E'cr\rlf',
+     now(), '', now(), 1),
+    ('c90002', NULL, E'\\N', E'ends with a backslash\\', E'\\t is not a tab', 'Ünïcødé ✓',
+     NULL, NULL, NULL, 2);
 SELECT add_tickets(5000);
