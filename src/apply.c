@@ -55,6 +55,9 @@ static InputPlans plans[C360_NUM_INPUTS];
 static C360Dirty *deferred;
 static LocalTransactionId deferred_lxid;
 
+/* Per input, the transaction that emptied it while running alone (see apply_run). */
+static LocalTransactionId emptied[C360_NUM_INPUTS];
+
 /* The replay of one input's changes: final rows and the keys' customers. */
 typedef struct InputResult
 {
@@ -64,7 +67,7 @@ typedef struct InputResult
 } InputResult;
 
 static bool needs_exclusive_clock(C360Batch *batch);
-static bool events_insert_only(List *changes);
+static bool insert_only(List *changes);
 static bool events_alone(C360Batch *batch);
 static bool same_image(Oid type, Datum a, Datum b);
 static void apply_input(C360InputId input, List *changes, const C360Clock *clock,
@@ -75,7 +78,7 @@ static void truncate_input(C360InputId input, const C360Clock *clock, C360Dirty 
 static void attribution_changed(C360InputId input, List *ids, const C360Clock *clock,
 								C360Dirty *dirty);
 static void insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty);
-static HTAB *load_keys(C360InputId input, List *changes);
+static HTAB *load_keys(C360InputId input, List *changes, bool stored);
 static void replay(C360InputId input, HTAB *keys, List *changes);
 static InputResult diff_keys(C360InputId input, HTAB *keys);
 static void write_rows(C360InputId input, InputResult *res);
@@ -204,7 +207,7 @@ static bool
 needs_exclusive_clock(C360Batch *batch)
 {
 	return batch->changes[C360_IDENTITY_GRAPH] != NIL ||
-		!events_insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
+		!insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
 }
 
 /* A batch of new events and nothing else. */
@@ -214,11 +217,11 @@ events_alone(C360Batch *batch)
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 		if (i != C360_BEHAVIORAL_EVENTS && batch->changes[i] != NIL)
 			return false;
-	return events_insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
+	return insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
 }
 
 static bool
-events_insert_only(List *changes)
+insert_only(List *changes)
 {
 	ListCell   *lc;
 
@@ -256,19 +259,30 @@ apply_run(C360InputId input, List *changes, const C360Clock *clock, C360Dirty *d
 {
 	HTAB	   *keys;
 	InputResult res;
+	bool		fresh;
 
 	if (changes == NIL)
 		return;
-	if (input == C360_BEHAVIORAL_EVENTS && events_insert_only(changes))
+	if (input == C360_BEHAVIORAL_EVENTS && insert_only(changes))
 	{
 		insert_events(changes, clock, dirty);
 		return;
 	}
 
-	keys = load_keys(input, changes);
+	/*
+	 * Inserts into an input this transaction emptied while running alone find no stored
+	 * row (a snapshot's).  The mark is off while they are written: should one key come
+	 * twice across batches, the insert fails, and the batch and the ones after it are
+	 * applied again as upserts.
+	 */
+	fresh = emptied[input] == MyProc->lxid && insert_only(changes);
+	emptied[input] = InvalidLocalTransactionId;
+	keys = load_keys(input, changes, !fresh);
 	replay(input, keys, changes);
 	res = diff_keys(input, keys);
 	write_rows(input, &res);
+	if (fresh)
+		emptied[input] = MyProc->lxid;
 	attribution_changed(input, res.ids, clock, dirty);
 }
 
@@ -277,6 +291,8 @@ truncate_input(C360InputId input, const C360Clock *clock, C360Dirty *dirty)
 {
 	List	   *ids = c360_exec_ids(input_plans(input)->truncate, NULL, NULL, NIL);
 
+	if (c360_clock_held_alone())
+		emptied[input] = MyProc->lxid;
 	attribution_changed(input, ids, clock, dirty);
 }
 
@@ -335,9 +351,9 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 	dirty->behaviour = c360_rollup_insert_events(columns, clock, dirty->behaviour);
 }
 
-/* Fetch, locked, the stored rows of every key the changes name. */
+/* Fetch, locked, the stored rows of every key the changes name (unless none is stored). */
 static HTAB *
-load_keys(C360InputId input, List *changes)
+load_keys(C360InputId input, List *changes, bool stored)
 {
 	const C360Input *in = &c360_inputs[input];
 	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(KeyState),
@@ -370,6 +386,8 @@ load_keys(C360InputId input, List *changes)
 		}
 	}
 
+	if (!stored)
+		return keys;
 	arg = c360_text_array(names);
 	c360_exec(input_plans(input)->lock, &arg, NULL);
 	for (uint64 r = 0; r < SPI_processed; r++)

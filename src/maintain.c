@@ -17,6 +17,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "maintain.h"
@@ -92,6 +93,17 @@ static SPIPlanPtr lock_ids_plan;
 "           WHEN " lod " > $3 THEN c360.shift_days(" lod ", 90, $5)\n" \
 "           WHEN " lod " > $4 THEN c360.shift_days(" lod ", 365, $5) END)"
 
+/* The profile's columns of row r, in table order, but profile_updated_at. */
+#define PROFILE_COLUMNS(r) \
+r ".customer_id, " r ".email, " r ".first_name, " \
+r ".last_name, " r ".loyalty_tier, " r ".acquisition_channel, " \
+r ".signup_date, " r ".total_orders, " r ".lifetime_value, " \
+r ".avg_order_value, " r ".first_order_date, " r ".last_order_date, " \
+r ".last_order_status, " r ".preferred_channel, " r ".open_support_tickets, " \
+r ".total_support_tickets, " r ".last_ticket_at, " r ".events_last_30d, " \
+r ".product_views_last_30d, " r ".sessions_last_30d, " r ".last_active_at, " \
+r ".lifecycle_stage, " r ".has_open_support_issue, " r ".next_change_at"
+
 /*
  * Recompute the whole profile rows of the given customers ($1) as of the clock.  Orders
  * and tickets use the reference query's own aggregates over the indexed mirrors.  The
@@ -104,7 +116,8 @@ static SPIPlanPtr lock_ids_plan;
 "WITH d AS (" ids "),\n" \
 "dd AS (\n" \
 "  SELECT d.customer_id, sp.customer_id IS NULL OR b.x IS NOT NULL AS recount,\n" \
-"         sp.events_last_30d, sp.product_views_last_30d, sp.sessions_last_30d, sp.last_active_at\n" \
+"         sp.events_last_30d, sp.product_views_last_30d, sp.sessions_last_30d, sp.last_active_at,\n" \
+"         CASE WHEN sp.customer_id IS NOT NULL THEN ROW(" PROFILE_COLUMNS("sp") ") END AS stored\n" \
 "  FROM d LEFT JOIN c360.customer_360 sp USING (customer_id)\n" \
 "  LEFT JOIN unnest($6::text[]) b(x) ON b.x = d.customer_id),\n" \
 "ord AS (\n" \
@@ -143,20 +156,15 @@ EXPIRY_CTE ",\n" \
 "           AS last_active_at,\n" \
 "         " STAGE("ord.last_order_date") " AS lifecycle_stage,\n" \
 "         COALESCE(sup.open_tickets, 0) > 0 AS has_open_support_issue,\n" \
-"         " NEXT_CHANGE("ord.last_order_date") " AS next_change_at\n" \
+"         " NEXT_CHANGE("ord.last_order_date") " AS next_change_at,\n" \
+"         dd.stored\n" \
 "  FROM c360.customers c JOIN dd USING (customer_id)\n" \
 "  LEFT JOIN ord USING (customer_id) LEFT JOIN sup USING (customer_id)\n" \
 "  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n" \
 "  LEFT JOIN expiry USING (customer_id)),\n" \
 "changed AS (\n" \
-"  SELECT f.* FROM fresh f LEFT JOIN c360.customer_360 p USING (customer_id)\n" \
-"  WHERE p.customer_id IS NULL OR NOT (f *= ROW(p.customer_id, p.email, p.first_name,\n" \
-"    p.last_name, p.loyalty_tier, p.acquisition_channel, p.signup_date, p.total_orders,\n" \
-"    p.lifetime_value, p.avg_order_value, p.first_order_date, p.last_order_date,\n" \
-"    p.last_order_status, p.preferred_channel, p.open_support_tickets,\n" \
-"    p.total_support_tickets, p.last_ticket_at, p.events_last_30d, p.product_views_last_30d,\n" \
-"    p.sessions_last_30d, p.last_active_at, p.lifecycle_stage, p.has_open_support_issue,\n" \
-"    p.next_change_at))),\n" \
+"  SELECT " PROFILE_COLUMNS("f") " FROM fresh f\n" \
+"  WHERE f.stored IS NULL OR NOT (ROW(" PROFILE_COLUMNS("f") ") *= f.stored)),\n" \
 "written AS (\n" \
 "  INSERT INTO c360.customer_360 AS p (customer_id, email, first_name, last_name,\n" \
 "    loyalty_tier, acquisition_channel, signup_date, total_orders, lifetime_value,\n" \
@@ -395,10 +403,20 @@ exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oid *ty
 		   Datum *args, List *ids)
 {
 	int			rc;
+	int			guc_level;
 
 	if (n < BULK_IDS)
 		return c360_exec_ids(c360_plan(plan, sql[0], nargs, types), args, NULL, ids);
+
+	/*
+	 * A bulk plan's cost is far above jit_above_cost, and compiling this statement's many
+	 * expressions takes longer than running them: seconds, for nothing.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+							 0, false);
 	rc = SPI_execute_with_args(sql[1], nargs, types, args, NULL, false, 0);
+	AtEOXact_GUC(true, guc_level);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	return collect_ids(ids);
