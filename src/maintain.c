@@ -37,16 +37,17 @@ static SPIPlanPtr clock_plan;
 static SPIPlanPtr lock_ids_plan;
 
 /*
- * The raw ids of the customers in d: the ids that resolve to the customer (itself, unless
+ * The raw ids of the customers in src: the ids that resolve to the customer (itself, unless
  * it is an identity value linked elsewhere, plus its linked values).
  */
-#define RAW_CTE \
+#define RAW_CTE(src) \
 "raw AS (\n" \
-"  SELECT d.customer_id, r.raw_id FROM d CROSS JOIN LATERAL (\n" \
-"    SELECT ir.identity_value FROM c360.identity_resolved ir WHERE ir.customer_id = d.customer_id\n" \
+"  SELECT " src ".customer_id, r.raw_id FROM " src " CROSS JOIN LATERAL (\n" \
+"    SELECT ir.identity_value FROM c360.identity_resolved ir\n" \
+"    WHERE ir.customer_id = " src ".customer_id\n" \
 "    UNION\n" \
-"    SELECT d.customer_id WHERE NOT EXISTS\n" \
-"      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d.customer_id)\n" \
+"    SELECT " src ".customer_id WHERE NOT EXISTS\n" \
+"      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = " src ".customer_id)\n" \
 "  ) r(raw_id))"
 
 /*
@@ -82,16 +83,22 @@ static SPIPlanPtr lock_ids_plan;
 #define IDS_BULK "SELECT x AS customer_id FROM unnest($1::text[]) x"
 #define BULK_IDS 5000
 
-/* lifecycle_stage and next_change_at from a last order date; $2..$4 bounds, $5 the zone */
+/*
+ * lifecycle_stage from a last order date, the next instant it changes, and next_change_at:
+ * the earlier of that and when the oldest in-window event leaves the window.  $2..$4 are
+ * the bounds, $5 the zone.
+ */
 #define STAGE(lod) \
 "CASE WHEN " lod " > $2 THEN 'active' WHEN " lod " > $3 THEN 'at_risk'\n" \
 "     WHEN " lod " > $4 THEN 'lapsing' WHEN " lod " IS NOT NULL THEN 'churned'\n" \
 "     ELSE 'prospect' END"
-#define NEXT_CHANGE(lod) \
-"least(c360.shift_days(expiry.first_in_window, 30, $5),\n" \
-"      CASE WHEN " lod " > $2 THEN c360.shift_days(" lod ", 30, $5)\n" \
-"           WHEN " lod " > $3 THEN c360.shift_days(" lod ", 90, $5)\n" \
-"           WHEN " lod " > $4 THEN c360.shift_days(" lod ", 365, $5) END)"
+#define STAGE_CHANGE(lod) \
+"CASE WHEN " lod " > $2 THEN c360.shift_days(" lod ", 30, $5)\n" \
+"     WHEN " lod " > $3 THEN c360.shift_days(" lod ", 90, $5)\n" \
+"     WHEN " lod " > $4 THEN c360.shift_days(" lod ", 365, $5) END"
+#define EXPIRY_CHANGE "c360.shift_days(expiry.first_in_window, 30, $5)"
+#define NEXT_CHANGE(expiry_change, lod) \
+"least(" expiry_change ",\n" STAGE_CHANGE(lod) ")"
 
 /* The profile's columns of row r, in table order, but profile_updated_at. */
 #define PROFILE_COLUMNS(r) \
@@ -117,7 +124,12 @@ r ".lifecycle_stage, " r ".has_open_support_issue, " r ".next_change_at"
 "dd AS (\n" \
 "  SELECT d.customer_id, sp.customer_id IS NULL OR b.x IS NOT NULL AS recount,\n" \
 "         sp.events_last_30d, sp.product_views_last_30d, sp.sessions_last_30d, sp.last_active_at,\n" \
-"         CASE WHEN sp.customer_id IS NOT NULL THEN ROW(" PROFILE_COLUMNS("sp") ") END AS stored\n" \
+"         CASE WHEN sp.customer_id IS NOT NULL THEN ROW(" PROFILE_COLUMNS("sp") ") END AS stored,\n" \
+"         sp.customer_id IS NULL OR b.x IS NOT NULL OR\n" \
+"           COALESCE(sp.next_change_at = (" STAGE_CHANGE("sp.last_order_date") "), false) AS lookup,\n" \
+"         CASE WHEN " STAGE_CHANGE("sp.last_order_date") " IS NULL\n" \
+"                OR sp.next_change_at < " STAGE_CHANGE("sp.last_order_date") "\n" \
+"              THEN sp.next_change_at END AS stored_expiry\n" \
 "  FROM d LEFT JOIN c360.customer_360 sp USING (customer_id)\n" \
 "  LEFT JOIN unnest($6::text[]) b(x) ON b.x = d.customer_id),\n" \
 "ord AS (\n" \
@@ -131,7 +143,8 @@ r ".lifecycle_stage, " r ".has_open_support_issue, " r ".next_change_at"
 "  SELECT customer_id, count(*) FILTER (WHERE status = 'open') AS open_tickets,\n" \
 "         count(*) AS total_tickets, max(created_at) AS last_ticket_at\n" \
 "  FROM c360.support_tickets WHERE customer_id = ANY($1) GROUP BY customer_id),\n" \
-RAW_CTE ",\n" \
+"looked_up AS (SELECT customer_id FROM dd WHERE lookup),\n" \
+RAW_CTE("looked_up") ",\n" \
 "recounted AS (SELECT raw.* FROM raw JOIN dd USING (customer_id) WHERE dd.recount),\n" \
 BEHAVIOUR_CTES("recounted") ",\n" \
 EXPIRY_CTE ",\n" \
@@ -156,7 +169,8 @@ EXPIRY_CTE ",\n" \
 "           AS last_active_at,\n" \
 "         " STAGE("ord.last_order_date") " AS lifecycle_stage,\n" \
 "         COALESCE(sup.open_tickets, 0) > 0 AS has_open_support_issue,\n" \
-"         " NEXT_CHANGE("ord.last_order_date") " AS next_change_at,\n" \
+"         " NEXT_CHANGE("CASE WHEN dd.lookup THEN " EXPIRY_CHANGE " ELSE dd.stored_expiry END", \
+					   "ord.last_order_date") " AS next_change_at,\n" \
 "         dd.stored\n" \
 "  FROM c360.customers c JOIN dd USING (customer_id)\n" \
 "  LEFT JOIN ord USING (customer_id) LEFT JOIN sup USING (customer_id)\n" \
@@ -204,7 +218,7 @@ EXPIRY_CTE ",\n" \
  */
 #define REFRESH_BEHAVIOUR_SQL(ids) \
 "WITH d AS (" ids "),\n" \
-RAW_CTE ",\n" \
+RAW_CTE("d") ",\n" \
 BEHAVIOUR_CTES("raw") ",\n" \
 EXPIRY_CTE ",\n" \
 "fresh AS (\n" \
@@ -214,7 +228,7 @@ EXPIRY_CTE ",\n" \
 "         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n" \
 "         beh.last_active_at,\n" \
 "         " STAGE("p.last_order_date") " AS lifecycle_stage,\n" \
-"         " NEXT_CHANGE("p.last_order_date") " AS next_change_at\n" \
+"         " NEXT_CHANGE(EXPIRY_CHANGE, "p.last_order_date") " AS next_change_at\n" \
 "  FROM c360.customer_360 p JOIN d USING (customer_id)\n" \
 "  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n" \
 "  LEFT JOIN expiry USING (customer_id)),\n" \
