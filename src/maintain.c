@@ -116,8 +116,11 @@ r ".lifecycle_stage, " r ".has_open_support_issue, " r ".next_change_at"
  * and tickets use the reference query's own aggregates over the indexed mirrors.  The
  * behaviour columns come from the rollups for the customers in $6 (their events or links
  * changed) and those without a profile row; the others' stored ones are exact as of the
- * clock.  A row is written only when its binary image differs from the stored one; rows
- * whose customer is gone are deleted.
+ * clock.  So is their stored next_change_at, the earlier of the event expiry and the stage
+ * change of the stored last order: where it is before that stage change (or there is none),
+ * it is the event expiry itself; only where the two coincide is the event index looked up.
+ * A row is written only when its binary image differs from the stored one; rows whose
+ * customer is gone are deleted.
  */
 #define REFRESH_SQL(ids) \
 "WITH d AS (" ids "),\n" \
