@@ -1,7 +1,7 @@
 -- bulk: batches that dirty 5,000 customers or more are planned for their size (a snapshot's,
 -- a rebuild's).  New profiles, orders for customers with a stored profile (their stored
 -- behaviour kept), the same with events and links for some of them (their behaviour
--- recounted), deletes, and a rebuild: verify() is empty after each.
+-- recounted), deletes, a rebuild and a tick: verify() is empty after each.
 SET client_min_messages = warning;
 SET TimeZone = 'UTC';
 DROP EXTENSION IF EXISTS customer360;
@@ -83,4 +83,11 @@ FROM generate_series(1, 5000) g;
 SELECT count(*) AS diffs FROM c360.verify();
 SELECT c360.rebuild() > 0 AS rebuilt;
 SELECT count(*) AS profiles, sum(events_last_30d) AS events FROM c360.customer_360;
+SELECT count(*) AS diffs FROM c360.verify();
+
+-- a tick that moves every event out of the window: 6,000 raw ids' behaviour at once
+SELECT c360.tick('2030-07-15 00:00+00') > 0 AS ticked;
+SELECT count(*) AS profiles, count(*) FILTER (WHERE events_last_30d > 0) AS active,
+       count(*) FILTER (WHERE lifecycle_stage = 'active') AS stage_active
+FROM c360.customer_360;
 SELECT count(*) AS diffs FROM c360.verify();
