@@ -413,6 +413,7 @@ snapshot_table(C360SourceTable *t, int64 done)
 			done += n;
 			n = 0;
 			ps.status->snapshot_done = done;
+			CHECK_FOR_INTERRUPTS();
 		}
 		if (len < 0)
 			break;

@@ -125,16 +125,16 @@ r ".lifecycle_stage, " r ".has_open_support_issue, " r ".next_change_at"
 #define REFRESH_SQL(ids) \
 "WITH d AS (" ids "),\n" \
 "dd AS (\n" \
-"  SELECT d.customer_id, sp.customer_id IS NULL OR b.x IS NOT NULL AS recount,\n" \
+"  SELECT d.customer_id, x.recount,\n" \
 "         sp.events_last_30d, sp.product_views_last_30d, sp.sessions_last_30d, sp.last_active_at,\n" \
 "         CASE WHEN sp.customer_id IS NOT NULL THEN ROW(" PROFILE_COLUMNS("sp") ") END AS stored,\n" \
-"         sp.customer_id IS NULL OR b.x IS NOT NULL OR\n" \
-"           COALESCE(sp.next_change_at = (" STAGE_CHANGE("sp.last_order_date") "), false) AS lookup,\n" \
-"         CASE WHEN " STAGE_CHANGE("sp.last_order_date") " IS NULL\n" \
-"                OR sp.next_change_at < " STAGE_CHANGE("sp.last_order_date") "\n" \
+"         x.recount OR COALESCE(sp.next_change_at = x.stage_change, false) AS lookup,\n" \
+"         CASE WHEN x.stage_change IS NULL OR sp.next_change_at < x.stage_change\n" \
 "              THEN sp.next_change_at END AS stored_expiry\n" \
 "  FROM d LEFT JOIN c360.customer_360 sp USING (customer_id)\n" \
-"  LEFT JOIN unnest($6::text[]) b(x) ON b.x = d.customer_id),\n" \
+"  LEFT JOIN unnest($6::text[]) b(x) ON b.x = d.customer_id\n" \
+"  CROSS JOIN LATERAL (SELECT sp.customer_id IS NULL OR b.x IS NOT NULL AS recount,\n" \
+"                             " STAGE_CHANGE("sp.last_order_date") " AS stage_change) x),\n" \
 "ord AS (\n" \
 "  SELECT customer_id, count(*) AS total_orders, sum(total_amount) AS total_spend,\n" \
 "         avg(total_amount) AS avg_order_value, min(created_at) AS first_order_date,\n" \
