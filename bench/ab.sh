@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# bench/ab.sh: the events hot path of two library builds, compared on identical data.
+#
+# Single `make bench` runs differ by 15-25% on a small shared machine, more than most changes
+# to the hot path.  Here every run starts from the same bytes: the base that bench/run.sh
+# loads with revision A (100,000 profiles), saved once; each run restores it, loads one
+# build's library, prewarms the c360 relations (pg_prewarm), applies a few warm-up batches,
+# then times AB_BATCHES batches of 1,000 new events spread over all customers, one
+# transaction each.  The builds alternate, AB_ROUNDS times; each run prints its median ms per
+# batch.  The machine still varies: on the 2-core development VM, one build against itself
+# gave 85/83, 103/72 and 105/98 ms in three rounds.  Trust a difference only when it is
+# larger than that and every round agrees.
+#
+# Usage: bash bench/ab.sh REV_A REV_B     a git revision, or . for the working tree as it is
+# If B's extension version is newer than A's, B's runs update the restored database first
+# (ALTER EXTENSION customer360 UPDATE), so B's update script is measured too.
+# Knobs: AB_ROUNDS (3), AB_BATCHES (100), AB_PORT (54337).  Needs the space of two copies of
+# the bench cluster (about 4 GB) under /tmp.  The working tree's build is installed again at
+# the end.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+[ $# = 2 ] || { echo "usage: bash bench/ab.sh REV_A REV_B" >&2; exit 2; }
+REV_A=$1
+REV_B=$2
+ROUNDS=${AB_ROUNDS:-3}
+BATCHES=${AB_BATCHES:-100}
+PORT=${AB_PORT:-54337}
+WARM=8
+
+. test/servers.sh
+say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+
+TMP=$(mktemp -d /tmp/c360-ab.XXXXXX)
+chmod a+rx "$TMP"
+BASE=
+cleanup() {
+    pg_stop "$TMP/run"
+    [ -z "$BASE" ] || pg_discard "$BASE"
+    for t in "$TMP"/tree_*; do [ -d "$t" ] && git -C "$ROOT" worktree remove --force "$t"; done
+    rm -rf "$TMP"
+    make -s -C "$ROOT" install >/dev/null
+}
+trap cleanup EXIT
+
+# A build: its source tree (a worktree of the revision, or this one), built.
+tree_of() {
+    local label=$1 rev=$2
+    if [ "$rev" = . ]; then
+        echo "$ROOT"
+    else
+        git -C "$ROOT" worktree add -q --detach "$TMP/tree_$label" "$rev" >&2
+        echo "$TMP/tree_$label"
+    fi
+}
+TREE_A=$(tree_of a "$REV_A")
+TREE_B=$(tree_of b "$REV_B")
+for t in "$TREE_A" "$TREE_B"; do make -s -C "$t" >/dev/null; done
+cp "$TREE_A/customer360.so" "$TMP/a.so"
+cp "$TREE_B/customer360.so" "$TMP/b.so"
+version_of() { sed -n "s/^default_version = '\(.*\)'/\1/p" "$1/customer360.control"; }
+
+say "base: bench/run.sh of A ($REV_A), kept; its report is in $TMP/base.txt"
+BENCH_KEEP=1 BENCH_EXTRAS=0 BENCH_EXPLAIN=0 BENCH_PORT=$PORT bash "$TREE_A/bench/run.sh" \
+    >"$TMP/base.txt" 2>&1 || { tail -20 "$TMP/base.txt"; exit 1; }
+BASE=$(sed -n 's/.*pg_stop \([^ ]*\) .*/\1/p' "$TMP/base.txt")
+[ -d "$BASE/data" ] || { echo "no kept cluster in $TMP/base.txt" >&2; exit 1; }
+pg_psql "$PORT" -d postgres -v n=$(((WARM + BATCHES) * 1000)) <<'SQL'
+-- the measured events: new ids, spread over all customers, within the last 30 days
+INSERT INTO bench.batches
+SELECT 'ab', (s - 1) / 1000 + 1, count(*),
+       jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert', 'new',
+           jsonb_build_object('event_id', 'ab' || s, 'customer_id', bench.customer(ci),
+                              'session_id', 's' || ci || '-' || floor(random() * 6)::int,
+                              'event_type', (ARRAY['product_view', 'page_view', 'add_to_cart'])[1 + floor(random() * 3)::int],
+                              'event_time', bench.off_band(bench.t0() - random() * (interval '30 days' - interval '3 hours'))))
+           ORDER BY s)::text
+FROM (SELECT s, 1 + floor(random() * 100000)::bigint AS ci FROM generate_series(1, :n) s) g
+GROUP BY 2;
+SQL
+pg_stop "$BASE"
+mv "$BASE/data" "$TMP/base"
+rm -rf "$BASE"
+BASE=
+make -s -C "$TREE_B" install >/dev/null   # B's scripts and control; the libraries swap below
+
+run() {
+    local label=$1 round=$2 dir=$TMP/run lib
+    lib=$(pg_config --pkglibdir)/customer360.so
+    pg_stop "$dir"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp -a "$TMP/base" "$dir/data"
+    sync   # the copy's dirty pages are written now, not during the timed batches
+    chown -R postgres "$dir"
+    sed -i "s|^unix_socket_directories = .*|unix_socket_directories = '$dir'|" "$dir/data/postgresql.conf"
+    cp "$TMP/$label.so" "$lib"
+    pg_start "$dir" "$PORT"
+    if [ "$label" = b ] && [ "$(version_of "$TREE_B")" != "$(version_of "$TREE_A")" ]; then
+        pg_psql "$PORT" -d postgres -c "ALTER EXTENSION customer360 UPDATE" -c "VACUUM ANALYZE"
+    fi
+    pg_psql "$PORT" -d postgres -At >"$dir/result" <<SQL
+CREATE EXTENSION IF NOT EXISTS pg_prewarm;
+SELECT sum(pg_prewarm(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'c360' AND c.relkind IN ('r', 'i') \\g /dev/null
+CALL bench.apply_range('ab', 1, $WARM, '{}', 0) \\g /dev/null
+CHECKPOINT;
+CALL bench.apply_range('ab', $((WARM + 1)), $((WARM + BATCHES)), '{}', 0) \\gset
+SELECT round(bench.pct(:'lat', 0.5)::numeric, 1), round(bench.pct(:'lat', 0.9)::numeric, 1),
+       (SELECT count(*) FROM c360.verify());
+SQL
+    IFS='|' read -r p50 p90 diffs <"$dir/result"
+    printf '%s round %s  %-12s  p50 %6s ms  p90 %6s ms  per batch of 1,000 events  (verify: %s rows)\n' \
+        "$label" "$round" "$([ "$label" = a ] && echo "$REV_A" || echo "$REV_B")" "$p50" "$p90" "$diffs"
+    pg_stop "$dir"
+}
+
+say "$ROUNDS rounds of A ($REV_A) and B ($REV_B), $BATCHES batches each after $WARM warm-up batches"
+for round in $(seq "$ROUNDS"); do
+    run a "$round"
+    run b "$round"
+done
