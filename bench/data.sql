@@ -1,8 +1,8 @@
 -- bench/data.sql: generate the bench's shop (untimed) into staging: the rows of every phase,
 -- their JSON batches of :batch changes for c360.apply_changes, and the CSV files that the raw
 -- COPY baselines load.  psql variables: customers, base_orders, base_events, events,
--- order_changes, batch, chunks, csv_prefix.  Deterministic (setseed), serial so the seed
--- holds.
+-- order_changes, batch, chunks, csv_prefix, floor_batches.  Deterministic (setseed), serial
+-- so the seed holds.
 
 SET max_parallel_workers_per_gather = 0;
 SELECT setseed(0.36) \gset
@@ -76,6 +76,20 @@ SELECT s AS seq, 'm' || lpad(s::text, 9, '0') AS event_id, bench.customer(ci) AS
 FROM (SELECT s, 1 + floor(random() * :customers)::bigint AS ci
       FROM generate_series(1, :events) s) g;
 
+-- The floor phase's events (bench.floor): drawn like the measured ones, with their own ids;
+-- its batches are rolled back, so they never reach the mirror.
+CREATE TABLE bench.floor_events AS
+SELECT s AS seq, (s - 1) / :batch + 1 AS batch_no, 'f' || lpad(s::text, 9, '0') AS event_id,
+       bench.customer(ci) AS customer_id,
+       's' || ci || '-' || floor(random() * 6)::int AS session_id,
+       (ARRAY['product_view','product_view','page_view','add_to_cart','purchase'])[1 + floor(random() * 5)::int] AS event_type,
+       'p' || floor(random() * 5000)::int AS product_id,
+       'k' || floor(random() * 50)::int AS category_id,
+       bench.off_band(bench.t0() - random() * (interval '30 days' - interval '3 hours')) AS event_time
+FROM (SELECT s, 1 + floor(random() * :customers)::bigint AS ci
+      FROM generate_series(1, 4 * :floor_batches * :batch) s) g;
+CREATE INDEX ON bench.floor_events (batch_no);
+
 -- The measured order changes: half new orders (never for planted customers, whose last
 -- order must stay put), half status/amount updates of distinct existing orders, shuffled.
 CREATE TABLE bench.order_changes AS
@@ -134,6 +148,12 @@ SELECT 'orders', (seq - 1) / :batch + 1, count(*),
                                     'new', to_jsonb(o) - 'seq' - 'op') ORDER BY seq)::text
 FROM bench.order_changes o GROUP BY 2;
 
+INSERT INTO bench.batches
+SELECT 'floor', batch_no, count(*),
+       jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert',
+                                    'new', to_jsonb(e) - 'seq' - 'batch_no') ORDER BY seq)::text
+FROM bench.floor_events e GROUP BY 2;
+
 -- The same rows as CSV for the COPY baselines, one file per chunk of batches (the measured
 -- phases interleave COPY and apply chunk by chunk): the events, and the new images of the
 -- order changes.
@@ -154,5 +174,12 @@ SELECT format('COPY (SELECT order_id, customer_id, order_status, total_amount, i
               :'csv_prefix' || 'orders_' || c || '.csv')
 FROM generate_series(1, :chunks) c,
      (SELECT max(batch_no) AS nb FROM bench.batches WHERE phase = 'orders') x \gexec
+
+-- The floor phase's COPY way takes every fourth batch (bench.floor), one file each.
+SELECT format('COPY (SELECT event_id, customer_id, session_id, event_type, product_id, category_id,
+                            event_time
+                     FROM bench.floor_events WHERE batch_no = %s ORDER BY seq)
+               TO %L WITH (FORMAT csv)', b, :'csv_prefix' || 'floor_' || b || '.csv')
+FROM generate_series(1, 4 * :floor_batches) b WHERE b % 4 = 1 \gexec
 
 ANALYZE bench.batches;

@@ -226,3 +226,82 @@ BEGIN
     PERFORM bench.snapshot_statements(p_phase);
     COMMIT;
 END $$;
+
+-- What a batch of new events costs at the least, whatever maintains the profile.  Batch b
+-- of the floor phase is written the ((b - 1) % 4 + 1)th of four ways, so the ways interleave
+-- and see the same machine; each batch is rolled back, so they also see the same database:
+--   copy    COPY of the batch's rows into the event mirror, one transaction per batch
+--   insert  one plain INSERT of the rows into the event mirror
+--   floor   that INSERT and, in the same statement, the owners' profile counters (events,
+--           product views, last active): not a maintainer (no sessions, no rollups, no window
+--           expiry, no identity links), so a lower bound for any that keeps the profile exact
+--           per batch
+--   apply   c360.apply_changes, the maintainer, JSON parse included
+-- The ratio target is against the bulk COPY rate of phase 1; these show how much of it a
+-- batch can reach at all.
+CREATE PROCEDURE bench.floor(p_csv_prefix text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    ways    text[] := '{copy,insert,floor,apply}';
+    lat     float8[] := '{}';
+    way     text[] := '{}';
+    nrows   int[] := '{}';
+    v_n     int;
+    v_ids   text[];
+    v_cust  text[];
+    v_sess  text[];
+    v_type  text[];
+    v_prod  text[];
+    v_cat   text[];
+    v_time  timestamptz[];
+    batch   text;
+    t       timestamptz;
+BEGIN
+    COMMIT;
+    FOR b IN 1..(SELECT coalesce(max(batch_no), 0) FROM bench.batches WHERE phase = 'floor') LOOP
+        SELECT array_agg(event_id ORDER BY seq), array_agg(customer_id ORDER BY seq),
+               array_agg(session_id ORDER BY seq), array_agg(event_type ORDER BY seq),
+               array_agg(product_id ORDER BY seq), array_agg(category_id ORDER BY seq),
+               array_agg(event_time ORDER BY seq)
+        INTO v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time
+        FROM bench.floor_events WHERE batch_no = b;
+        SELECT changes, batches.n INTO STRICT batch, v_n
+        FROM bench.batches WHERE phase = 'floor' AND batch_no = b;
+        t := clock_timestamp();
+        CASE ways[(b - 1) % 4 + 1]
+        WHEN 'copy' THEN
+            EXECUTE format('COPY c360.behavioral_events FROM %L WITH (FORMAT csv)',
+                           p_csv_prefix || 'floor_' || b || '.csv');
+        WHEN 'insert' THEN
+            INSERT INTO c360.behavioral_events
+            SELECT * FROM unnest(v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time);
+        WHEN 'floor' THEN
+            WITH ins AS (
+                INSERT INTO c360.behavioral_events
+                SELECT * FROM unnest(v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time)
+                RETURNING customer_id, event_type, event_time),
+            per AS (
+                SELECT customer_id, count(*) AS n,
+                       count(*) FILTER (WHERE event_type = 'product_view') AS pv,
+                       max(event_time) AS last_at
+                FROM ins GROUP BY customer_id)
+            UPDATE c360.customer_360 p
+            SET events_last_30d = p.events_last_30d + per.n,
+                product_views_last_30d = p.product_views_last_30d + per.pv,
+                last_active_at = greatest(p.last_active_at, per.last_at),
+                profile_updated_at = clock_timestamp()
+            FROM per WHERE p.customer_id = per.customer_id;
+        WHEN 'apply' THEN
+            PERFORM c360.apply_changes(batch::jsonb);
+        END CASE;
+        lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
+        way := way || ways[(b - 1) % 4 + 1];
+        nrows := nrows || v_n;
+        ROLLBACK;
+    END LOOP;
+    INSERT INTO bench.results (phase, rows, seconds, batches, p50_ms, p99_ms, max_ms)
+    SELECT 'floor_' || w, sum(k), sum(x) / 1000, count(*), bench.pct(array_agg(x), 0.5),
+           bench.pct(array_agg(x), 0.99), max(x)
+    FROM unnest(way, lat, nrows) u(w, x, k) GROUP BY w;
+    COMMIT;
+END $$;

@@ -52,6 +52,24 @@ def main():
       "see the same machine")
     p("")
 
+    if "floor_apply" in res:
+        fl = res["floor_apply"]
+        p(f"1b. the least a batch of new events can cost: {fl['batches']} batches each way, "
+          "interleaved, each rolled back; p50 per batch, its rate, and that against the bulk "
+          "COPY rate above")
+        for way, label in (("copy", "raw COPY, a transaction per batch"),
+                           ("insert", "one plain INSERT of the rows"),
+                           ("floor", "INSERT + the owners' profile counters"),
+                           ("apply", "apply_changes (the maintainer)")):
+            r = res["floor_" + way]
+            per_s = r["rows"] / r["batches"] / r["p50_ms"] * 1000
+            p(f"   {label:<38} {r['p50_ms']:6.1f} ms  {n(per_s):>7}/s  {per_s / rate(cev):5.3f} x")
+        p("   \"INSERT + profile counters\" is not a maintainer (no sessions, rollups, expiry or "
+          "identity links): no design that keeps")
+        p("   the profile exact per batch can do less for these events, so its ratio bounds "
+          "what any such design reaches here")
+        p("")
+
     od, cod = res["orders"], res["copy_orders"]
     mv = res["refresh_matview"]
     per_batch_refresh = doc["batch"] / mv["seconds"]

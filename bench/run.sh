@@ -2,10 +2,12 @@
 # bench/run.sh: `make bench`.  Starts a throwaway PostgreSQL 15 cluster with customer360
 # preloaded, loads a generated shop through c360.apply_changes, and measures in one run:
 # events/s and order changes/s through apply_changes beside raw COPY of the same rows, the
-# cost of c360.tick() with 1% of profiles due, and verify().  Prints the report and writes it
-# to bench/out/report.txt (plus plans of the maintainer's statements in bench/out/explain.txt).
+# least an events batch can cost (bench.floor), the cost of c360.tick() with 1% of profiles
+# due, and verify().  Prints the report and writes it to bench/out/report.txt (plus plans of
+# the maintainer's statements in bench/out/explain.txt).
 # Scale knobs (environment): BENCH_CUSTOMERS, BENCH_BASE_ORDERS, BENCH_BASE_EVENTS,
-# BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_CHUNKS, BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
+# BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_CHUNKS, BENCH_FLOOR_BATCHES (per way),
+# BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
 # BENCH_KEEP=1 leaves the cluster running for a closer look (it prints how to stop it);
 # BENCH_EXTRAS=0 skips the sources' and sinks' benchmarks that follow the core one.
 set -euo pipefail
@@ -20,6 +22,7 @@ BASE_EVENTS=${BENCH_BASE_EVENTS:-300000}
 EVENTS=${BENCH_EVENTS:-200000}
 ORDER_CHANGES=${BENCH_ORDER_CHANGES:-100000}
 BATCH=${BENCH_BATCH:-1000}
+FLOOR_BATCHES=${BENCH_FLOOR_BATCHES:-30}
 CHUNKS=${BENCH_CHUNKS:-4}
 EXPLAIN=${BENCH_EXPLAIN:-1}
 KEEP=${BENCH_KEEP:-0}
@@ -75,7 +78,8 @@ psql_b -f bench/lib.sql
 psql_b -c "SELECT c360.tick(bench.t0())" >/dev/null
 psql_b -v customers="$CUSTOMERS" -v base_orders="$BASE_ORDERS" -v base_events="$BASE_EVENTS" \
     -v events="$EVENTS" -v order_changes="$ORDER_CHANGES" -v batch="$BATCH" \
-    -v chunks="$CHUNKS" -v csv_prefix="$CSV_PREFIX" -f bench/data.sql
+    -v chunks="$CHUNKS" -v csv_prefix="$CSV_PREFIX" -v floor_batches="$FLOOR_BATCHES" \
+    -f bench/data.sql
 
 say "loading the base through apply_changes: customers, orders, events"
 psql_b -c "CALL bench.apply_staged('customers')" \
@@ -98,6 +102,13 @@ CHECKPOINT;
 CALL bench.measure('events', '{bench.events_copy1,bench.events_copy2,bench.events_copy3}',
                    :'files');
 DROP TABLE bench.events_copy1, bench.events_copy2, bench.events_copy3;
+SQL
+
+say "floor: $FLOOR_BATCHES batches each of COPY, INSERT, INSERT + profile counters, apply_changes (rolled back)"
+psql_b -v csv_prefix="$CSV_PREFIX" <<'SQL'
+VACUUM ANALYZE;
+CHECKPOINT;
+CALL bench.floor(:'csv_prefix');
 SQL
 
 say "orders: raw COPY (3 runs) and apply_changes, interleaved in $CHUNKS chunks"
