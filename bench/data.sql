@@ -65,29 +65,27 @@ SELECT :base_events + row_number() OVER (ORDER BY p.i), 'ed' || p.i, p.customer_
        's' || p.i || '-old', 'product_view', 'p1', 'k1', p.at
 FROM bench.planted p WHERE p.kind = 3;
 
--- The measured events: new, spread over all customers, within the last 30 days of t0.
-CREATE TABLE bench.new_events AS
-SELECT s AS seq, 'm' || lpad(s::text, 9, '0') AS event_id, bench.customer(ci) AS customer_id,
-       's' || ci || '-' || floor(random() * 6)::int AS session_id,
-       (ARRAY['product_view','product_view','page_view','add_to_cart','purchase'])[1 + floor(random() * 5)::int] AS event_type,
-       'p' || floor(random() * 5000)::int AS product_id,
-       'k' || floor(random() * 50)::int AS category_id,
-       bench.off_band(bench.t0() - random() * (interval '30 days' - interval '3 hours')) AS event_time
-FROM (SELECT s, 1 + floor(random() * :customers)::bigint AS ci
-      FROM generate_series(1, :events) s) g;
+-- New events (ids prefix || seq), spread over all customers, within the last 30 days of t0.
+CREATE FUNCTION bench.draw_events(prefix text, n bigint, customers bigint)
+    RETURNS TABLE (seq bigint, event_id text, customer_id text, session_id text, event_type text,
+                   product_id text, category_id text, event_time timestamptz)
+    LANGUAGE sql AS $$
+SELECT s, prefix || lpad(s::text, 9, '0'), bench.customer(ci),
+       's' || ci || '-' || floor(random() * 6)::int,
+       (ARRAY['product_view','product_view','page_view','add_to_cart','purchase'])[1 + floor(random() * 5)::int],
+       'p' || floor(random() * 5000)::int,
+       'k' || floor(random() * 50)::int,
+       bench.off_band(bench.t0() - random() * (interval '30 days' - interval '3 hours'))
+FROM (SELECT s, 1 + floor(random() * customers)::bigint AS ci FROM generate_series(1, n) s) g $$;
 
--- The floor phase's events (bench.floor): drawn like the measured ones, with their own ids;
--- its batches are rolled back, so they never reach the mirror.
+-- The measured events.
+CREATE TABLE bench.new_events AS SELECT * FROM bench.draw_events('m', :events, :customers);
+
+-- The floor phase's events (bench.floor), with their own ids; its batches are rolled back, so
+-- they never reach the mirror.
 CREATE TABLE bench.floor_events AS
-SELECT s AS seq, (s - 1) / :batch + 1 AS batch_no, 'f' || lpad(s::text, 9, '0') AS event_id,
-       bench.customer(ci) AS customer_id,
-       's' || ci || '-' || floor(random() * 6)::int AS session_id,
-       (ARRAY['product_view','product_view','page_view','add_to_cart','purchase'])[1 + floor(random() * 5)::int] AS event_type,
-       'p' || floor(random() * 5000)::int AS product_id,
-       'k' || floor(random() * 50)::int AS category_id,
-       bench.off_band(bench.t0() - random() * (interval '30 days' - interval '3 hours')) AS event_time
-FROM (SELECT s, 1 + floor(random() * :customers)::bigint AS ci
-      FROM generate_series(1, 4 * :floor_batches * :batch) s) g;
+SELECT (seq - 1) / :batch + 1 AS batch_no, *
+FROM bench.draw_events('f', 4 * :floor_batches * :batch, :customers);
 CREATE INDEX ON bench.floor_events (batch_no);
 
 -- The measured order changes: half new orders (never for planted customers, whose last
