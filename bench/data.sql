@@ -66,26 +66,36 @@ SELECT :base_events + row_number() OVER (ORDER BY p.i), 'ed' || p.i, p.customer_
 FROM bench.planted p WHERE p.kind = 3;
 
 -- New events (ids prefix || seq), spread over all customers, within the last 30 days of t0.
-CREATE FUNCTION bench.draw_events(prefix text, n bigint, customers bigint)
+-- Visits of per_visit events each: one customer, one new session, a minute apart.  A single
+-- event's session is one of six per customer, so that some are already in the window.
+CREATE FUNCTION bench.draw_events(prefix text, n bigint, customers bigint, per_visit int DEFAULT 1)
     RETURNS TABLE (seq bigint, event_id text, customer_id text, session_id text, event_type text,
                    product_id text, category_id text, event_time timestamptz)
     LANGUAGE sql AS $$
-SELECT s, prefix || lpad(s::text, 9, '0'), bench.customer(ci),
-       's' || ci || '-' || floor(random() * 6)::int,
+WITH v AS (
+    SELECT g AS visit, 1 + floor(random() * customers)::bigint AS ci, floor(random() * 6)::int AS k,
+           bench.t0() - random() * (interval '30 days' - interval '3 hours') AS at
+    FROM generate_series(0, (n - 1) / per_visit) g)
+SELECT s, prefix || lpad(s::text, 9, '0'), bench.customer(v.ci),
+       CASE WHEN per_visit = 1 THEN 's' || v.ci || '-' || v.k ELSE 's' || prefix || v.visit END,
        (ARRAY['product_view','product_view','page_view','add_to_cart','purchase'])[1 + floor(random() * 5)::int],
        'p' || floor(random() * 5000)::int,
        'k' || floor(random() * 50)::int,
-       bench.off_band(bench.t0() - random() * (interval '30 days' - interval '3 hours'))
-FROM (SELECT s, 1 + floor(random() * customers)::bigint AS ci FROM generate_series(1, n) s) g $$;
+       bench.off_band(v.at + (s - 1) % per_visit * interval '1 minute')
+FROM generate_series(1, n) s JOIN v ON v.visit = (s - 1) / per_visit $$;
 
 -- The measured events.
 CREATE TABLE bench.new_events AS SELECT * FROM bench.draw_events('m', :events, :customers);
 
 -- The floor phase's events (bench.floor), with their own ids; its batches are rolled back, so
--- they never reach the mirror.
+-- they never reach the mirror.  Batch b goes to way (b - 1) % 5 + 1; the fifth way's events
+-- come in visits of 10.
 CREATE TABLE bench.floor_events AS
-SELECT (seq - 1) / :batch + 1 AS batch_no, *
-FROM bench.draw_events('f', 4 * :floor_batches * :batch, :customers);
+SELECT ((seq - 1) / :batch / 4) * 5 + (seq - 1) / :batch % 4 + 1 AS batch_no, *
+FROM bench.draw_events('f', 4 * :floor_batches * :batch, :customers)
+UNION ALL
+SELECT ((seq - 1) / :batch) * 5 + 5, *
+FROM bench.draw_events('v', :floor_batches * :batch, :customers, 10);
 CREATE INDEX ON bench.floor_events (batch_no);
 
 -- The measured order changes: half new orders (never for planted customers, whose last
@@ -173,11 +183,11 @@ SELECT format('COPY (SELECT order_id, customer_id, order_status, total_amount, i
 FROM generate_series(1, :chunks) c,
      (SELECT max(batch_no) AS nb FROM bench.batches WHERE phase = 'orders') x \gexec
 
--- The floor phase's COPY way takes every fourth batch (bench.floor), one file each.
+-- The floor phase's COPY way takes every fifth batch (bench.floor), one file each.
 SELECT format('COPY (SELECT event_id, customer_id, session_id, event_type, product_id, category_id,
                             event_time
                      FROM bench.floor_events WHERE batch_no = %s ORDER BY seq)
                TO %L WITH (FORMAT csv)', b, :'csv_prefix' || 'floor_' || b || '.csv')
-FROM generate_series(1, 4 * :floor_batches) b WHERE b % 4 = 1 \gexec
+FROM generate_series(1, 5 * :floor_batches) b WHERE b % 5 = 1 \gexec
 
 ANALYZE bench.batches;

@@ -228,7 +228,7 @@ BEGIN
 END $$;
 
 -- What a batch of new events costs at the least, whatever maintains the profile.  Batch b
--- of the floor phase is written the ((b - 1) % 4 + 1)th of four ways, so the ways interleave
+-- of the floor phase is written the ((b - 1) % 5 + 1)th of five ways, so the ways interleave
 -- and see the same machine; each batch is rolled back, so they also see the same database:
 --   copy    COPY of the batch's rows into the event mirror, one transaction per batch
 --   insert  one plain INSERT of the rows into the event mirror
@@ -237,12 +237,14 @@ END $$;
 --           expiry, no identity links), so a lower bound for any that keeps the profile exact
 --           per batch
 --   apply   c360.apply_changes, the maintainer, JSON parse included
+--   visits  the same, for events that come in visits of 10 (one customer, one new session):
+--           not the workload of the ratio target, but how much it depends on the spread
 -- The ratio target is against the bulk COPY rate of phase 1; these show how much of it a
 -- batch can reach at all.
 CREATE PROCEDURE bench.floor(p_csv_prefix text)
     LANGUAGE plpgsql AS $$
 DECLARE
-    ways    text[] := '{copy,insert,floor,apply}';
+    ways    text[] := '{copy,insert,floor,apply,visits}';
     lat     float8[] := '{}';
     way     text[] := '{}';
     nrows   int[] := '{}';
@@ -268,7 +270,7 @@ BEGIN
         SELECT changes, batches.n INTO STRICT batch, v_n
         FROM bench.batches WHERE phase = 'floor' AND batch_no = b;
         t := clock_timestamp();
-        CASE ways[(b - 1) % 4 + 1]
+        CASE ways[(b - 1) % 5 + 1]
         WHEN 'copy' THEN
             EXECUTE format('COPY c360.behavioral_events FROM %L WITH (FORMAT csv)',
                            p_csv_prefix || 'floor_' || b || '.csv');
@@ -291,11 +293,11 @@ BEGIN
                 last_active_at = greatest(p.last_active_at, per.last_at),
                 profile_updated_at = clock_timestamp()
             FROM per WHERE p.customer_id = per.customer_id;
-        WHEN 'apply' THEN
+        WHEN 'apply', 'visits' THEN
             PERFORM c360.apply_changes(batch::jsonb);
         END CASE;
         lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
-        way := way || ways[(b - 1) % 4 + 1];
+        way := way || ways[(b - 1) % 5 + 1];
         nrows := nrows || v_n;
         ROLLBACK;
     END LOOP;

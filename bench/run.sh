@@ -104,7 +104,7 @@ CALL bench.measure('events', '{bench.events_copy1,bench.events_copy2,bench.event
 DROP TABLE bench.events_copy1, bench.events_copy2, bench.events_copy3;
 SQL
 
-say "floor: $FLOOR_BATCHES batches each of COPY, INSERT, INSERT + profile counters, apply_changes (rolled back)"
+say "floor: $FLOOR_BATCHES batches each of COPY, INSERT, INSERT + profile counters, apply_changes, visits (rolled back)"
 psql_b -v csv_prefix="$CSV_PREFIX" <<'SQL'
 VACUUM ANALYZE;
 CHECKPOINT;
