@@ -66,9 +66,9 @@ def main():
             per_s = r["rows"] / r["batches"] / r["p50_ms"] * 1000
             p(f"   {label:<38} {r['p50_ms']:6.1f} ms  {n(per_s):>7}/s  {per_s / rate(cev):5.3f} x")
         p("   \"INSERT + profile counters\" is not a maintainer (no sessions, rollups, expiry or "
-          "identity links): no design that keeps")
-        p("   the profile exact per batch can do less for these events, so its ratio bounds "
-          "what any such design reaches here;")
+          "identity links): it writes only what any design")
+        p("   that keeps the profile exact per batch must write (each mirror row, each owner's "
+          "profile row), so its ratio is about the most such a design reaches here;")
         p("   \"visits\" are events that come 10 at a time for one customer and one new session: "
           "not the target's workload, shown for how much the rate depends on the spread")
         p("")
