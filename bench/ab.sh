@@ -12,6 +12,7 @@
 # larger than that and every round agrees.
 #
 # Usage: bash bench/ab.sh REV_A REV_B     a git revision, or . for the working tree as it is
+# REV_A's bench must have bench.draw_events (bench/lib.sql, from 2026-11-30 on).
 # If B's extension version is newer than A's, B's runs update the restored database first
 # (ALTER EXTENSION customer360 UPDATE), so B's update script is measured too.
 # Knobs: AB_ROUNDS (3), AB_BATCHES (100), AB_PORT (54337).  Needs the space of two copies of
@@ -67,17 +68,12 @@ BENCH_KEEP=1 BENCH_EXTRAS=0 BENCH_EXPLAIN=0 BENCH_PORT=$PORT bash "$TREE_A/bench
 BASE=$(sed -n 's/.*pg_stop \([^ ]*\) .*/\1/p' "$TMP/base.txt")
 [ -d "$BASE/data" ] || { echo "no kept cluster in $TMP/base.txt" >&2; exit 1; }
 pg_psql "$PORT" -d postgres -v n=$(((WARM + BATCHES) * 1000)) <<'SQL'
--- the measured events: new ids, spread over all customers, within the last 30 days
+-- the measured events, drawn like bench/run.sh's own (A's bench.draw_events)
 INSERT INTO bench.batches
-SELECT 'ab', (s - 1) / 1000 + 1, count(*),
-       jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert', 'new',
-           jsonb_build_object('event_id', 'ab' || s, 'customer_id', bench.customer(ci),
-                              'session_id', 's' || ci || '-' || floor(random() * 6)::int,
-                              'event_type', (ARRAY['product_view', 'page_view', 'add_to_cart'])[1 + floor(random() * 3)::int],
-                              'event_time', bench.off_band(bench.t0() - random() * (interval '30 days' - interval '3 hours'))))
-           ORDER BY s)::text
-FROM (SELECT s, 1 + floor(random() * 100000)::bigint AS ci FROM generate_series(1, :n) s) g
-GROUP BY 2;
+SELECT 'ab', (seq - 1) / 1000 + 1, count(*),
+       jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert',
+                                    'new', to_jsonb(e) - 'seq') ORDER BY seq)::text
+FROM bench.draw_events('ab', :n, (SELECT count(*) FROM c360.customers)) e GROUP BY 2;
 SQL
 pg_stop "$BASE"
 mv "$BASE/data" "$TMP/base"

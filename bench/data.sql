@@ -65,25 +65,6 @@ SELECT :base_events + row_number() OVER (ORDER BY p.i), 'ed' || p.i, p.customer_
        's' || p.i || '-old', 'product_view', 'p1', 'k1', p.at
 FROM bench.planted p WHERE p.kind = 3;
 
--- New events (ids prefix || seq), spread over all customers, within the last 30 days of t0.
--- Visits of per_visit events each: one customer, one new session, a minute apart.  A single
--- event's session is one of six per customer, so that some are already in the window.
-CREATE FUNCTION bench.draw_events(prefix text, n bigint, customers bigint, per_visit int DEFAULT 1)
-    RETURNS TABLE (seq bigint, event_id text, customer_id text, session_id text, event_type text,
-                   product_id text, category_id text, event_time timestamptz)
-    LANGUAGE sql AS $$
-WITH v AS (
-    SELECT g AS visit, 1 + floor(random() * customers)::bigint AS ci, floor(random() * 6)::int AS k,
-           bench.t0() - random() * (interval '30 days' - interval '3 hours') AS at
-    FROM generate_series(0, (n - 1) / per_visit) g)
-SELECT s, prefix || lpad(s::text, 9, '0'), bench.customer(v.ci),
-       CASE WHEN per_visit = 1 THEN 's' || v.ci || '-' || v.k ELSE 's' || prefix || v.visit END,
-       (ARRAY['product_view','product_view','page_view','add_to_cart','purchase'])[1 + floor(random() * 5)::int],
-       'p' || floor(random() * 5000)::int,
-       'k' || floor(random() * 50)::int,
-       bench.off_band(v.at + (s - 1) % per_visit * interval '1 minute')
-FROM generate_series(1, n) s JOIN v ON v.visit = (s - 1) / per_visit $$;
-
 -- The measured events.
 CREATE TABLE bench.new_events AS SELECT * FROM bench.draw_events('m', :events, :customers);
 
