@@ -276,6 +276,7 @@ DECLARE
     v_cat   text[];
     v_time  timestamptz[];
     batch   text;
+    v_way   text;
     t       timestamptz;
 BEGIN
     COMMIT;
@@ -288,8 +289,9 @@ BEGIN
         FROM bench.floor_events WHERE batch_no = b;
         SELECT changes, batches.n INTO STRICT batch, v_n
         FROM bench.batches WHERE phase = 'floor' AND batch_no = b;
+        v_way := ways[(b - 1) % 5 + 1];
         t := clock_timestamp();
-        CASE ways[(b - 1) % 5 + 1]
+        CASE v_way
         WHEN 'copy' THEN
             EXECUTE format('COPY c360.behavioral_events FROM %L WITH (FORMAT csv)',
                            p_csv_prefix || 'floor_' || b || '.csv');
@@ -316,7 +318,7 @@ BEGIN
             PERFORM c360.apply_changes(batch::jsonb);
         END CASE;
         lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
-        way := way || ways[(b - 1) % 5 + 1];
+        way := way || v_way;
         nrows := nrows || v_n;
         ROLLBACK;
     END LOOP;
