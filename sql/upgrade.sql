@@ -1,7 +1,7 @@
 -- upgrade: a database created at version 0.1 with live data is updated with ALTER EXTENSION
--- customer360 UPDATE; the profile stays exact, the data stays, the 0.2 features work, and the
--- updated extension has exactly the objects of a fresh 0.2 install.  The library serves both
--- versions (a 0.1 database has no tombstones to check).
+-- customer360 UPDATE (through 0.2 to 0.3); the profile stays exact, the data stays, the later
+-- versions' features work, and the updated extension has exactly the objects of a fresh
+-- install.  The library serves every version (a 0.1 database has no tombstones to check).
 SET client_min_messages = warning;
 SET TimeZone = 'UTC';
 DROP EXTENSION IF EXISTS customer360;
@@ -39,7 +39,7 @@ SELECT * FROM c360.verify();
 SELECT count(*) AS changed FROM ((TABLE before EXCEPT TABLE c360.customer_360)
                                  UNION ALL (TABLE c360.customer_360 EXCEPT TABLE before)) d;
 SELECT segment, customer_id FROM c360.segment_members ORDER BY 1, 2;
--- the same objects as a fresh install of 0.2
+-- the same objects as a fresh install
 SELECT object AS missing_after_update FROM fresh
 EXCEPT SELECT pg_describe_object(classid, objid, 0) FROM pg_depend
 WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360') AND deptype = 'e';
@@ -47,8 +47,15 @@ SELECT pg_describe_object(classid, objid, 0) AS extra_after_update FROM pg_depen
 WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360') AND deptype = 'e'
 EXCEPT SELECT object FROM fresh;
 
--- 0.2 works on the updated data: changes, erase, tombstones, ticks
+-- the updated database works: events by difference, changes, erase, tombstones, ticks
 SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "o3", "customer_id": "c2", "order_status": "delivered", "total_amount": 10, "channel": "app", "created_at": "2030-05-31 10:00+00"}');
+SELECT c360.apply_changes('[
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "e3", "customer_id": "c2", "session_id": "s2", "event_type": "product_view", "event_time": "2030-05-31 12:00+00"}},
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "e4", "customer_id": "c2", "session_id": "s3", "event_type": "page_view", "event_time": "2030-05-31 13:00+00"}}
+]');
+SELECT customer_id, events_last_30d, product_views_last_30d, sessions_last_30d, last_active_at
+FROM c360.customer_360 WHERE customer_id = 'c2';
+SELECT * FROM c360.verify();
 SELECT c360.erase_customer('c1');
 SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "o4", "customer_id": "c1", "total_amount": 10}');
 SELECT late_dropped FROM c360.erased;

@@ -305,7 +305,7 @@ static void
 attribution_changed(C360InputId input, List *ids, const C360Clock *clock, C360Dirty *dirty)
 {
 	if (input == C360_BEHAVIORAL_EVENTS)
-		dirty->behaviour = c360_rollup_recount(ids, clock, dirty->behaviour);
+		dirty->behaviour = c360_rollup_recount(ids, dirty->behaviour);
 	else if (input == C360_IDENTITY_GRAPH)
 		dirty->behaviour = c360_rollup_resolve(ids, dirty->behaviour);
 	else
@@ -348,7 +348,7 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 		c360_rollup_insert_events_delta(columns, clock, dirty);
 		return;
 	}
-	dirty->behaviour = c360_rollup_insert_events(columns, clock, dirty->behaviour);
+	dirty->behaviour = c360_rollup_insert_events(columns, dirty->behaviour);
 }
 
 /* Fetch, locked, the stored rows of every key the changes name (unless none is stored). */

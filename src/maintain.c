@@ -51,18 +51,24 @@ static SPIPlanPtr lock_ids_plan;
 "  ) r(raw_id))"
 
 /*
- * The behaviour of the customers in src (rows of raw): the rollups of their raw ids and
- * distinct in-window sessions across them.  $2 is the 30-day bound.
+ * The behaviour of the customers in src (rows of raw), counted from the event mirror: the
+ * in-window events of their raw ids, distinct sessions across them, and the latest event.
+ * $2 is the 30-day bound.  Only a customer's window is read, and its latest event through
+ * the index; the hot path never recounts (events update profiles by difference).
  */
 #define BEHAVIOUR_CTES(src) \
 "beh AS (\n" \
-"  SELECT " src ".customer_id, sum(er.events_30d)::bigint AS events_30d,\n" \
-"         sum(er.product_views_30d)::bigint AS product_views_30d,\n" \
-"         max(er.last_event_at) AS last_active_at\n" \
-"  FROM " src " JOIN c360.event_rollup er ON er.raw_id = " src ".raw_id GROUP BY " src ".customer_id),\n" \
-"ses AS (\n" \
-"  SELECT " src ".customer_id, count(DISTINCT s.session_id) AS sessions_30d\n" \
-"  FROM " src " JOIN c360.event_sessions s ON s.raw_id = " src ".raw_id AND s.last_event_at > $2\n" \
+"  SELECT " src ".customer_id, count(e.event_id) AS events_30d,\n" \
+"         count(e.event_id) FILTER (WHERE e.event_type = 'product_view') AS product_views_30d,\n" \
+"         count(DISTINCT e.session_id) AS sessions_30d\n" \
+"  FROM " src " JOIN c360.behavioral_events e\n" \
+"    ON e.customer_id = " src ".raw_id AND e.event_time > $2\n" \
+"  GROUP BY " src ".customer_id),\n" \
+"latest AS (\n" \
+"  SELECT " src ".customer_id, max(l.event_time) AS last_active_at\n" \
+"  FROM " src " CROSS JOIN LATERAL (\n" \
+"    SELECT event_time FROM c360.behavioral_events e WHERE e.customer_id = " src ".raw_id\n" \
+"    ORDER BY event_time DESC LIMIT 1) l\n" \
 "  GROUP BY " src ".customer_id)"
 
 /* The oldest in-window event of the customers in d: when their counts next change. */
@@ -166,9 +172,9 @@ EXPIRY_CTE ",\n" \
 "              ELSE dd.events_last_30d END AS events_last_30d,\n" \
 "         CASE WHEN dd.recount THEN COALESCE(beh.product_views_30d, 0)\n" \
 "              ELSE dd.product_views_last_30d END AS product_views_last_30d,\n" \
-"         CASE WHEN dd.recount THEN COALESCE(ses.sessions_30d, 0)\n" \
+"         CASE WHEN dd.recount THEN COALESCE(beh.sessions_30d, 0)\n" \
 "              ELSE dd.sessions_last_30d END AS sessions_last_30d,\n" \
-"         CASE WHEN dd.recount THEN beh.last_active_at ELSE dd.last_active_at END\n" \
+"         CASE WHEN dd.recount THEN latest.last_active_at ELSE dd.last_active_at END\n" \
 "           AS last_active_at,\n" \
 "         " STAGE("ord.last_order_date") " AS lifecycle_stage,\n" \
 "         COALESCE(sup.open_tickets, 0) > 0 AS has_open_support_issue,\n" \
@@ -177,7 +183,7 @@ EXPIRY_CTE ",\n" \
 "         dd.stored\n" \
 "  FROM c360.customers c JOIN dd USING (customer_id)\n" \
 "  LEFT JOIN ord USING (customer_id) LEFT JOIN sup USING (customer_id)\n" \
-"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n" \
+"  LEFT JOIN beh USING (customer_id) LEFT JOIN latest USING (customer_id)\n" \
 "  LEFT JOIN expiry USING (customer_id)),\n" \
 "changed AS (\n" \
 "  SELECT " PROFILE_COLUMNS("f") " FROM fresh f\n" \
@@ -228,12 +234,12 @@ EXPIRY_CTE ",\n" \
 "  SELECT p.customer_id,\n" \
 "         COALESCE(beh.events_30d, 0) AS events_last_30d,\n" \
 "         COALESCE(beh.product_views_30d, 0) AS product_views_last_30d,\n" \
-"         COALESCE(ses.sessions_30d, 0) AS sessions_last_30d,\n" \
-"         beh.last_active_at,\n" \
+"         COALESCE(beh.sessions_30d, 0) AS sessions_last_30d,\n" \
+"         latest.last_active_at,\n" \
 "         " STAGE("p.last_order_date") " AS lifecycle_stage,\n" \
 "         " NEXT_CHANGE(EXPIRY_CHANGE, "p.last_order_date") " AS next_change_at\n" \
 "  FROM c360.customer_360 p JOIN d USING (customer_id)\n" \
-"  LEFT JOIN beh USING (customer_id) LEFT JOIN ses USING (customer_id)\n" \
+"  LEFT JOIN beh USING (customer_id) LEFT JOIN latest USING (customer_id)\n" \
 "  LEFT JOIN expiry USING (customer_id)),\n" \
 "written AS (\n" \
 "  UPDATE c360.customer_360 p SET\n" \
@@ -552,7 +558,7 @@ c360_maintain_rebuild(void)
 
 	SPI_connect();
 	c360_clock_lock(true, &clock);
-	c360_rollup_rebuild(&clock);
+	c360_rollup_rebuild();
 	all.full = c360_exec_ids(c360_plan(&all_plan,
 								  "SELECT customer_id FROM c360.customers UNION "
 								  "SELECT customer_id FROM c360.customer_360", 0, NULL),

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  * rollup.h
- *	  Event attribution state kept on the way in: per raw id window counters and
- *	  sessions, and the winning identity link per identity value.  Each function
- *	  returns the customers whose profile may have changed (appended to ids).
+ *	  Events on the way in and the winning identity link per identity value: whose
+ *	  events a raw id's are.  Each function returns the customers whose profile may
+ *	  have changed (appended to ids).
  *-------------------------------------------------------------------------
  */
 #ifndef C360_ROLLUP_H
@@ -10,13 +10,13 @@
 
 #include "maintain.h"
 
-extern List *c360_rollup_insert_events(Datum *columns, const C360Clock *clock, List *ids);
+extern List *c360_rollup_insert_events(Datum *columns, List *ids);
 extern List *c360_rollup_owners(Datum raw_ids, List *ids);
 extern void c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock,
 											C360Dirty *dirty);
-extern List *c360_rollup_recount(List *raw_ids, const C360Clock *clock, List *ids);
+extern List *c360_rollup_recount(List *raw_ids, List *ids);
 extern List *c360_rollup_shift(TimestampTz from_bound, TimestampTz to_bound, List *ids);
 extern List *c360_rollup_resolve(List *identity_values, List *ids);
-extern void c360_rollup_rebuild(const C360Clock *clock);
+extern void c360_rollup_rebuild(void);
 
 #endif							/* C360_ROLLUP_H */

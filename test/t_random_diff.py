@@ -774,8 +774,6 @@ class Run:
     def check_rebuild(self):
         state = ("SELECT md5(string_agg(t, E'\\n' ORDER BY t)) FROM ("
                  " SELECT 'p' || (p.*)::text AS t FROM (SELECT %s, next_change_at FROM c360.customer_360) p"
-                 " UNION ALL SELECT 'r' || r::text FROM c360.event_rollup r"
-                 " UNION ALL SELECT 's' || s::text FROM c360.event_sessions s"
                  " UNION ALL SELECT 'i' || i::text FROM c360.identity_resolved i) x;" % PROFILE_COLUMNS)
         before = self.db.run(state)
         self.db.run("CREATE TEMP TABLE pre_rebuild AS SELECT %s, next_change_at FROM c360.customer_360;"
