@@ -18,6 +18,10 @@ PG_CPPFLAGS = -Isrc -I/usr/include/mariadb
 override with_llvm = no
 include $(PGXS)
 
+# PGXS tracks no header dependencies here: a struct changed in a header must rebuild every
+# object, or objects built against the old layout crash at run time.
+$(OBJS): $(wildcard src/*.h bgworkers/*.h)
+
 .PHONY: test demo bench
 test:
 	bash test/run.sh

@@ -28,7 +28,8 @@
 #define C360_STRIPES		1024
 
 static int	cmp_int(const void *a, const void *b);
-static void split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour);
+static void split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour,
+						List **timed);
 static List *exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs,
 						Oid *types, Datum *args, List *ids);
 static List *collect_ids(List *ids);
@@ -120,9 +121,9 @@ r ".lifecycle_stage, " r ".has_open_support_issue, " r ".next_change_at"
 /*
  * Recompute the whole profile rows of the given customers ($1) as of the clock.  Orders
  * and tickets use the reference query's own aggregates over the indexed mirrors.  The
- * behaviour columns come from the rollups for the customers in $6 (their events or links
- * changed) and those without a profile row; the others' stored ones are exact as of the
- * clock.  So is their stored next_change_at, the earlier of the event expiry and the stage
+ * behaviour columns are recounted from the event mirror for the customers in $6 (their
+ * events or links changed) and those without a profile row; the others' stored ones are
+ * exact as of the clock.  So is their stored next_change_at, the earlier of the event expiry and the stage
  * change of the stored last order: where it is before that stage change (or there is none),
  * it is the event expiry itself; only where the two coincide is the event index looked up.
  * A row is written only when its binary image differs from the stored one; rows whose
@@ -256,9 +257,34 @@ EXPIRY_CTE ",\n" \
 "  RETURNING p.customer_id)\n" \
 "SELECT customer_id FROM written"
 
+/*
+ * Only time passed for these customers ($1): their counters are exact as of the clock (a
+ * tick has taken the events that left the window off them), but their stage and when
+ * their profile next changes may have moved.  The stage comes from the stored last order
+ * date, the event expiry from one index probe per raw id.
+ */
+#define REFRESH_TIME_SQL(ids) \
+"WITH d AS (" ids "),\n" \
+RAW_CTE("d") ",\n" \
+EXPIRY_CTE ",\n" \
+"fresh AS (\n" \
+"  SELECT p.customer_id, " STAGE("p.last_order_date") " AS lifecycle_stage,\n" \
+"         " NEXT_CHANGE(EXPIRY_CHANGE, "p.last_order_date") " AS next_change_at\n" \
+"  FROM c360.customer_360 p JOIN d USING (customer_id) LEFT JOIN expiry USING (customer_id)),\n" \
+"written AS (\n" \
+"  UPDATE c360.customer_360 p SET\n" \
+"    lifecycle_stage = f.lifecycle_stage, next_change_at = f.next_change_at,\n" \
+"    profile_updated_at = clock_timestamp()\n" \
+"  FROM fresh f\n" \
+"  WHERE p.customer_id = f.customer_id\n" \
+"    AND (p.lifecycle_stage, p.next_change_at) IS DISTINCT FROM (f.lifecycle_stage, f.next_change_at)\n" \
+"  RETURNING p.customer_id)\n" \
+"SELECT customer_id FROM written"
+
 static const char *refresh_sql[2] = {REFRESH_SQL(IDS_SMALL), REFRESH_SQL(IDS_BULK)};
 static const char *refresh_behaviour_sql[2] = {REFRESH_BEHAVIOUR_SQL(IDS_SMALL),
 REFRESH_BEHAVIOUR_SQL(IDS_BULK)};
+static const char *refresh_time_sql[2] = {REFRESH_TIME_SQL(IDS_SMALL), REFRESH_TIME_SQL(IDS_BULK)};
 
 /*
  * Take the clock lock and read the clock with a fresh snapshot (under READ COMMITTED a new
@@ -358,7 +384,7 @@ c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
 int64
 c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[3];
 	Oid			types[6] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	TEXTOID, TEXTARRAYOID};
 	Datum		args[6];
@@ -366,12 +392,15 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 	List	   *full = NIL;
 	List	   *recount = NIL;
 	List	   *behaviour = NIL;
+	List	   *timed = NIL;
 
-	if (dirty->full == NIL && dirty->behaviour == NIL && dirty->written == NIL)
+	if (dirty->full == NIL && dirty->behaviour == NIL && dirty->timed == NIL &&
+		dirty->written == NIL)
 		return 0;
-	split_dirty(dirty, &full, &recount, &behaviour);
+	split_dirty(dirty, &full, &recount, &behaviour, &timed);
 	if (!exclusive && !dirty->locked)
-		c360_maintain_lock(c360_text_array(list_concat_copy(full, behaviour)));
+		c360_maintain_lock(c360_text_array(list_concat(list_concat_copy(full, behaviour),
+													   timed)));
 
 	args[1] = TimestampTzGetDatum(clock->d30);
 	args[2] = TimestampTzGetDatum(clock->d90);
@@ -390,16 +419,27 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 		changed = exec_sized(&plans[1], refresh_behaviour_sql, list_length(behaviour), 5,
 							 types, args, changed);
 	}
+	if (timed != NIL)
+	{
+		args[0] = c360_text_array(timed);
+		changed = exec_sized(&plans[2], refresh_time_sql, list_length(timed), 5,
+							 types, args, changed);
+	}
+	/* a row written by difference may have been refreshed as well: count it once */
+	changed = c360_distinct_ids(changed, c360_id_set());
 	c360_segments_refresh(changed);
 	return list_length(changed);
 }
 
 /*
  * The dirty customers, each once: those recomputed in full, those of them whose behaviour
- * must be recounted too, and those that need only their behaviour recomputed.
+ * must be recounted too, those that need only their behaviour recomputed, and those for
+ * whom only time passed.  A timed customer that is also recomputed in full is recounted
+ * (a full recompute trusts the stored event expiry, which time may have moved).
  */
 static void
-split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour)
+split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour,
+			List **timed)
 {
 	HTAB	   *full_set = c360_id_set();
 	HTAB	   *behaviour_set = c360_id_set();
@@ -414,6 +454,17 @@ split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviou
 			*recount = lappend(*recount, id);
 		else
 			*behaviour = lappend(*behaviour, id);
+	}
+	foreach(lc, c360_distinct_ids(dirty->timed, c360_id_set()))
+	{
+		char	   *id = lfirst(lc);
+
+		if (hash_search(behaviour_set, &id, HASH_FIND, NULL) != NULL)
+			continue;			/* recounted already */
+		if (hash_search(full_set, &id, HASH_FIND, NULL) != NULL)
+			*recount = lappend(*recount, id);
+		else
+			*timed = lappend(*timed, id);
 	}
 }
 
@@ -502,7 +553,7 @@ c360_maintain_tick(TimestampTz to, bool strict)
 	C360Clock	from;
 	C360Clock	clock;
 	Datum		args[6];
-	C360Dirty	dirty = {NIL, NIL};
+	C360Dirty	dirty = {0};
 	int64		changed;
 
 	SPI_connect();
@@ -525,7 +576,7 @@ c360_maintain_tick(TimestampTz to, bool strict)
 	args[0] = TimestampTzGetDatum(to);
 	c360_exec(c360_plan(&set_plan, "UPDATE c360.clock SET as_of = $1", 1, set_types), args, NULL);
 
-	dirty.behaviour = c360_rollup_shift(from.d30, clock.d30, NIL);
+	c360_rollup_shift(from.d30, clock.d30, &dirty);
 
 	args[0] = TimestampTzGetDatum(Min(from.d30, clock.d30));
 	args[1] = TimestampTzGetDatum(Max(from.d30, clock.d30));
@@ -533,14 +584,14 @@ c360_maintain_tick(TimestampTz to, bool strict)
 	args[3] = TimestampTzGetDatum(Max(from.d90, clock.d90));
 	args[4] = TimestampTzGetDatum(Min(from.d365, clock.d365));
 	args[5] = TimestampTzGetDatum(Max(from.d365, clock.d365));
-	/* time changes only the behaviour columns and the stage: no full recompute */
-	dirty.behaviour = c360_exec_ids(c360_plan(&band_plan,
+	/* last orders crossing a stage bound: only time passed for those customers */
+	dirty.timed = c360_exec_ids(c360_plan(&band_plan,
 									"SELECT customer_id FROM c360.customer_360 WHERE"
 									" (last_order_date > $1 AND last_order_date <= $2) OR"
 									" (last_order_date > $3 AND last_order_date <= $4) OR"
 									" (last_order_date > $5 AND last_order_date <= $6)",
 									6, band_types),
-									args, NULL, dirty.behaviour);
+									args, NULL, dirty.timed);
 
 	changed = c360_maintain_refresh(&dirty, &clock, true);
 	SPI_finish();
@@ -553,7 +604,7 @@ c360_maintain_rebuild(void)
 {
 	static SPIPlanPtr all_plan;
 	C360Clock	clock;
-	C360Dirty	all = {NIL, NIL};
+	C360Dirty	all = {0};
 	int64		changed;
 
 	SPI_connect();

@@ -40,12 +40,14 @@ extern TimestampTz c360_timestamp_shift_days(TimestampTz ts, int days, const cha
 
 /*
  * The customers a batch touched: full ones need every summary recomputed; behaviour ones
- * only the event columns (and the time-dependent stage), from their stored profile row.
+ * only the event columns (and the time-dependent stage), from their stored profile row;
+ * timed ones only the stage and next_change_at.
  */
 typedef struct C360Dirty
 {
 	List	   *full;
 	List	   *behaviour;
+	List	   *timed;			/* only time passed: counters exact, stage and expiry not */
 	List	   *written;		/* profile rows already brought up to date (by difference) */
 	bool		by_difference;	/* the batch may update profiles by difference */
 	bool		locked;			/* the batch already holds its customers' locks */

@@ -39,6 +39,19 @@ INSERT_EVENTS_CTES
 "SELECT DISTINCT " OWNER_OF("ins.customer_id") " FROM ins";
 
 /*
+ * Whether the session (ev.session_id) of an owner (ev.owner) has an event after bound b
+ * under any of the owner's raw ids: one probe of the (customer_id, session_id,
+ * event_time) index per raw id.
+ */
+#define SESSION_SEEN_AFTER(b) \
+"EXISTS (\n" \
+"  SELECT 1 FROM (SELECT ev.owner UNION ALL SELECT ir.identity_value\n" \
+"                 FROM c360.identity_resolved ir WHERE ir.customer_id = ev.owner) r(raw_id)\n" \
+"  JOIN c360.behavioral_events was ON was.customer_id = r.raw_id\n" \
+"    AND was.session_id = ev.session_id AND was.event_time > " b "\n" \
+"  WHERE " OWNER_OF("r.raw_id") " = ev.owner)"
+
+/*
  * The same insert for a batch of events alone, whose owners the caller has locked (and
  * whose identity links cannot change meanwhile: re-attribution takes the clock lock
  * exclusively), with each owner's profile updated by difference: its counters increased
@@ -57,12 +70,8 @@ INSERT_EVENTS_CTES ",\n"
 "  SELECT owner, count(*) FILTER (WHERE event_time > $8) AS n,\n"
 "         count(*) FILTER (WHERE event_type = 'product_view' AND event_time > $8) AS pv,\n"
 "         max(event_time) AS last_at, min(event_time) FILTER (WHERE event_time > $8) AS first_in,\n"
-"         session_id IS NOT NULL AND max(event_time) > $8 AND NOT EXISTS (\n"
-"           SELECT 1 FROM (SELECT ev.owner UNION ALL SELECT ir.identity_value\n"
-"                          FROM c360.identity_resolved ir WHERE ir.customer_id = ev.owner) r(raw_id)\n"
-"           JOIN c360.behavioral_events was ON was.customer_id = r.raw_id\n"
-"             AND was.session_id = ev.session_id AND was.event_time > $8\n"
-"           WHERE " OWNER_OF("r.raw_id") " = ev.owner) AS entered\n"
+"         session_id IS NOT NULL AND max(event_time) > $8\n"
+"           AND NOT " SESSION_SEEN_AFTER("$8") " AS entered\n"
 "  FROM ev GROUP BY owner, session_id),\n"
 "per_owner AS (\n"
 "  SELECT owner, sum(n)::bigint AS n, sum(pv)::bigint AS pv, max(last_at) AS last_at,\n"
@@ -85,12 +94,37 @@ static const char *owners_of_sql =
 "SELECT DISTINCT " OWNER_OF("x") " FROM unnest($1::text[]) x";
 
 /*
- * The owners of the events between two 30-day bounds ($1, $2): the clock moved, and those
- * events left the window (or, when a DST fall-back moved the bound back, re-entered it).
+ * The clock moved the 30-day bound forward from $1 to $2: the events between them left the
+ * window.  Their owners' counters drop by difference (a session leaves with its last
+ * in-window event); stage and expiry are left to the caller.  Returns the owners.
  */
-static const char *shift_sql =
+static const char *shift_delta_sql =
+"WITH ev AS (\n"
+"  SELECT " OWNER_OF("e.customer_id") " AS owner, e.session_id, e.event_type\n"
+"  FROM c360.behavioral_events e WHERE e.event_time > $1 AND e.event_time <= $2),\n"
+"per_session AS (\n"
+"  SELECT owner, count(*) AS n, count(*) FILTER (WHERE event_type = 'product_view') AS pv,\n"
+"         session_id IS NOT NULL AND NOT " SESSION_SEEN_AFTER("$2") " AS left_window\n"
+"  FROM ev GROUP BY owner, session_id),\n"
+"per_owner AS (\n"
+"  SELECT owner, sum(n)::bigint AS n, sum(pv)::bigint AS pv,\n"
+"         count(*) FILTER (WHERE left_window) AS k\n"
+"  FROM per_session GROUP BY owner)\n"
+"UPDATE c360.customer_360 p SET\n"
+"  events_last_30d = p.events_last_30d - r.n,\n"
+"  product_views_last_30d = p.product_views_last_30d - r.pv,\n"
+"  sessions_last_30d = p.sessions_last_30d - r.k,\n"
+"  profile_updated_at = clock_timestamp()\n"
+"FROM per_owner r WHERE p.customer_id = r.owner\n"
+"RETURNING p.customer_id";
+
+/*
+ * The bound moved back (a DST fall-back moves as_of - 30 days back by an hour): the events
+ * between $2 and $1 re-entered the window.  Their owners are recounted.
+ */
+static const char *shift_back_sql =
 "SELECT DISTINCT " OWNER_OF("e.customer_id") " FROM c360.behavioral_events e\n"
-"WHERE e.event_time > least($1::timestamptz, $2) AND e.event_time <= greatest($1::timestamptz, $2)";
+"WHERE e.event_time > $2 AND e.event_time <= $1";
 
 /*
  * Re-resolve identity values ($1) after their links changed: both the owner before and the
@@ -160,14 +194,30 @@ c360_rollup_recount(List *raw_ids, List *ids)
 	return c360_rollup_owners(c360_text_array(raw_ids), ids);
 }
 
-List *
-c360_rollup_shift(TimestampTz from_bound, TimestampTz to_bound, List *ids)
+/*
+ * The clock's 30-day bound moved from from_bound to to_bound: forward, the owners of the
+ * events that left the window lose them by difference and only time passed for them;
+ * back, the owners of the events that re-entered it are recounted.
+ */
+void
+c360_rollup_shift(TimestampTz from_bound, TimestampTz to_bound, C360Dirty *dirty)
 {
-	static SPIPlanPtr plan;
+	static SPIPlanPtr delta_plan;
+	static SPIPlanPtr back_plan;
 	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[2] = {TimestampTzGetDatum(from_bound), TimestampTzGetDatum(to_bound)};
 
-	return c360_exec_ids(c360_plan(&plan, shift_sql, 2, types), args, NULL, ids);
+	if (to_bound > from_bound)
+	{
+		List	   *owners = c360_exec_ids(c360_plan(&delta_plan, shift_delta_sql, 2, types),
+										   args, NULL, NIL);
+
+		dirty->timed = list_concat(dirty->timed, owners);
+		dirty->written = list_concat(dirty->written, owners);
+	}
+	else if (to_bound < from_bound)
+		dirty->behaviour = c360_exec_ids(c360_plan(&back_plan, shift_back_sql, 2, types),
+										 args, NULL, dirty->behaviour);
 }
 
 List *
