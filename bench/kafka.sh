@@ -4,7 +4,7 @@
 #   - raw COPY of the events into a scratch copy of the event mirror (with its indexes),
 #     median of 3 runs: the baseline;
 #   - Kafka -> profile: one worker reads the same events from a 3-partition topic and
-#     applies them through the apply path (mirror, rollups, profile rows), events/s from the
+#     applies them through the apply path (mirror, profile rows), events/s from the
 #     first message produced to the last one committed; the ratio to the baseline;
 #   - the worker's memory at start and after every tenth of the events: RssAnon, its private
 #     memory, must stay flat; VmRSS also counts RssShmem, the shared buffers it has touched

@@ -83,14 +83,19 @@ CREATE TABLE bench.statements (
 CREATE FUNCTION bench.label(q text) RETURNS text
     LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
-        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x WHERE x <> ALL%'
-            THEN 'maintain.c refresh_behaviour_sql (behaviour columns)'
-        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id%' THEN 'maintain.c refresh_sql (whole profile row)'
+        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id%dd AS (%'
+            THEN 'maintain.c refresh_sql (whole profile row)'
+        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id%beh AS (%'
+            THEN 'maintain.c refresh_behaviour_sql (events recounted)'
+        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS customer_id%expiry AS (%'
+            THEN 'maintain.c refresh_time_sql (stage and expiry)'
         WHEN q LIKE 'SELECT name, predicate, c360._segment_payload%' THEN 'segment.c list segments'
-        WHEN q LIKE 'WITH v AS (SELECT * FROM unnest(%' THEN 'rollup.c insert_sql (events mirror+rollups)'
+        WHEN q LIKE 'WITH v AS (SELECT * FROM unnest(%UPDATE c360.customer_360%'
+            THEN 'rollup.c insert_delta_sql (events, profiles by difference)'
+        WHEN q LIKE 'WITH v AS (SELECT * FROM unnest(%' THEN 'rollup.c insert_sql (events mirror)'
         WHEN q LIKE 'SELECT DISTINCT x FROM unnest($1::text[]) x' THEN 'maintain.c lock_ids (stripe ids)'
         WHEN q LIKE 'SELECT as_of, time_zone FROM c360.clock' THEN 'maintain.c clock read'
-        WHEN q LIKE 'WITH band AS%' THEN 'rollup.c shift_sql (30d window shift)'
+        WHEN q LIKE 'WITH ev AS%' THEN 'rollup.c shift_delta_sql (events left the window)'
         WHEN q LIKE 'SELECT customer_id FROM c360.customer_360 WHERE%' THEN 'maintain.c tick band (last orders)'
         WHEN q LIKE 'UPDATE c360.clock%' THEN 'maintain.c tick set clock'
         WHEN q ~ '^SELECT .* FROM c360\.\w+ WHERE \w+ = ANY\(\$1\) ORDER BY .* FOR UPDATE'
@@ -252,9 +257,9 @@ END $$;
 --   copy    COPY of the batch's rows into the event mirror, one transaction per batch
 --   insert  one plain INSERT of the rows into the event mirror
 --   floor   that INSERT and, in the same statement, the owners' profile counters (events,
---           product views, last active): not a maintainer (no sessions, no rollups, no window
---           expiry, no identity links), so a lower bound for any that keeps the profile exact
---           per batch
+--           product views, last active): not a maintainer (no sessions, no window expiry,
+--           no identity links), so a lower bound for any that keeps the profile exact per
+--           batch
 --   apply   c360.apply_changes, the maintainer, JSON parse included
 --   visits  the same, for events that come in visits of 10 (one customer, one new session):
 --           not the workload of the ratio target, but how much it depends on the spread

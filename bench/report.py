@@ -65,7 +65,7 @@ def main():
             r = res["floor_" + way]
             per_s = r["rows"] / r["batches"] / r["p50_ms"] * 1000
             p(f"   {label:<38} {r['p50_ms']:6.1f} ms  {n(per_s):>7}/s  {per_s / rate(cev):5.3f} x")
-        p("   \"INSERT + profile counters\" is not a maintainer (no sessions, rollups, expiry or "
+        p("   \"INSERT + profile counters\" is not a maintainer (no sessions, expiry or "
           "identity links): it writes only what any design")
         p("   that keeps the profile exact per batch must write (each mirror row, each owner's "
           "profile row), so its ratio is about the most such a design reaches here;")
