@@ -221,5 +221,45 @@ SELECT customer_id, count(*) AS big_events FROM c360.behavioral_events WHERE eve
 GROUP BY customer_id ORDER BY customer_id;
 SELECT * FROM ev ORDER BY customer_id;
 
+--
+-- Sessions by difference across an owner's raw ids
+--
+-- A cookie and its customer share a session (the login happens mid-session).  Batches of
+-- events alone update the profile by difference: the shared session counts once, and one
+-- already in the window does not count again.
+SELECT c360.apply_changes($$[
+  {"input": "customers", "op": "insert", "new": {"customer_id": "c5"}},
+  {"input": "identity_graph", "op": "insert", "new": {"identity_id": "i7", "customer_id": "c5",
+     "identity_type": "cookie", "identity_value": "ck5", "created_at": "2030-05-01 00:00+00"}}
+]$$);
+SELECT c360.apply_changes($$[
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "x1", "customer_id": "ck5", "session_id": "sx",
+     "event_type": "product_view", "event_time": "2030-05-05 10:00+00"}},
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "x2", "customer_id": "c5", "session_id": "sx",
+     "event_type": "page_view", "event_time": "2030-05-06 10:00+00"}},
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "x3", "customer_id": "c5", "session_id": "sy",
+     "event_type": "product_view", "event_time": "2030-05-03 10:00+00"}},
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "x4", "customer_id": "ck5",
+     "event_type": "page_view", "event_time": "2030-05-04 10:00+00"}}
+]$$);
+SELECT count(*) AS diffs FROM c360.verify();
+SELECT * FROM ev WHERE customer_id = 'c5';
+SELECT c360.apply_changes($$[
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "x5", "customer_id": "ck5", "session_id": "sx",
+     "event_type": "page_view", "event_time": "2030-05-10 10:00+00"}},
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "x6", "customer_id": "c5", "session_id": "sz",
+     "event_type": "page_view", "event_time": "2030-05-20 10:00+00"}}
+]$$);
+SELECT count(*) AS diffs FROM c360.verify();
+SELECT * FROM ev WHERE customer_id = 'c5';
+-- Time passes: sy leaves the window with its only event; sx stays while either id still has
+-- an event of it in the window, and leaves with the last one.
+SELECT c360.tick('2030-06-04 12:00+00') > 0 AS changed;
+SELECT count(*) AS diffs FROM c360.verify();
+SELECT * FROM ev WHERE customer_id = 'c5';
+SELECT c360.tick('2030-06-09 12:00+00') > 0 AS changed;
+SELECT count(*) AS diffs FROM c360.verify();
+SELECT * FROM ev WHERE customer_id = 'c5';
+
 SELECT c360.rebuild() AS rows_changed_by_rebuild;
 SELECT count(*) AS diffs FROM c360.verify();
