@@ -41,7 +41,8 @@ INSERT_EVENTS_CTES
 /*
  * Whether the session (ev.session_id) of an owner (ev.owner) has an event after bound b
  * under any of the owner's raw ids: one probe of the (customer_id, session_id,
- * event_time) index per raw id.
+ * event_time) index per raw id.  ev is materialized, so that each event's owner is
+ * looked up once, not once per reference to it.
  */
 #define SESSION_SEEN_AFTER(b) \
 "EXISTS (\n" \
@@ -65,7 +66,7 @@ INSERT_EVENTS_CTES
  */
 static const char *insert_delta_sql =
 INSERT_EVENTS_CTES ",\n"
-"ev AS (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n"
+"ev AS MATERIALIZED (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n"
 "per_session AS (\n"
 "  SELECT owner, count(*) FILTER (WHERE event_time > $8) AS n,\n"
 "         count(*) FILTER (WHERE event_type = 'product_view' AND event_time > $8) AS pv,\n"
@@ -99,7 +100,7 @@ static const char *owners_of_sql =
  * in-window event); stage and expiry are left to the caller.  Returns the owners.
  */
 static const char *shift_delta_sql =
-"WITH ev AS (\n"
+"WITH ev AS MATERIALIZED (\n"
 "  SELECT " OWNER_OF("e.customer_id") " AS owner, e.session_id, e.event_type\n"
 "  FROM c360.behavioral_events e WHERE e.event_time > $1 AND e.event_time <= $2),\n"
 "per_session AS (\n"
