@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * apply.h
- *	  The one apply path: a batch of change records becomes mirror rows, rollups and
- *	  profile rows in the caller's transaction.
+ *	  The one apply path: a batch of change records becomes mirror rows and profile
+ *	  rows in the caller's transaction.
  *-------------------------------------------------------------------------
  */
 #ifndef C360_APPLY_H

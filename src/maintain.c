@@ -2,8 +2,8 @@
  * maintain.c
  *	  The incremental maintainer.  The dirty customers of a batch are locked in one
  *	  fixed order, their profile rows are recomputed by one set-based statement from
- *	  the indexed mirrors and the event rollups, and only rows that really differ are
- *	  written.  Also the profile's clock: tick and rebuild.
+ *	  the indexed mirrors, and only rows that really differ are written.  Also the
+ *	  profile's clock: tick and rebuild.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

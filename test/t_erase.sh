@@ -358,7 +358,7 @@ for t in customers customer_360 orders support_tickets identity_graph identity_r
 done
 scan "$N_RE" >"$TMP/neighbour.before" || die "the scan for the neighbour failed"
 [ "$(wc -l <"$TMP/neighbour.before")" -ge 10 ] ||
-    fail "step 1: only $(wc -l <"$TMP/neighbour.before") rows name the neighbour (want its customer, profile, orders, ticket, link, events, rollups, membership, dead letter)"
+    fail "step 1: only $(wc -l <"$TMP/neighbour.before") rows name the neighbour (want its customer, profile, orders, ticket, link, events, membership, dead letter)"
 say "  loaded through both workers in $(elapsed "$t1")s: $X has 2 orders, 1 ticket, 5 events (2 via $X_COOKIE), 3 dead letters name it; verify() empty; enters published"
 
 # ---------------------------------------------------------------------------------------------
