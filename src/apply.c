@@ -68,7 +68,6 @@ typedef struct InputResult
 
 static bool needs_exclusive_clock(C360Batch *batch);
 static bool insert_only(List *changes);
-static bool events_alone(C360Batch *batch);
 static bool same_image(Oid type, Datum a, Datum b);
 static void apply_input(C360InputId input, List *changes, const C360Clock *clock,
 						C360Dirty *dirty);
@@ -130,7 +129,11 @@ c360_apply_finish(C360Batch *batch)
 		SPI_finish();
 		return 0;
 	}
-	dirty.by_difference = !exclusive && !deferring() && events_alone(batch);
+	/*
+	 * A batch that does not hold the clock exclusively changes no identity link and only
+	 * inserts events: its events can update their owners' profiles by difference.
+	 */
+	dirty.by_difference = !exclusive && !deferring();
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 		if (batch->changes[i] != NIL)
@@ -210,16 +213,6 @@ needs_exclusive_clock(C360Batch *batch)
 		!insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
 }
 
-/* A batch of new events and nothing else. */
-static bool
-events_alone(C360Batch *batch)
-{
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
-		if (i != C360_BEHAVIORAL_EVENTS && batch->changes[i] != NIL)
-			return false;
-	return insert_only(batch->changes[C360_BEHAVIORAL_EVENTS]);
-}
-
 static bool
 insert_only(List *changes)
 {
@@ -263,6 +256,8 @@ apply_run(C360InputId input, List *changes, const C360Clock *clock, C360Dirty *d
 
 	if (changes == NIL)
 		return;
+	/* customers are locked only once, with the events, the last input such a batch has */
+	Assert(!dirty->locked);
 	if (input == C360_BEHAVIORAL_EVENTS && insert_only(changes))
 	{
 		insert_events(changes, clock, dirty);
@@ -338,12 +333,17 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 		columns[col] = column_array(in, col, changes, true, vals, nulls);
 
 	/*
-	 * A batch of nothing but new events (a Kafka source's) can update profiles by
-	 * difference, once its customers are locked; that is also the first lock it takes.
+	 * New events update their owners' profiles by difference, once the owners are locked.
+	 * The other inputs' mirror rows are written already (events come after them, and a
+	 * batch that updates by difference has no identity links): every customer the batch
+	 * touched is locked now, in one ordered pass, and the maintainer takes no more locks.
 	 */
 	if (dirty->by_difference)
 	{
-		c360_maintain_lock(c360_text_array(c360_rollup_owners(columns[in->customer_col], NIL)));
+		List	   *ids = list_concat_copy(dirty->full, dirty->behaviour);
+
+		ids = c360_rollup_owners(columns[in->customer_col], ids);
+		c360_maintain_lock(c360_text_array(ids));
 		dirty->locked = true;
 		c360_rollup_insert_events_delta(columns, clock, dirty);
 		return;
