@@ -73,9 +73,8 @@ static void apply_input(C360InputId input, List *changes, const C360Clock *clock
 						C360Dirty *dirty);
 static void apply_run(C360InputId input, List *changes, const C360Clock *clock,
 					  C360Dirty *dirty);
-static void truncate_input(C360InputId input, const C360Clock *clock, C360Dirty *dirty);
-static void attribution_changed(C360InputId input, List *ids, const C360Clock *clock,
-								C360Dirty *dirty);
+static void truncate_input(C360InputId input, C360Dirty *dirty);
+static void attribution_changed(C360InputId input, List *ids, C360Dirty *dirty);
 static void insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty);
 static HTAB *load_keys(C360InputId input, List *changes, bool stored);
 static void replay(C360InputId input, HTAB *keys, List *changes);
@@ -241,7 +240,7 @@ apply_input(C360InputId input, List *changes, const C360Clock *clock, C360Dirty 
 			continue;
 		}
 		apply_run(input, run, clock, dirty);
-		truncate_input(input, clock, dirty);
+		truncate_input(input, dirty);
 		run = NIL;
 	}
 	apply_run(input, run, clock, dirty);
@@ -278,17 +277,17 @@ apply_run(C360InputId input, List *changes, const C360Clock *clock, C360Dirty *d
 	write_rows(input, &res);
 	if (fresh)
 		emptied[input] = MyProc->lxid;
-	attribution_changed(input, res.ids, clock, dirty);
+	attribution_changed(input, res.ids, dirty);
 }
 
 static void
-truncate_input(C360InputId input, const C360Clock *clock, C360Dirty *dirty)
+truncate_input(C360InputId input, C360Dirty *dirty)
 {
 	List	   *ids = c360_exec_ids(input_plans(input)->truncate, NULL, NULL, NIL);
 
 	if (c360_clock_held_alone())
 		emptied[input] = MyProc->lxid;
-	attribution_changed(input, ids, clock, dirty);
+	attribution_changed(input, ids, dirty);
 }
 
 /*
@@ -297,14 +296,14 @@ truncate_input(C360InputId input, const C360Clock *clock, C360Dirty *dirty)
  * and links change only the behaviour columns of a profile.
  */
 static void
-attribution_changed(C360InputId input, List *ids, const C360Clock *clock, C360Dirty *dirty)
+attribution_changed(C360InputId input, List *ids, C360Dirty *dirty)
 {
-	if (input == C360_BEHAVIORAL_EVENTS)
-		dirty->behaviour = c360_rollup_recount(ids, dirty->behaviour);
-	else if (input == C360_IDENTITY_GRAPH)
+	if (input == C360_IDENTITY_GRAPH)
 		dirty->behaviour = c360_rollup_resolve(ids, dirty->behaviour);
-	else
+	else if (input != C360_BEHAVIORAL_EVENTS)
 		dirty->full = list_concat(dirty->full, ids);
+	else if (ids != NIL)
+		dirty->behaviour = c360_rollup_owners(c360_text_array(ids), dirty->behaviour);
 }
 
 /*

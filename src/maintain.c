@@ -123,9 +123,10 @@ r ".lifecycle_stage, " r ".has_open_support_issue, " r ".next_change_at"
  * and tickets use the reference query's own aggregates over the indexed mirrors.  The
  * behaviour columns are recounted from the event mirror for the customers in $6 (their
  * events or links changed) and those without a profile row; the others' stored ones are
- * exact as of the clock.  So is their stored next_change_at, the earlier of the event expiry and the stage
- * change of the stored last order: where it is before that stage change (or there is none),
- * it is the event expiry itself; only where the two coincide is the event index looked up.
+ * exact as of the clock.  So is their stored next_change_at, the earlier of the event
+ * expiry and the stage change of the stored last order: where it is before that stage
+ * change (or there is none), it is the event expiry itself; only where the two coincide
+ * is the event index looked up.
  * A row is written only when its binary image differs from the stored one; rows whose
  * customer is gone are deleted.
  */
@@ -586,12 +587,12 @@ c360_maintain_tick(TimestampTz to, bool strict)
 	args[5] = TimestampTzGetDatum(Max(from.d365, clock.d365));
 	/* last orders crossing a stage bound: only time passed for those customers */
 	dirty.timed = c360_exec_ids(c360_plan(&band_plan,
-									"SELECT customer_id FROM c360.customer_360 WHERE"
-									" (last_order_date > $1 AND last_order_date <= $2) OR"
-									" (last_order_date > $3 AND last_order_date <= $4) OR"
-									" (last_order_date > $5 AND last_order_date <= $6)",
-									6, band_types),
-									args, NULL, dirty.timed);
+										  "SELECT customer_id FROM c360.customer_360 WHERE"
+										  " (last_order_date > $1 AND last_order_date <= $2) OR"
+										  " (last_order_date > $3 AND last_order_date <= $4) OR"
+										  " (last_order_date > $5 AND last_order_date <= $6)",
+										  6, band_types),
+								args, NULL, dirty.timed);
 
 	changed = c360_maintain_refresh(&dirty, &clock, true);
 	SPI_finish();

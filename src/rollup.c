@@ -90,7 +90,7 @@ INSERT_EVENTS_CTES ",\n"
 "  AND (r.n > 0 OR p.last_active_at IS NULL OR r.last_at > p.last_active_at)\n"
 "RETURNING p.customer_id";
 
-/* The owners of raw ids ($1) whose events changed: their behaviour is recounted. */
+/* The owners of raw ids ($1): who to lock for new events, or to recount for changed ones. */
 static const char *owners_of_sql =
 "SELECT DISTINCT " OWNER_OF("x") " FROM unnest($1::text[]) x";
 
@@ -185,14 +185,6 @@ c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock, C360Dirt
 	args[8] = CStringGetTextDatum(clock->time_zone);
 	dirty->written = c360_exec_ids(c360_plan(&plan, insert_delta_sql, 9, types), args, NULL,
 								   dirty->written);
-}
-
-List *
-c360_rollup_recount(List *raw_ids, List *ids)
-{
-	if (raw_ids == NIL)
-		return ids;
-	return c360_rollup_owners(c360_text_array(raw_ids), ids);
 }
 
 /*

@@ -14,7 +14,6 @@ extern List *c360_rollup_insert_events(Datum *columns, List *ids);
 extern List *c360_rollup_owners(Datum raw_ids, List *ids);
 extern void c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock,
 											C360Dirty *dirty);
-extern List *c360_rollup_recount(List *raw_ids, List *ids);
 extern void c360_rollup_shift(TimestampTz from_bound, TimestampTz to_bound, C360Dirty *dirty);
 extern List *c360_rollup_resolve(List *identity_values, List *ids);
 extern void c360_rollup_rebuild(void);
