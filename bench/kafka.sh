@@ -6,6 +6,8 @@
 #   - Kafka -> profile: one worker reads the same events from a 3-partition topic and
 #     applies them through the apply path (mirror, profile rows), events/s from the
 #     first message produced to the last one committed; the ratio to the baseline;
+#   - the floor: the same events written in SQL batches the least an exact profile needs
+#     (mirror rows and each owner's counters), timed, against the same baseline;
 #   - the worker's memory at start and after every tenth of the events: RssAnon, its private
 #     memory, must stay flat; VmRSS also counts RssShmem, the shared buffers it has touched
 #     so far, which grows up to shared_buffers whatever the worker does.
@@ -16,8 +18,9 @@
 # 150,000 once lost 21,735 events to the broker's retention).  Every event is checked to have
 # arrived; a loss shows in the source's last_error, which the report prints.
 # Knobs (environment): BENCH_KAFKA_EVENTS (default 5,000,000, the Kafka issue's memory check;
-# about 17 minutes on 2 cores, a third of it generating and COPYing the events),
-# BENCH_CUSTOMERS, BENCH_KAFKA_BATCH (c360.batch_size), BENCH_KAFKA_BACKLOG, BENCH_KAFKA_PORT.
+# about 21 minutes on 2 cores: a quarter generating and COPYing the events, a fifth the floor),
+# BENCH_CUSTOMERS, BENCH_KAFKA_BATCH (c360.batch_size), BENCH_KAFKA_BACKLOG, BENCH_KAFKA_PORT,
+# BENCH_KAFKA_FLOOR=0 skips the floor.
 # Prints the report and writes it to bench/out/kafka.txt.
 set -euo pipefail
 
@@ -96,6 +99,69 @@ copy_median=$(printf '%s\n' "${copy_secs[@]}" | sort -n | sed -n 2p)
 copy_rate=$(awk -v n="$EVENTS" -v s="$copy_median" 'BEGIN { printf "%.0f", n / s }')
 say "  COPY: ${copy_secs[*]} s -> median $copy_median s, $copy_rate rows/s"
 
+# --- the floor: what any exact design must write per batch -------------------------------
+# The same events in batches of c360.batch_size, each batch one transaction of a plain
+# INSERT into a scratch copy of the mirror and, in the same statement, its owners' counters
+# (events, product views, last active) in a scratch copy of the profile: no decoding, no
+# sessions, no identity links, no expiry.  Only the statement and its commit are timed (the
+# batch's arrays are read from a staging table first), so the ratio is the most a worker
+# that keeps the profile exact per batch could reach on this machine and data.
+if [ "${BENCH_KAFKA_FLOOR:-1}" = 1 ]; then
+    say "floor: the $EVENTS events in batches of $BATCH, INSERT + owners' profile counters"
+    psql_b -q <<SQL >/dev/null
+CREATE UNLOGGED TABLE floor_staged (LIKE c360.behavioral_events);
+COPY floor_staged FROM '$DIR/events.csv' (FORMAT csv);
+CREATE UNLOGGED TABLE floor_batches AS
+    SELECT (n - 1) / $BATCH AS b, array_agg(event_id ORDER BY n) AS ids, array_agg(customer_id ORDER BY n) AS cust,
+           array_agg(session_id ORDER BY n) AS sess, array_agg(event_type ORDER BY n) AS typ,
+           array_agg(product_id ORDER BY n) AS prod, array_agg(category_id ORDER BY n) AS cat,
+           array_agg(event_time ORDER BY n) AS at
+    FROM (SELECT *, row_number() OVER () AS n FROM floor_staged) s GROUP BY 1;
+ALTER TABLE floor_batches ADD PRIMARY KEY (b);
+DROP TABLE floor_staged;
+CREATE TABLE floor_events (LIKE c360.behavioral_events INCLUDING ALL);
+CREATE TABLE floor_profile (LIKE c360.customer_360 INCLUDING ALL) WITH (fillfactor = 80);
+INSERT INTO floor_profile SELECT * FROM c360.customer_360;
+CREATE TABLE floor_result (seconds float8);
+CREATE PROCEDURE floor_run() LANGUAGE plpgsql AS \$\$
+DECLARE
+    r     record;
+    t     timestamptz;
+    spent float8 := 0;
+BEGIN
+    FOR k IN 0 .. (SELECT max(b) FROM floor_batches) LOOP
+        SELECT * INTO r FROM floor_batches WHERE b = k;
+        t := clock_timestamp();
+        WITH ins AS (
+            INSERT INTO floor_events
+            SELECT * FROM unnest(r.ids, r.cust, r.sess, r.typ, r.prod, r.cat, r.at)
+            RETURNING customer_id, event_type, event_time),
+        per AS (
+            SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE event_type = 'product_view') AS pv,
+                   max(event_time) AS last_at
+            FROM ins GROUP BY customer_id)
+        UPDATE floor_profile p
+        SET events_last_30d = p.events_last_30d + per.n,
+            product_views_last_30d = p.product_views_last_30d + per.pv,
+            last_active_at = greatest(p.last_active_at, per.last_at),
+            profile_updated_at = clock_timestamp()
+        FROM per WHERE p.customer_id = per.customer_id;
+        COMMIT;
+        spent := spent + extract(epoch FROM clock_timestamp() - t);
+    END LOOP;
+    INSERT INTO floor_result VALUES (spent);
+    COMMIT;
+END \$\$;
+CHECKPOINT;
+SQL
+    psql_b -c "CALL floor_run()" >/dev/null
+    floor_secs=$(q -c "SELECT round(seconds::numeric, 3) FROM floor_result")
+    floor_rate=$(awk -v n="$EVENTS" -v s="$floor_secs" 'BEGIN { printf "%.0f", n / s }')
+    psql_b -c "DROP TABLE floor_batches, floor_events, floor_profile, floor_result" \
+        -c "DROP PROCEDURE floor_run" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+    say "  floor: $floor_secs s -> $floor_rate events/s"
+fi
+
 # --- Kafka -> profile ---------------------------------------------------------------------
 test/kafka_broker --topic bench_events:3 --bootstrap-file "$DIR/bootstrap" >/dev/null 2>"$DIR/broker.err" &
 BROKER_PID=$!
@@ -157,6 +223,7 @@ ratio=$(awk -v k="$kafka_rate" -v c="$copy_rate" 'BEGIN { printf "%.3f", k / c }
     echo "  raw COPY into a scratch copy of the event mirror: median $copy_median s of ${copy_secs[*]} -> $copy_rate events/s"
     echo "  Kafka -> profile, one worker: $kafka_secs s -> $kafka_rate events/s"
     echo "  ratio Kafka / COPY: $ratio"
+    [ -z "${floor_rate:-}" ] || echo "  the floor, INSERT + owners' profile counters in SQL, batches of $BATCH: $floor_secs s -> $floor_rate events/s, $(awk -v f="$floor_rate" -v c="$copy_rate" 'BEGIN { printf "%.3f", f / c }') x COPY"
     echo "  worker memory at start:  $MEM_START"
     for m in "${mem_log[@]}"; do echo "    after $m"; done
     echo "  worker memory at the end: $MEM_END"
