@@ -139,7 +139,9 @@ segments_statement(void)
  * customer_id alone (materialized, so that stale statistics cannot turn the lookup into
  * one probe of the primary key per segment and customer).  Customers are locked (or the
  * clock is held exclusively) and segments cannot change meanwhile, so "enter" rows are new
- * members and "update" rows existing ones: no ON CONFLICT is needed.
+ * members and "update" rows existing ones (no ON CONFLICT is needed), and the member rows
+ * read are still the current ones when they are updated or deleted: by ctid, with no
+ * second lookup of the primary key.
  */
 static char *
 maintain_sql(int nsegments)
@@ -169,29 +171,29 @@ maintain_sql(int nsegments)
 					"    ]) WITH ORDINALITY s(payload, segment_ord)\n"
 					"  WHERE p.customer_id = ANY($1) AND s.payload IS NOT NULL),\n"
 					"members AS MATERIALIZED (\n"
-					"  SELECT segment, customer_id, payload FROM c360.segment_members\n"
+					"  SELECT ctid AS tid, segment, customer_id, payload FROM c360.segment_members\n"
 					"  WHERE customer_id = ANY($1)),\n"
 					"was_in AS (\n"
-					"  SELECT s.segment_ord, m.customer_id, m.payload\n"
+					"  SELECT s.segment_ord, m.customer_id, m.payload, m.tid\n"
 					"  FROM members m JOIN (VALUES %s) s(segment, segment_ord) ON s.segment = m.segment),\n"
 					"diff AS (\n"
 					"  SELECT segment_ord, (ARRAY[%s])[segment_ord] AS segment, customer_id,\n"
 					"         CASE WHEN w.customer_id IS NULL THEN 'enter'\n"
 					"              WHEN n.customer_id IS NULL THEN 'exit' ELSE 'update' END AS change,\n"
-					"         COALESCE(n.payload, w.payload) AS payload\n"
+					"         COALESCE(n.payload, w.payload) AS payload, w.tid\n"
 					"  FROM now_in n FULL JOIN was_in w USING (segment_ord, customer_id)\n"
 					"  WHERE n.customer_id IS NULL OR w.customer_id IS NULL\n"
 					"     OR n.payload IS DISTINCT FROM w.payload),\n"
 					"gone AS (\n"
 					"  DELETE FROM c360.segment_members m USING diff d\n"
-					"  WHERE d.change = 'exit' AND m.segment = d.segment AND m.customer_id = d.customer_id),\n"
+					"  WHERE d.change = 'exit' AND m.ctid = d.tid),\n"
 					"entered AS (\n"
 					"  INSERT INTO c360.segment_members (segment, customer_id, entered_at, payload)\n"
 					"  SELECT segment, customer_id, clock_timestamp(), payload FROM diff\n"
 					"  WHERE change = 'enter' ORDER BY segment_ord, customer_id COLLATE \"C\"),\n"
 					"updated AS (\n"
 					"  UPDATE c360.segment_members m SET payload = d.payload FROM diff d\n"
-					"  WHERE d.change = 'update' AND m.segment = d.segment AND m.customer_id = d.customer_id),\n"
+					"  WHERE d.change = 'update' AND m.ctid = d.tid),\n"
 					"outbox AS (\n"
 					"  INSERT INTO c360.segment_changes (segment, customer_id, change, payload)\n"
 					"  SELECT segment, customer_id, change, payload FROM diff\n"
