@@ -135,7 +135,9 @@ segments_statement(void)
  * Each profile row is read once and gives one array of payloads, NULL where the predicate
  * does not hold: each predicate is evaluated once per row and its payload built only where
  * it holds, and the expressions are compiled once per execution (a LATERAL VALUES list
- * would compile them again for every row).  The members are read through the index on
+ * would compile them again for every row).  The array is unnested in the select list,
+ * in step with the segment numbers: a LATERAL unnest would store every row's elements in
+ * a tuplestore first.  The members are read through the index on
  * customer_id alone (materialized, so that stale statistics cannot turn the lookup into
  * one probe of the primary key per segment and customer).  Customers are locked (or the
  * clock is held exclusively) and segments cannot change meanwhile, so "enter" rows are new
@@ -166,10 +168,11 @@ maintain_sql(int nsegments)
 	}
 	return psprintf(
 					"WITH now_in AS (\n"
-					"  SELECT s.segment_ord::integer, p.customer_id, s.payload\n"
-					"  FROM c360.customer_360 p CROSS JOIN LATERAL unnest(ARRAY[%s\n"
-					"    ]) WITH ORDINALITY s(payload, segment_ord)\n"
-					"  WHERE p.customer_id = ANY($1) AND s.payload IS NOT NULL),\n"
+					"  SELECT segment_ord, customer_id, payload FROM (\n"
+					"    SELECT p.customer_id, unnest(ARRAY[%s\n"
+					"      ]) AS payload, generate_series(1, %d) AS segment_ord\n"
+					"    FROM c360.customer_360 p WHERE p.customer_id = ANY($1)) s\n"
+					"  WHERE payload IS NOT NULL),\n"
 					"members AS MATERIALIZED (\n"
 					"  SELECT ctid AS tid, segment, customer_id, payload FROM c360.segment_members\n"
 					"  WHERE customer_id = ANY($1)),\n"
@@ -201,7 +204,7 @@ maintain_sql(int nsegments)
 					"  RETURNING segment, customer_id, change)\n"
 					"SELECT count(pg_notify('c360_segments', segment || ':' || customer_id || ':' || change))\n"
 					"FROM outbox",
-					payloads.data, numbers.data, names.data);
+					payloads.data, nsegments, numbers.data, names.data);
 }
 
 /*
