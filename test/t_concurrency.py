@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Concurrency test: four sessions (orders, customers, events + identity links, ticks) maintain
 # the same 40 customers' profiles at once for C360_CONCURRENCY_SECONDS (default 60): no error of
-# any kind (deadlock 40P01, serialization 40001), and verify() empty at every pause and the end.
+# any kind (deadlock 40P01, serialization 40001), and verify() empty at every pause and the end,
+# with three segments' members and outbox exact too.
 import datetime
 import json
 import os
@@ -372,13 +373,60 @@ class Ticker(Session):
         self.shared.clock = int(out[-1])
 
 
+# Segments over columns that every session moves (orders, events, tiers, ticks).  They have
+# no sink, so the outbox keeps every row: the last row per member, in seq order, must say
+# what segment_members says.
+SEGMENTS = [
+    ("big_spenders", "lifetime_value > 300", ["lifetime_value", "total_orders"]),
+    ("browsers", "events_last_30d >= 3", ["events_last_30d", "sessions_last_30d", "last_active_at"]),
+    ("gold_idle", "loyalty_tier = 'gold' AND lifecycle_stage <> 'active'", ["lifecycle_stage"]),
+]
+
+# Members whose last outbox row (highest seq) is not an enter or update with their payload,
+# or the reverse.
+OUTBOX_SQL = """
+WITH last AS (
+  SELECT DISTINCT ON (segment, customer_id) segment, customer_id, change, payload
+  FROM c360.segment_changes ORDER BY segment, customer_id, seq DESC),
+now_in AS (SELECT segment, customer_id, payload FROM last WHERE change <> 'exit'),
+members AS (SELECT segment, customer_id, payload FROM c360.segment_members)
+SELECT 'outbox says member, members do not: ' || segment || ' ' || customer_id
+FROM (SELECT * FROM now_in EXCEPT SELECT * FROM members) a
+UNION ALL
+SELECT 'member, outbox does not say so: ' || segment || ' ' || customer_id
+FROM (SELECT * FROM members EXCEPT SELECT * FROM now_in) b
+LIMIT 10;
+"""
+
+
+def segment_problems(db, what):
+    problems = []
+    for name, predicate, columns in SEGMENTS:
+        out = db.run(
+            "WITH want AS (SELECT p.customer_id, %s AS payload FROM c360.customer_360 p\n"
+            "              WHERE (%s) IS TRUE),\n"
+            "     have AS (SELECT customer_id, payload FROM c360.segment_members WHERE segment = '%s')\n"
+            "SELECT 'missing or stale: ' || customer_id FROM (TABLE want EXCEPT TABLE have) a\n"
+            "UNION ALL SELECT 'extra or stale: ' || customer_id FROM (TABLE have EXCEPT TABLE want) b\n"
+            "LIMIT 10;" % (db.run("SELECT c360._segment_payload(columns) FROM c360.segments"
+                                  " WHERE name = '%s';" % name)[0], predicate, name))
+        if out:
+            problems.append("segment %s differs from its predicate %s:\n  %s" % (
+                name, what, "\n  ".join(out)))
+    out = db.run(OUTBOX_SQL)
+    if out:
+        problems.append("the outbox disagrees with the members %s:\n  %s" % (what, "\n  ".join(out)))
+    return problems
+
+
 def checks(db, sessions, what, mirrors=True):
-    """verify() empty, and every session's writes in the mirrors."""
+    """verify() empty, segments exact, and every session's writes in the mirrors."""
     problems = []
     n = int(db.run("SELECT count(*) FROM c360.verify();")[0])
     if n:
         problems.append("c360.verify() returned %d row(s) %s:\n  %s" % (n, what, "\n  ".join(
             db.run("SELECT * FROM c360.verify() LIMIT 20;"))))
+    problems += segment_problems(db, what)
     for s in sessions if mirrors else []:
         for table, model in s.models.items():
             js = json.dumps(list(model.values()))
@@ -403,6 +451,8 @@ def main():
     db = Psql(dbname)
     db.run("SET TimeZone = 'UTC';\nCREATE EXTENSION customer360;")
     db.run("SELECT c360.tick('%s');" % START)
+    for name, predicate, columns in SEGMENTS:
+        db.run("SELECT c360.create_segment('%s', $p$%s$p$, '{%s}');" % (name, predicate, ",".join(columns)))
     shared = Shared(seed)
     shared.clock = int(db.run("SELECT (extract(epoch FROM c360.as_of()) * 1000000)::bigint;")[0])
 
@@ -460,11 +510,18 @@ def main():
         print("session %-9s %6d batches, %7d changes" % (s.name, s.batches, s.changes))
     print("%d pauses checked, %.1f s side by side (+%.1f s paused), clock at %s" % (
         pauses, elapsed, paused, db.run("SELECT c360.as_of();")[0]))
+    churn = db.run("SELECT segment || ' ' || count(*) FILTER (WHERE change = 'enter') || ' enters, '"
+                   " || count(*) FILTER (WHERE change = 'exit') || ' exits, '"
+                   " || count(*) FILTER (WHERE change = 'update') || ' updates'"
+                   " FROM c360.segment_changes GROUP BY segment ORDER BY segment;")
+    print("segment outbox: " + "; ".join(churn))
     failures = shared.errors + problems
     if not failures and elapsed < seconds - 1:
         failures.append("ran %.1f s, expected %.0f s" % (elapsed, seconds))
     if not failures and any(s.batches == 0 for s in sessions):
         failures.append("a session applied no batch")
+    if not failures and len(churn) < len(SEGMENTS):
+        failures.append("a segment had no member all along: its checks proved nothing")
     db.close()
     if failures:
         for f in failures:
