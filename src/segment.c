@@ -137,13 +137,13 @@ segments_statement(void)
  * it holds, and the expressions are compiled once per execution (a LATERAL VALUES list
  * would compile them again for every row).  The array is unnested in the select list,
  * in step with the segment numbers: a LATERAL unnest would store every row's elements in
- * a tuplestore first.  The members are read through the index on
- * customer_id alone (materialized, so that stale statistics cannot turn the lookup into
- * one probe of the primary key per segment and customer).  Customers are locked (or the
- * clock is held exclusively) and segments cannot change meanwhile, so "enter" rows are new
- * members and "update" rows existing ones (no ON CONFLICT is needed), and the member rows
- * read are still the current ones when they are updated or deleted: by ctid, with no
- * second lookup of the primary key.
+ * a tuplestore first.  The members are read through the index on customer_id alone
+ * (materialized, so that stale statistics cannot turn the lookup into one probe of the
+ * primary key per segment and customer).  Customers are locked (or the clock is held
+ * exclusively) and segments cannot change meanwhile, so "enter" rows are new members and
+ * "update" rows existing ones (no ON CONFLICT is needed), and the member rows read are
+ * still the current ones when they are updated or deleted: by ctid, with no second lookup
+ * of the primary key.
  */
 static char *
 maintain_sql(int nsegments)
