@@ -53,16 +53,17 @@ INSERT_EVENTS_CTES
 "  WHERE " OWNER_OF("r.raw_id") " = ev.owner)"
 
 /*
- * The same insert for a batch of events alone, whose owners the caller has locked (and
- * whose identity links cannot change meanwhile: re-attribution takes the clock lock
- * exclusively), with each owner's profile updated by difference: its counters increased
- * by the new in-window events, its sessions by those that entered the window (no event
- * of the session and owner was in the window before: the probe reads the mirror as before
- * this statement's insert), last_active_at and next_change_at by max and min.  The
- * profile row is the owner's rollup, so an event costs the same whatever the size of its
- * customer's history.  Owners without a profile row (no customer row yet) are left to the
- * recount that creates it.  Returns the profile rows written.  $8 is the 30-day bound, $9
- * the profile's time zone.
+ * The same insert for a batch whose events are all new and which changes no identity
+ * link (events alone, or with a CDC transaction's other rows), whose owners the caller
+ * has locked (and whose links cannot change meanwhile: re-attribution takes the clock
+ * lock exclusively), with each owner's profile updated by difference: its counters
+ * increased by the new in-window events, its sessions by those that entered the window
+ * (no event of the session and owner was in the window before: the probe reads the
+ * mirror as before this statement's insert), last_active_at and next_change_at by max
+ * and min.  The profile row is the owner's rollup, so an event costs the same whatever
+ * the size of its customer's history.  Owners without a profile row (no customer row
+ * yet) are left to the recount that creates it.  Returns the profile rows written.  $8
+ * is the 30-day bound, $9 the profile's time zone.
  */
 static const char *insert_delta_sql =
 INSERT_EVENTS_CTES ",\n"
