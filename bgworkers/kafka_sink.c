@@ -12,6 +12,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -317,9 +318,19 @@ load_batch(SinkBatch *batch)
 	}
 	SPI_finish();
 	commit();
-	if (batch->n > 0)
-		report(batch->snapshot ? "snapshot" : "streaming", batch->msgs[0].seq);
-	return batch->n > 0;
+	if (batch->n == 0)
+		return false;
+
+	/*
+	 * Publish only what a crash cannot take back.  The rows read were committed by
+	 * transactions whose commit records end before the current insert position; with
+	 * synchronous_commit = off they may still be in WAL buffers, and a crash would undo
+	 * the changes after the broker had them, then hand out their seq numbers again.
+	 * Walsenders likewise send only flushed WAL.  Usually flushed already: then free.
+	 */
+	XLogFlush(GetXLogInsertRecPtr());
+	report(batch->snapshot ? "snapshot" : "streaming", batch->msgs[0].seq);
+	return true;
 }
 
 /* Run a batch query (seq, key, value) and keep its rows in the batch context. */

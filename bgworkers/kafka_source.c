@@ -14,6 +14,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "access/xlog.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -492,6 +493,13 @@ first_start(void)
 	}
 	set_phase_streaming();
 	c360_worker_commit();
+
+	/*
+	 * The end offsets just stored must survive a crash before anything is read: with
+	 * synchronous_commit = off a lost first start would run again and store later ends,
+	 * skipping what was produced in between.
+	 */
+	XLogFlush(XactLastCommitEnd);
 	elog(LOG, "c360 source \"%s\" first start: reading topic \"%s\" from its %s",
 		 ks.src->name, ks.topic, latest ? "end" : "beginning");
 }

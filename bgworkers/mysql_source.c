@@ -148,6 +148,10 @@ static char *quote_literal_my(MYSQL *m, const char *value);
 static void load_position(void);
 static void check_position(void);
 static void snapshot(void);
+static void snapshot_begin(const char *what, List *tables);
+static void snapshot_new_tables(void);
+static bool in_own_snapshot(C360SourceTable *t, uint64 end);
+static uint64 binlog_file_no(const char *file);
 static int64 snapshot_table(C360SourceTable *t, int64 done);
 static List *remote_columns(C360SourceTable *t);
 static BinlogKind kind_of_data_type(const char *data_type);
@@ -198,6 +202,7 @@ run(const char *name)
 		load_position();
 		check_position();
 	}
+	snapshot_new_tables();
 	stream();
 }
 
@@ -219,11 +224,7 @@ setup(const char *name)
 {
 	HASHCTL		ctl = {.keysize = sizeof(uint64), .entrysize = sizeof(TableMap)};
 
-	c360_worker_begin("c360 source setup");
-	MemoryContextSwitchTo(TopMemoryContext);
-	ms.src = c360_source_load(name);
-	c360_worker_commit();
-	MemoryContextSwitchTo(TopMemoryContext);
+	ms.src = c360_source_worker_load(name);
 
 	ms.batch_cxt = AllocSetContextCreate(TopMemoryContext, "c360 batch", ALLOCSET_DEFAULT_SIZES);
 	ms.maps_cxt = AllocSetContextCreate(TopMemoryContext, "c360 table maps", ALLOCSET_DEFAULT_SIZES);
@@ -540,22 +541,43 @@ check_position(void)
 static void
 snapshot(void)
 {
+	ListCell   *lc;
+	int64		done = 0;
+
+	/* one transaction of many batches: alone, with the maintainer run once at its end */
+	snapshot_begin("c360 snapshot", ms.src->tables);
+	foreach(lc, ms.src->tables)
+		done = snapshot_table(lfirst(lc), done);
+	c360_apply_flush();
+
+	/* a table mapped meanwhile is not marked: snapshot_new_tables() copies it next */
+	foreach(lc, ms.src->tables)
+		c360_source_set_since(ms.src, lfirst(lc), "");
+	save_position(ms.applied_file, ms.applied_pos, ms.applied_gtid);
+	c360_source_set_phase(ms.src, "streaming");
+	c360_worker_commit();
+	(void) query(ms.conn, "COMMIT", false);
+	elog(LOG, "c360 source \"%s\" snapshot done: " INT64_FORMAT " rows, streaming from %s:" UINT64_FORMAT,
+		 ms.src->name, done, ms.applied_file, ms.applied_pos);
+}
+
+/*
+ * Open the local transaction of a snapshot (alone, as the clock needs) and, on the server,
+ * a consistent snapshot: the binlog position that matches it goes to ms.applied_*.
+ */
+static void
+snapshot_begin(const char *what, List *tables)
+{
 	MYSQL_RES  *res;
 	MYSQL_ROW	row;
 	ListCell   *lc;
-	int64		done = 0;
 	char	   *gtid;
 
-	if (ms.src->tables == NIL)
-		c360_source_error("source \"%s\" has no mapped tables; map them with c360.map_table()",
-						  ms.src->name);
-
-	/* one transaction of many batches: alone, with the maintainer run once at its end */
-	c360_worker_begin("c360 snapshot");
+	c360_worker_begin(what);
 	c360_clock_lock_alone();
 	c360_apply_defer();
 	report("snapshot");
-	foreach(lc, ms.src->tables)
+	foreach(lc, tables)
 	{
 		C360SourceTable *t = lfirst(lc);
 		char	   *db;
@@ -573,6 +595,7 @@ snapshot(void)
 	(void) query(ms.conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ", false);
 	(void) query(ms.conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", false);
 	res = query(ms.conn, "SHOW STATUS LIKE 'binlog_snapshot_%'", false);
+	ms.applied_file[0] = '\0';
 	while ((row = mysql_fetch_row(res)) != NULL)
 	{
 		if (pg_strcasecmp(row[0], "Binlog_snapshot_file") == 0)
@@ -587,16 +610,84 @@ snapshot(void)
 	gtid = query_value(ms.conn, psprintf("SELECT BINLOG_GTID_POS(%s, " UINT64_FORMAT ")",
 										 quote_literal_my(ms.conn, ms.applied_file), ms.applied_pos));
 	strlcpy(ms.applied_gtid, gtid ? gtid : "", sizeof(ms.applied_gtid));
+}
 
+/*
+ * Tables mapped after the source's snapshot, copied alone before streaming on: a
+ * consistent snapshot of them, whose binlog position the stream then uses for them
+ * (in_own_snapshot: their rows events up to it are in the copy).  The copy and that
+ * position commit together; a crash redoes both.  The stream still resumes from the
+ * source's own committed position.
+ */
+static void
+snapshot_new_tables(void)
+{
+	List	   *tables = NIL;
+	ListCell   *lc;
+	int64		done = 0;
+	char		file[MAX_FILE_NAME];
+	uint64		pos = ms.applied_pos;
+	char		gtid[64];
+	char	   *since;
+
+	ms.src = c360_source_worker_load(ms.src->name);
 	foreach(lc, ms.src->tables)
+		if (((C360SourceTable *) lfirst(lc))->since == NULL)
+			tables = lappend(tables, lfirst(lc));
+	if (tables == NIL)
+		return;
+
+	/* the consistent snapshot moves ms.applied_*: the stream's own position comes back */
+	strlcpy(file, ms.applied_file, sizeof(file));
+	strlcpy(gtid, ms.applied_gtid, sizeof(gtid));
+	snapshot_begin("c360 snapshot of new tables", tables);
+	since = psprintf("%s:" UINT64_FORMAT, ms.applied_file, ms.applied_pos);
+	strlcpy(ms.applied_file, file, sizeof(ms.applied_file));
+	ms.applied_pos = pos;
+	strlcpy(ms.applied_gtid, gtid, sizeof(ms.applied_gtid));
+
+	foreach(lc, tables)
 		done = snapshot_table(lfirst(lc), done);
 	c360_apply_flush();
-	save_position(ms.applied_file, ms.applied_pos, ms.applied_gtid);
-	c360_source_set_phase(ms.src, "streaming");
+	foreach(lc, tables)
+		c360_source_set_since(ms.src, lfirst(lc), since);
 	c360_worker_commit();
 	(void) query(ms.conn, "COMMIT", false);
-	elog(LOG, "c360 source \"%s\" snapshot done: " INT64_FORMAT " rows, streaming from %s:" UINT64_FORMAT,
-		 ms.src->name, done, ms.applied_file, ms.applied_pos);
+	elog(LOG, "c360 source \"%s\" copied %d newly mapped tables: " INT64_FORMAT " rows, streamed "
+		 "from %s on", ms.src->name, list_length(tables), done, since);
+}
+
+/*
+ * Whether a change whose event ends at end (in the file being read) is in the table's
+ * own snapshot, taken after the source's (snapshot_new_tables): its rows events up to
+ * that snapshot's position are skipped.
+ */
+static bool
+in_own_snapshot(C360SourceTable *t, uint64 end)
+{
+	const char *colon;
+	uint64		file_no;
+	uint64		now_no;
+
+	if (t->since == NULL || t->since[0] == '\0')
+		return false;
+	colon = strrchr(t->since, ':');
+	if (colon == NULL)
+		c360_source_error("the snapshot position \"%s\" of table %s of source \"%s\" "
+						  "(c360.source_tables) is not a binlog position", t->since, t->remote,
+						  ms.src->name);
+	file_no = binlog_file_no(pnstrdup(t->since, colon - t->since));
+	now_no = binlog_file_no(ms.file);
+	return now_no < file_no || (now_no == file_no && end <= strtoull(colon + 1, NULL, 10));
+}
+
+/* The sequence number of a binlog file: the digits after its name's last dot. */
+static uint64
+binlog_file_no(const char *file)
+{
+	const char *dot = strrchr(file, '.');
+
+	return dot ? strtoull(dot + 1, NULL, 10) : 0;
 }
 
 /* Stream one table's rows (mysql_use_result) and apply them c360.batch_size at a time. */
@@ -848,6 +939,8 @@ stream(void)
 			/* the stream went quiet: apply what is complete now, for freshness */
 			if (!ms.in_txn && (ms.pending_txns > 0 || ms.pending_moved))
 				flush();
+			if (!ms.in_txn)
+				c360_source_worker_check_mapping(ms.src);
 			wait_for_data();
 			continue;
 		}
@@ -868,6 +961,8 @@ stream(void)
 		PG_END_TRY();
 		if (!ms.in_txn && batch_due())
 			flush();
+		if (!ms.in_txn)
+			c360_source_worker_check_mapping(ms.src);
 		MemoryContextSwitchTo(ms.event_cxt);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1057,7 +1152,7 @@ handle_query(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len)
 	p = sql + strspn(sql, " \t\r\n");
 	if (pg_strcasecmp(p, "BEGIN") == 0)
 		ms.in_txn = true;		/* a server without GTIDs */
-	else if ((t = truncated_table(db, p)) != NULL)
+	else if ((t = truncated_table(db, p)) != NULL && !in_own_snapshot(t, ev->next_event_pos))
 	{
 		MemoryContext old = MemoryContextSwitchTo(ms.batch_cxt);
 		C360Change *ch = palloc0(sizeof(C360Change));
@@ -1226,7 +1321,7 @@ handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("rows event for table id " UINT64_FORMAT " before its TABLE_MAP", table_id)));
-	if (map->table == NULL)
+	if (map->table == NULL || in_own_snapshot(map->table, ev->next_event_pos))
 		return;
 	old = MemoryContextSwitchTo(ms.batch_cxt);
 	position = psprintf("%s:%u", ms.file, ev->next_event_pos - ev->event_length);

@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "access/xlogdefs.h"
 #include "catalog/pg_replication_origin.h"
 #include "catalog/pg_type_d.h"
@@ -50,7 +51,20 @@ typedef struct RemoteRel
 	C360SourceTable *table;		/* NULL: not mapped, its changes are skipped */
 	int			natts;
 	int		   *colmap;			/* remote attribute -> input column, or -1 */
+	XLogRecPtr	since;			/* its changes in transactions committed before are in
+								 * its own snapshot (c360.source_tables.snapshot_position) */
 } RemoteRel;
+
+/*
+ * A batch committed locally: the source position it ends at, and where its local commit
+ * record ends.  With synchronous_commit = off the commit may still be in WAL buffers;
+ * until the local WAL is flushed past it, the source must not be told it is done.
+ */
+typedef struct LocalCommit
+{
+	XLogRecPtr	remote_end;
+	XLogRecPtr	local_end;
+} LocalCommit;
 
 /* The worker's whole state: one source, one connection, one pending batch. */
 typedef struct PgSource
@@ -65,12 +79,15 @@ typedef struct PgSource
 	MemoryContext batch_cxt;
 	C360Batch  *batch;
 	bool		in_txn;
+	XLogRecPtr	txn_final;		/* the commit LSN of the transaction being received */
 	char		txn_position[32];
 	int			pending_txns;	/* whole source transactions in the batch */
 	XLogRecPtr	pending_end;	/* end of the last of them */
 	TimestampTz pending_commit_at;
 	TimestampTz batch_started;
 	XLogRecPtr	applied;		/* committed locally (origin and c360.source_positions) */
+	XLogRecPtr	durable;		/* applied, and its local commit flushed to WAL */
+	List	   *unflushed;		/* LocalCommit *, oldest first: committed, maybe not durable */
 	XLogRecPtr	received;		/* furthest position the server told us about */
 	TimestampTz last_feedback;
 } PgSource;
@@ -86,7 +103,9 @@ static void snapshot(void);
 static int64 snapshot_table(C360SourceTable *t, int64 done);
 static int	next_copy_row(char **row);
 static void copy_row_fields(char *row, int len, char **fields, int ncols, const char *table);
-static bool mapping_changed(void);
+static void publish(List *tables);
+static void snapshot_new_tables(void);
+static XLogRecPtr since_lsn(C360SourceTable *t);
 static List *remote_columns(C360SourceTable *t);
 static void stream(void);
 static void handle_message(char *buf, int len);
@@ -101,6 +120,8 @@ static const char *type_name(Oid type);
 static void flush(void);
 static bool batch_due(void);
 static void new_batch(void);
+static void committed(XLogRecPtr remote_end);
+static XLogRecPtr durable_position(void);
 static void send_feedback(bool force);
 static void report(const char *state);
 
@@ -119,6 +140,7 @@ run(const char *name)
 		snapshot();
 	else
 		check_slot();
+	snapshot_new_tables();
 	stream();
 }
 
@@ -130,9 +152,9 @@ setup(const char *name)
 	char	   *conninfo;
 	HASHCTL		ctl = {.keysize = sizeof(LogicalRepRelId), .entrysize = sizeof(RemoteRel)};
 
+	ps.src = c360_source_worker_load(name);
 	c360_worker_begin("c360 source setup");
 	MemoryContextSwitchTo(TopMemoryContext);
-	ps.src = c360_source_load(name);
 	ps.origin = replorigin_by_name(origin_name, true);
 	if (ps.origin == InvalidRepOriginId)
 		ps.origin = replorigin_create(origin_name);
@@ -153,6 +175,7 @@ setup(const char *name)
 	replorigin_session_setup(ps.origin);
 	replorigin_session_origin = ps.origin;
 	ps.applied = replorigin_session_get_progress(false);
+	ps.durable = ps.applied;	/* recovered from WAL: on disk */
 
 	ps.conn = c360_pgremote_connect(conninfo, name);
 	elog(LOG, "c360 source \"%s\" connected (%s)", name, ps.src->phase);
@@ -252,36 +275,11 @@ snapshot(void)
 	XLogRecPtr	consistent;
 	ListCell   *lc;
 	int64		done = 0;
-	Oid			types[1] = {TEXTOID};
-	WalRcvExecResult *res;
-	StringInfoData tables;
 
-	/* created and not mapped yet: map_table wakes the launcher, which starts us again */
-	if (ps.src->tables == NIL)
-	{
-		elog(LOG, "c360 source \"%s\" has no mapped tables yet; waiting for c360.map_table()",
-			 ps.src->name);
-		proc_exit(0);
-	}
-
-	initStringInfo(&tables);
-	foreach(lc, ps.src->tables)
-		appendStringInfo(&tables, "%s%s", foreach_current_index(lc) ? ", " : "",
-						 ((C360SourceTable *) lfirst(lc))->remote);
-
-	/* remote results land in tuplestores, which need a local transaction */
-	c360_worker_begin("c360 snapshot setup");
-	res = c360_pgremote_exec(ps.conn, psprintf("SELECT pubname::text FROM pg_publication "
-											   "WHERE pubname = %s",
-											   quote_literal_cstr(ps.publication)), 1, types);
-	if (c360_pgremote_value(res, 1) == NULL)
-	{
-		c360_pgremote_exec(ps.conn, psprintf("CREATE PUBLICATION %s FOR TABLE %s",
-											 quote_identifier(ps.publication), tables.data), 0, NULL);
-		c360_source_mark_created(ps.src, "publication");
-	}
+	publish(ps.src->tables);
 
 	/* a slot left by an interrupted snapshot has no usable snapshot any more */
+	c360_worker_begin("c360 snapshot setup");
 	c360_pgremote_drop_slot(ps.conn, ps.slot);
 	c360_worker_commit();
 
@@ -294,11 +292,10 @@ snapshot(void)
 	foreach(lc, ps.src->tables)
 		done = snapshot_table(lfirst(lc), done);
 	c360_apply_flush();
-	if (mapping_changed())
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("the tables mapped to source \"%s\" changed during its snapshot; taking a new one",
-						ps.src->name)));
+
+	/* a table mapped meanwhile is not marked: snapshot_new_tables() copies it next */
+	foreach(lc, ps.src->tables)
+		c360_source_set_since(ps.src, lfirst(lc), "");
 	replorigin_session_origin_lsn = consistent;
 	replorigin_session_origin_timestamp = GetCurrentTimestamp();
 	save_position(consistent);
@@ -306,28 +303,93 @@ snapshot(void)
 	c360_worker_commit();
 	c360_pgremote_exec(ps.conn, "COMMIT", 0, NULL);
 
-	ps.applied = consistent;
+	committed(consistent);
 	elog(LOG, "c360 source \"%s\" snapshot done: %lld rows, streaming from %X/%X",
 		 ps.src->name, (long long) done, LSN_FORMAT_ARGS(consistent));
 }
 
 /*
- * Whether tables were mapped (or unmapped) since the worker read the mapping: a source
- * created and mapped in separate transactions may start before its last map_table, and
- * its snapshot must then include every table it streams.
+ * Make the publication carry the tables before their snapshot: one this source created
+ * gets them added; a publication of the user's that lacks one is theirs to fix.
  */
-static bool
-mapping_changed(void)
+static void
+publish(List *tables)
 {
-	C360Source *now = c360_source_load(ps.src->name);
+	Oid			types[1] = {TEXTOID};
 	ListCell   *lc;
+	bool		ours;
+	const char *pub = quote_literal_cstr(ps.publication);
 
-	if (list_length(now->tables) != list_length(ps.src->tables))
-		return true;
-	foreach(lc, now->tables)
-		if (c360_source_table(ps.src, ((C360SourceTable *) lfirst(lc))->remote) == NULL)
-			return true;
-	return false;
+	/* remote results land in tuplestores, which need a local transaction */
+	c360_worker_begin("c360 snapshot setup");
+	if (c360_pgremote_value(c360_pgremote_exec(ps.conn, psprintf("SELECT pubname::text FROM pg_publication "
+																	"WHERE pubname = %s", pub),
+											   1, types), 1) == NULL)
+	{
+		c360_pgremote_exec(ps.conn, psprintf("CREATE PUBLICATION %s",
+											 quote_identifier(ps.publication)), 0, NULL);
+		c360_source_mark_created(ps.src, "publication");
+	}
+	ours = c360_source_created(ps.src, "publication");
+	foreach(lc, tables)
+	{
+		const char *remote = ((C360SourceTable *) lfirst(lc))->remote;
+
+		if (c360_pgremote_value(c360_pgremote_exec(ps.conn, psprintf(
+			"SELECT pubname::text FROM pg_publication_tables WHERE pubname = %s AND "
+			"format('%%I.%%I', schemaname, tablename)::regclass = %s::regclass",
+			pub, quote_literal_cstr(remote)), 1, types), 1) != NULL)
+			continue;
+		if (!ours)
+			c360_source_error("publication \"%s\" does not publish table %s, which source \"%s\" "
+							  "maps; run ALTER PUBLICATION %s ADD TABLE %s on the source, then "
+							  "c360.resume_source('%s')", ps.publication, remote, ps.src->name,
+							  quote_identifier(ps.publication), remote, ps.src->name);
+		c360_pgremote_exec(ps.conn, psprintf("ALTER PUBLICATION %s ADD TABLE %s",
+											 quote_identifier(ps.publication), remote), 0, NULL);
+	}
+	c360_worker_commit();
+}
+
+/*
+ * Tables mapped after the source's snapshot, copied alone before streaming on, as core's
+ * tablesync does: a temporary slot's snapshot, whose consistent point the stream then
+ * uses for them (add_change skips their changes committed before it: the copy has them).
+ * The copy and that point commit together; a crash redoes both.
+ */
+static void
+snapshot_new_tables(void)
+{
+	List	   *tables = NIL;
+	ListCell   *lc;
+	XLogRecPtr	consistent;
+	int64		done = 0;
+	char	   *slot = psprintf("c360_sync_%d", MyProcPid);
+
+	ps.src = c360_source_worker_load(ps.src->name);
+	foreach(lc, ps.src->tables)
+		if (((C360SourceTable *) lfirst(lc))->since == NULL)
+			tables = lappend(tables, lfirst(lc));
+	if (tables == NIL)
+		return;
+	publish(tables);
+
+	c360_worker_begin("c360 snapshot");
+	c360_clock_lock_alone();
+	c360_apply_defer();
+	c360_pgremote_exec(ps.conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", 0, NULL);
+	walrcv_create_slot(ps.conn, slot, true, false, CRS_USE_SNAPSHOT, &consistent);
+	report("snapshot");
+	foreach(lc, tables)
+		done = snapshot_table(lfirst(lc), done);
+	c360_apply_flush();
+	foreach(lc, tables)
+		c360_source_set_since(ps.src, lfirst(lc), psprintf("%X/%X", LSN_FORMAT_ARGS(consistent)));
+	c360_worker_commit();
+	c360_pgremote_exec(ps.conn, "COMMIT", 0, NULL);
+	c360_pgremote_exec(ps.conn, psprintf("DROP_REPLICATION_SLOT %s", slot), 0, NULL);
+	elog(LOG, "c360 source \"%s\" copied %d newly mapped tables: %lld rows, streamed from %X/%X on",
+		 ps.src->name, list_length(tables), (long long) done, LSN_FORMAT_ARGS(consistent));
 }
 
 /*
@@ -365,7 +427,7 @@ snapshot_table(C360SourceTable *t, int64 done)
 	 * The snapshot replaces the input's rows, so that a re-snapshot keeps no row deleted
 	 * meanwhile; but never the rows another source feeds into the same input.
 	 */
-	if (c360_source_sole_feed(ps.src, t->input))
+	if (c360_source_sole_feed(ps.src, t))
 	{
 		C360Change *truncate = MemoryContextAllocZero(ps.batch_cxt, sizeof(C360Change));
 
@@ -575,6 +637,8 @@ stream(void)
 			handle_message(buf, len);
 			if (!ps.in_txn && batch_due())
 				flush();
+			if (!ps.in_txn)
+				c360_source_worker_check_mapping(ps.src);
 		}
 		if (len < 0)
 			ereport(ERROR,
@@ -585,6 +649,7 @@ stream(void)
 		if (!ps.in_txn && ps.pending_txns > 0)
 			flush();
 		send_feedback(false);
+		c360_source_worker_check_mapping(ps.src);
 
 		(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_TIMEOUT |
 								 WL_EXIT_ON_PM_DEATH, fd, 1000, PG_WAIT_EXTENSION);
@@ -645,6 +710,7 @@ dispatch(StringInfo s)
 
 				logicalrep_read_begin(s, &begin);
 				ps.in_txn = true;
+				ps.txn_final = begin.final_lsn;
 				snprintf(ps.txn_position, sizeof(ps.txn_position), "%X/%X",
 						 LSN_FORMAT_ARGS(begin.final_lsn));
 				break;
@@ -719,6 +785,7 @@ handle_relation(LogicalRepRelation *rel)
 	if (r->table == NULL)
 		return;
 	in = &c360_inputs[r->table->input];
+	r->since = since_lsn(r->table);
 	learning = r->table->columns == NIL;
 	r->natts = rel->natts;
 	r->colmap = palloc(sizeof(int) * rel->natts);
@@ -751,6 +818,22 @@ handle_relation(LogicalRepRelation *rel)
 						 "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
 						 ps.src->name);
 	}
+}
+
+/* Where the table's changes start to apply: "" is the start of the stream. */
+static XLogRecPtr
+since_lsn(C360SourceTable *t)
+{
+	bool		bad = false;
+	XLogRecPtr	lsn;
+
+	if (t->since == NULL || t->since[0] == '\0')
+		return InvalidXLogRecPtr;
+	lsn = pg_lsn_in_internal(t->since, &bad);
+	if (bad)
+		c360_source_error("the snapshot position \"%s\" of table %s of source \"%s\" "
+						  "(c360.source_tables) is not an LSN", t->since, t->remote, ps.src->name);
+	return lsn;
 }
 
 /*
@@ -792,7 +875,7 @@ add_change(C360Op op, LogicalRepRelId relid, LogicalRepTupleData *old, LogicalRe
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("change for relation %u before its Relation message", relid)));
-	if (r->table == NULL)
+	if (r->table == NULL || ps.txn_final < r->since)
 		return;
 	ch = palloc0(sizeof(C360Change));
 	ch->input = r->table->input;
@@ -898,7 +981,7 @@ flush(void)
 	replorigin_session_origin_timestamp = ps.pending_commit_at;
 	c360_worker_commit();
 
-	ps.applied = ps.pending_end;
+	committed(ps.pending_end);
 	ps.status->last_source_commit_at = ps.pending_commit_at;
 	new_batch();
 	report("streaming");
@@ -915,7 +998,49 @@ new_batch(void)
 }
 
 /*
- * Standby status update.  Flush is what committed locally; when nothing is in flight, the
+ * After a local commit that applied the source up to remote_end: remember where that
+ * commit's WAL record ends (XactLastCommitEnd), to confirm remote_end only once the local
+ * WAL is flushed past it, as core's apply worker does (get_flush_position() in
+ * src/backend/replication/logical/worker.c).
+ */
+static void
+committed(XLogRecPtr remote_end)
+{
+	LocalCommit *c = MemoryContextAlloc(TopMemoryContext, sizeof(LocalCommit));
+
+	c->remote_end = remote_end;
+	c->local_end = XactLastCommitEnd;
+	ps.unflushed = lappend(ps.unflushed, c);
+	ps.applied = remote_end;
+}
+
+/*
+ * The furthest source position whose local commit is flushed to WAL: what a crash of
+ * this server cannot take back.  Commits flush in order, so the list is consumed from
+ * its head.
+ */
+static XLogRecPtr
+durable_position(void)
+{
+	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
+
+	while (ps.unflushed != NIL)
+	{
+		LocalCommit *c = linitial(ps.unflushed);
+
+		if (c->local_end > flushed)
+			break;
+		ps.durable = c->remote_end;
+		ps.unflushed = list_delete_first(ps.unflushed);
+		pfree(c);
+	}
+	return ps.durable;
+}
+
+/*
+ * Standby status update.  Flush is what is committed locally and flushed to the local
+ * WAL: the slot's confirmed_flush_lsn moves to it, and the source never sends anything
+ * before it again.  When nothing is in flight and every local commit is durable, the
  * whole received stream is done, so an idle source does not hold WAL back on the server.
  */
 static void
@@ -923,12 +1048,12 @@ send_feedback(bool force)
 {
 	static XLogRecPtr last_flush = InvalidXLogRecPtr;
 	TimestampTz now = GetCurrentTimestamp();
-	XLogRecPtr	flush_pos = ps.applied;
+	XLogRecPtr	flush_pos = durable_position();
 	StringInfoData buf;
 	bool		idle = !ps.in_txn && ps.batch->nchanges == 0 && ps.pending_txns == 0;
 
-	if (idle)
-		flush_pos = Max(ps.applied, ps.received);
+	if (idle && ps.unflushed == NIL)
+		flush_pos = Max(flush_pos, ps.received);
 	if (!force && flush_pos == last_flush &&
 		!TimestampDifferenceExceeds(ps.last_feedback, now, 10000))
 		return;

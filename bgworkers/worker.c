@@ -17,6 +17,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "../src/customer360.h"
 #include "../src/shmem.h"
@@ -36,6 +37,12 @@ c360_worker_init(const char *appname)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(c360_database, NULL, 0);
 	pgstat_report_appname(appname);
+
+	/*
+	 * Each statement sees what committed before it, whatever the server's default: a
+	 * snapshot's end must see a map_table that committed while it copied.
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void
@@ -96,6 +103,57 @@ c360_source_worker_main(c360_source_run run)
 		source_failed(name);
 	}
 	PG_END_TRY();
+	proc_exit(0);
+}
+
+/*
+ * The named source, loaded in TopMemoryContext once it maps a table.  A source created
+ * and mapped in separate statements starts in between: every kind then waits quietly in
+ * state 'unmapped' (map_table's first table arrives within a second).
+ */
+C360Source *
+c360_source_worker_load(const char *name)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "c360 source",
+											  ALLOCSET_SMALL_SIZES);
+
+	for (;;)
+	{
+		C360Source *src;
+
+		c360_worker_begin("c360 source setup");
+		MemoryContextSwitchTo(cxt);
+		src = c360_source_load(name);
+		c360_worker_commit();
+		MemoryContextSwitchTo(TopMemoryContext);
+		if (src->tables != NIL)
+			return src;
+		c360_worker_report(source_status, "unmapped", NULL);
+		MemoryContextReset(cxt);
+		c360_worker_wait(1000);
+	}
+}
+
+/*
+ * Once a second, between source transactions: a table mapped (or moved to another input)
+ * since the worker loaded its source needs its own snapshot, which the next start takes.
+ * Exit: the launcher starts the worker again, streaming from the committed position.
+ */
+void
+c360_source_worker_check_mapping(C360Source *src)
+{
+	static TimestampTz checked = 0;
+	bool		moved;
+
+	if (!TimestampDifferenceExceeds(checked, GetCurrentTimestamp(), 1000))
+		return;
+	checked = GetCurrentTimestamp();
+	c360_worker_begin("c360 source mapping");
+	moved = c360_source_mapping_moved(src);
+	c360_worker_commit();
+	if (!moved)
+		return;
+	elog(LOG, "c360 source \"%s\": a table was mapped; restarting to copy it", src->name);
 	proc_exit(0);
 }
 

@@ -31,6 +31,8 @@ extern ErrorData *c360_worker_take_error(void);
 typedef void (*c360_source_run) (const char *name);
 extern void c360_source_worker_main(c360_source_run run) pg_attribute_noreturn();
 extern struct C360WorkerInfo *c360_source_worker_status(void);
+extern struct C360Source *c360_source_worker_load(const char *name);
+extern void c360_source_worker_check_mapping(struct C360Source *src);
 extern void c360_source_error(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
 
 #endif							/* C360_WORKER_H */

@@ -31,8 +31,22 @@ SELECT c360.apply_change('behavioral_events', 'insert', NULL, '{"event_id": "e2"
 SELECT c360.create_segment('gold', $$loyalty_tier = 'gold'$$);
 CREATE TEMP TABLE before AS SELECT * FROM c360.customer_360;
 SELECT * FROM c360.verify();
+-- sources past their snapshot (paused: no worker runs here); 0.4 marks their tables copied
+INSERT INTO c360.sources (name, kind, enabled, phase, resume_phase) VALUES
+    ('up_streaming', 'mysql-cdc', false, 'streaming', NULL),
+    ('up_failed', 'mysql-cdc', false, 'error', 'streaming'),
+    ('up_failed_early', 'mysql-cdc', false, 'error', 'snapshot'),
+    ('up_new', 'mysql-cdc', false, 'snapshot', NULL);
+INSERT INTO c360.source_tables (source, remote, input)
+SELECT name, 'crm_db.customers', 'customers' FROM c360.sources;
 
 ALTER EXTENSION customer360 UPDATE;
+SELECT source, quote_nullable(snapshot_position) AS snapshot_position FROM c360.source_tables ORDER BY 1;
+-- a table mapped now waits for its copy; mapped again to the same input it stays copied
+SELECT c360.map_table('up_streaming', 'crm_db.support_tickets', 'support_tickets');
+SELECT c360.map_table('up_streaming', 'crm_db.customers', 'customers');
+SELECT remote, input, quote_nullable(snapshot_position) AS snapshot_position FROM c360.source_tables WHERE source = 'up_streaming' ORDER BY 1;
+DELETE FROM c360.sources WHERE name LIKE 'up\_%';
 SELECT extversion FROM pg_extension WHERE extname = 'customer360';
 SELECT * FROM c360.verify();
 -- the same profile rows, bookkeeping and all

@@ -9,10 +9,12 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -28,17 +30,19 @@ static bool is_data_error(int sqlerrcode);
 static void set_last_error(const char *name, const char *message, bool stop);
 static void exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
 					  const char *nulls);
+static bool since_known(void);
 
 /* The named source and its mapped tables, read in the current transaction. */
 C360Source *
 c360_source_load(const char *name)
 {
 	static SPIPlanPtr source_plan;
-	static SPIPlanPtr tables_plan;
+	static SPIPlanPtr tables_plan[2];	/* by since_known(): a database updated meanwhile */
 	MemoryContext cxt = CurrentMemoryContext;
 	C360Source *src = palloc0(sizeof(C360Source));
 	Oid			types[1] = {TEXTOID};
 	Datum		arg = CStringGetTextDatum(name);
+	bool		known = since_known();
 	bool		isnull;
 
 	SPI_connect();
@@ -62,7 +66,10 @@ c360_source_load(const char *name)
 		MemoryContextSwitchTo(spi);
 	}
 
-	c360_exec(c360_plan(&tables_plan, "SELECT remote, input, columns FROM c360.source_tables "
+	c360_exec(c360_plan(&tables_plan[known], known ?
+						"SELECT remote, input, columns, snapshot_position FROM c360.source_tables "
+						"WHERE source = $1 ORDER BY remote" :
+						"SELECT remote, input, columns, '' FROM c360.source_tables "
 						"WHERE source = $1 ORDER BY remote", 1, types), &arg, NULL);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -73,6 +80,8 @@ c360_source_load(const char *name)
 
 		t->remote = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
 		t->input = c360_input_by_name(SPI_getvalue(tup, desc, 2));
+		if (SPI_getvalue(tup, desc, 4) != NULL)
+			t->since = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 4));
 		if (!isnull)
 		{
 			Datum	   *elems;
@@ -287,22 +296,78 @@ c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns)
 	MemoryContextSwitchTo(old);
 }
 
-/* Whether no other source maps an input: only then may a snapshot replace all its rows. */
+/*
+ * Whether nothing but this table feeds its input (no other source, no other table of this
+ * one): only then may its snapshot replace all the input's rows.
+ */
 bool
-c360_source_sole_feed(C360Source *src, C360InputId input)
+c360_source_sole_feed(C360Source *src, C360SourceTable *t)
 {
 	static SPIPlanPtr plan;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		args[2] = {CStringGetTextDatum(src->name),
-	CStringGetTextDatum(c360_inputs[input].name)};
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3] = {CStringGetTextDatum(src->name),
+		CStringGetTextDatum(c360_inputs[t->input].name), CStringGetTextDatum(t->remote)};
 	bool		sole;
 
 	SPI_connect();
 	c360_exec(c360_plan(&plan, "SELECT 1 FROM c360.source_tables WHERE input = $2"
-						" AND source <> $1 LIMIT 1", 2, types), args, NULL);
+						" AND (source, remote) <> ($1, $3) LIMIT 1", 3, types), args, NULL);
 	sole = SPI_processed == 0;
 	SPI_finish();
 	return sole;
+}
+
+/*
+ * The table's snapshot is in this transaction: its changes apply from position on.  Only
+ * while it still feeds the input that was copied: a map_table that moved it to another
+ * input meanwhile (and waited for this row) leaves it to be copied again.
+ */
+void
+c360_source_set_since(C360Source *src, C360SourceTable *t, const char *position)
+{
+	static SPIPlanPtr plan;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[4] = {CStringGetTextDatum(src->name), CStringGetTextDatum(t->remote),
+		CStringGetTextDatum(c360_inputs[t->input].name), CStringGetTextDatum(position)};
+	MemoryContext old;
+
+	if (!since_known())
+		return;
+	exec_args(&plan, "UPDATE c360.source_tables SET snapshot_position = $4"
+			  " WHERE source = $1 AND remote = $2 AND input = $3", 4, types, args, NULL);
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(t));
+	t->since = pstrdup(position);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Whether the source's mapping is no longer the one src holds, as far as a streaming
+ * worker must act on it: a table mapped (or moved to another input) since src was
+ * loaded, which needs its own snapshot.  Run in a transaction.
+ */
+bool
+c360_source_mapping_moved(C360Source *src)
+{
+	C360Source *now = c360_source_load(src->name);
+	ListCell   *lc;
+
+	foreach(lc, now->tables)
+	{
+		C360SourceTable *t = lfirst(lc);
+		C360SourceTable *had = c360_source_table(src, t->remote);
+
+		if (t->since == NULL || had == NULL || had->input != t->input)
+			return true;
+	}
+	return false;
+}
+
+/* A database still at version 0.3 or older has no snapshot_position: all tables stream. */
+static bool
+since_known(void)
+{
+	return get_attnum(get_relname_relid("source_tables", get_namespace_oid("c360", false)),
+					  "snapshot_position") != InvalidAttrNumber;
 }
 
 /* Remember that the source created object on the remote side, for drop_source to remove. */
@@ -315,6 +380,23 @@ c360_source_mark_created(C360Source *src, const char *object)
 
 	exec_args(&plan, "UPDATE c360.sources SET created_objects = created_objects ||"
 			  " jsonb_build_object($2::text, true) WHERE name = $1", 2, types, args, NULL);
+}
+
+/* Whether the source created object on the remote side (c360_source_mark_created). */
+bool
+c360_source_created(C360Source *src, const char *object)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {CStringGetTextDatum(src->name), CStringGetTextDatum(object)};
+	bool		created;
+
+	SPI_connect();
+	c360_exec(c360_plan(&plan, "SELECT 1 FROM c360.sources WHERE name = $1"
+						" AND created_objects ? $2", 2, types), args, NULL);
+	created = SPI_processed == 1;
+	SPI_finish();
+	return created;
 }
 
 void

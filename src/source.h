@@ -16,6 +16,9 @@ typedef struct C360SourceTable
 	char	   *remote;			/* schema.table or topic */
 	C360InputId input;
 	List	   *columns;		/* input columns the remote had at snapshot; NIL: learn */
+	char	   *since;			/* the table's changes apply from this source position on
+								 * (its own snapshot holds those before); "": from the start
+								 * of the stream; NULL: not copied yet */
 } C360SourceTable;
 
 typedef struct C360Source
@@ -36,7 +39,10 @@ extern int64 c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz so
 extern void c360_source_set_phase(C360Source *src, const char *phase);
 extern void c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns);
 extern void c360_source_mark_created(C360Source *src, const char *object);
-extern bool c360_source_sole_feed(C360Source *src, C360InputId input);
+extern bool c360_source_created(C360Source *src, const char *object);
+extern bool c360_source_sole_feed(C360Source *src, C360SourceTable *t);
+extern void c360_source_set_since(C360Source *src, C360SourceTable *t, const char *position);
+extern bool c360_source_mapping_moved(C360Source *src);
 extern void c360_source_save_position(C360Source *src, const char *part, const char *position);
 extern void c360_source_dead_letter(C360Source *src, const char *position, const char *payload,
 									const char *error);
