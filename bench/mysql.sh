@@ -77,7 +77,7 @@ pg_psql "$PG_PORT" -d postgres -c "CREATE DATABASE $DB" >/dev/null
 q -c "CREATE EXTENSION customer360" >/dev/null
 mysql_start "$DIR/my" "$MY_PORT"
 mysql_cli "$MY_PORT" <test/mysql_crm.sql
-cc -O2 -o "$DIR/mysql_decode" test/mysql_decode.c src/binlog_decode.c -I/usr/include/mariadb -lmariadb
+cc -O2 -o "$DIR/mysql_decode" test/mysql_decode.c src/decode/binlog_decode.c -Isrc -I/usr/include/mariadb -lmariadb
 
 say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "loading $CUSTOMERS customers and $TICKETS tickets into MariaDB (untimed)"

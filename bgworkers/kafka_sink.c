@@ -26,13 +26,11 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "../src/customer360.h"
-#include "../src/kafka_client.h"
-#include "../src/maintain.h"
-#include "../src/shmem.h"
+#include "core/spi.h"
+#include "core/customer360.h"
+#include "sources/kafka_client.h"
+#include "core/shmem.h"
 #include "worker.h"
-
-const bool	c360_kafka_sink_available = true;
 
 #define SINK_ERROR_LEN		512
 #define MAX_BACKOFF_MS		30000
@@ -413,14 +411,9 @@ await_delivery(void)
 	while (ks.in_flight > 0 && !ks.fatal)
 	{
 		rd_kafka_poll(ks.rk, POLL_MS);
-		CHECK_FOR_INTERRUPTS();
 		if (!PostmasterIsAlive())
 			proc_exit(1);
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		c360_worker_interrupts();
 		if (ks.broker_trouble && ks.in_flight > 0)
 		{
 			ks.broker_trouble = false;

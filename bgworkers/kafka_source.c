@@ -29,15 +29,14 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
-#include "../src/customer360.h"
-#include "../src/kafka_client.h"
-#include "../src/kafka_decode.h"
-#include "../src/maintain.h"
-#include "../src/shmem.h"
-#include "../src/source.h"
+#include "core/spi.h"
+#include "core/customer360.h"
+#include "sources/kafka_client.h"
+#include "decode/kafka_decode.h"
+#include "core/shmem.h"
+#include "sources/source.h"
+#include "source_worker.h"
 #include "worker.h"
-
-const bool	c360_kafka_source_available = true;
 
 #define KAFKA_TIMEOUT_MS		10000	/* metadata and watermark look-ups */
 #define LAG_REFRESH_MS			2000
@@ -53,19 +52,10 @@ typedef struct KafkaPartition
 	int64		committed;		/* next offset as committed locally; -1: none yet */
 } KafkaPartition;
 
-/* A message that could not even be decoded: a dead letter written with its batch. */
-typedef struct Undecodable
-{
-	char	   *position;
-	char	   *payload;
-	char	   *error;
-} Undecodable;
-
-/* The worker's whole state: one source, one topic, one consumer, one pending batch. */
+/* The adapter's state: one topic, one consumer, its partitions' positions. */
 typedef struct KafkaSource
 {
-	C360Source *src;
-	C360WorkerInfo *status;
+	C360SourceWorker *w;		/* the skeleton's: source, status, batch */
 	C360SourceTable *table;		/* the topic's mapping */
 	char	   *topic;
 	char	   *startup;
@@ -78,13 +68,7 @@ typedef struct KafkaSource
 	int			wake_fd[2];		/* librdkafka writes to [1] when the queue fills */
 	int			nparts;
 	KafkaPartition *parts;
-	MemoryContext source_cxt;	/* the catalog entry, reloaded while it is unmapped */
-	MemoryContext batch_cxt;
-	C360Batch  *batch;
-	List	   *undecodable;	/* Undecodable * */
-	int64		pending;		/* messages in the batch, decodable or not */
-	TimestampTz batch_started;
-	TimestampTz newest_at;		/* newest message timestamp in the batch */
+	MemoryContext source_cxt;	/* options */
 	TimestampTz lag_refreshed;
 	TimestampTz partitions_refreshed;
 	bool		trouble_recorded;	/* last_error holds broker trouble we recorded */
@@ -98,112 +82,106 @@ typedef struct KafkaSource
 
 static KafkaSource ks;
 
-static void run(const char *name);
-static void setup(const char *name);
+static void connect_source(C360SourceWorker *w);
 static void read_options(void);
 static void read_option(const char *key, JsonbValue *v);
 static void read_partitions(JsonbValue *v);
 static char *option_text(const char *key, JsonbValue *v);
-static void find_mapping(const char *name);
+static void find_mapping(void);
 static void consumer_create(void);
 static rd_kafka_conf_t *consumer_conf(void);
 static void discover_partitions(void);
 static bool wanted_partition(int32 id);
 static KafkaPartition *find_partition(int32 id);
 static void load_positions(void);
-static void first_start(void);
+static char *first_start(C360SourceWorker *w, List *tables, bool initial);
+static void first_start_done(C360SourceWorker *w);
+static void resume(C360SourceWorker *w);
 static void assign(bool reassign);
-static void stream(void);
-static bool read_messages(void);
+static void stream(C360SourceWorker *w);
+static bool read_messages(C360SourceWorker *w);
 static void handle_message(rd_kafka_message_t *m);
 static void add_message(KafkaPartition *p, rd_kafka_message_t *m);
 static void consumer_error(rd_kafka_message_t *m);
 static void offset_out_of_range(int32 partition);
 static char *out_of_range_message(KafkaPartition *p, int64 low, int64 high);
-static bool batch_due(void);
-static void flush(void);
-static void new_batch(void);
-static void wait_for_messages(void);
+static void save_positions(C360SourceWorker *w);
+static void committed(C360SourceWorker *w);
+static void housekeeping(C360SourceWorker *w);
+static pgsocket wake_socket(C360SourceWorker *w);
 static void refresh_lag(bool force);
 static void refresh_partitions(void);
 static void check_trouble(void);
 static void set_phase_streaming(void);
-static void report(const char *state);
-static void error_context(void *arg);
+static char *position(C360SourceWorker *w);
+static void error_context(C360SourceWorker *w, StringInfo buf);
+
+static const C360SourceAdapter adapter = {
+	.kind = "Kafka",
+	.connect = connect_source,
+	.snapshot = first_start,
+	.snapshot_done = first_start_done,
+	.resume = resume,
+	.stream = stream,
+	.read = read_messages,
+	.save_position = save_positions,
+	.committed = committed,
+	.position = position,
+	.housekeeping = housekeeping,
+	.socket = wake_socket,
+	.context = error_context,
+};
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
 void
 c360_kafka_source_main(Datum arg)
 {
-	c360_source_worker_main(run);
+	c360_source_worker_run(&adapter);
 }
 
+/* The source's options and topic, the consumer, the partitions and their positions. */
 static void
-run(const char *name)
+connect_source(C360SourceWorker *w)
 {
-	ks.status = c360_source_worker_status();
-	setup(name);
-	consumer_create();
-	discover_partitions();
-	load_positions();
-	if (strcmp(ks.src->phase, "snapshot") == 0)
-		first_start();
-	assign(false);
-	stream();
-}
-
-/* Load the source and its options, and wait for its topic to be mapped. */
-static void
-setup(const char *name)
-{
+	ks.w = w;
 	ks.source_cxt = AllocSetContextCreate(TopMemoryContext, "c360 source", ALLOCSET_DEFAULT_SIZES);
-	ks.batch_cxt = AllocSetContextCreate(TopMemoryContext, "c360 batch", ALLOCSET_DEFAULT_SIZES);
 	ks.wake_fd[0] = ks.wake_fd[1] = -1;
 	ks.max_bytes = C360_KAFKA_MAX_MESSAGE_BYTES;
 	ks.startup = "latest";
-	find_mapping(name);
+	find_mapping();
 	read_options();
 
 	/* jansson hands out UTF-8, which only these databases store as it is */
 	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
-		c360_source_error("the Kafka source needs a database in encoding UTF8, not %s",
+		c360_source_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+						  "the Kafka source needs a database in encoding UTF8, not %s",
 						  GetDatabaseEncodingName());
-	new_batch();
 	elog(LOG, "c360 source \"%s\" reading topic \"%s\" into input \"%s\"",
-		 name, ks.topic, c360_inputs[ks.table->input].name);
+		 w->src->name, ks.topic, c360_inputs[ks.table->input].name);
+	consumer_create();
+	discover_partitions();
+	load_positions();
 }
 
-/*
- * The source, with the mapping of its topic.  A source created and mapped in separate
- * transactions may start in between: while it has no mapping at all, wait for one.
- */
+/* The source reads one topic, its "topic" option, which its mapping must name. */
 static void
-find_mapping(const char *name)
+find_mapping(void)
 {
-	for (;;)
-	{
-		MemoryContext old;
+	C360Source *src = ks.w->src;
+	MemoryContext old = MemoryContextSwitchTo(ks.source_cxt);
 
-		MemoryContextReset(ks.source_cxt);
-		c360_worker_begin("c360 source setup");
-		old = MemoryContextSwitchTo(ks.source_cxt);
-		ks.src = c360_source_load(name);
-		ks.topic = c360_source_option(ks.src, "topic", NULL);
-		MemoryContextSwitchTo(old);
-		c360_worker_commit();
-		if (ks.topic == NULL)
-			c360_source_error("source \"%s\" has no \"topic\" option", name);
-		ks.table = c360_source_table(ks.src, ks.topic);
-		if (ks.table != NULL)
-			return;
-		if (ks.src->tables != NIL)
-			c360_source_error("source \"%s\" reads topic \"%s\", but its mappings name another "
-							  "topic; map this one with c360.map_table('%s', '%s', '<input>')",
-							  name, ks.topic, name, ks.topic);
-		report("unmapped");
-		c360_worker_wait(1000);
-	}
+	ks.topic = c360_source_option(src, "topic", NULL);
+	MemoryContextSwitchTo(old);
+	if (ks.topic == NULL)
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "source \"%s\" has no \"topic\" option", src->name);
+	ks.table = c360_source_table(src, ks.topic);
+	if (ks.table == NULL)
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "source \"%s\" reads topic \"%s\", but its mappings name another "
+						  "topic; map this one with c360.map_table('%s', '%s', '<input>')",
+						  src->name, ks.topic, src->name, ks.topic);
 }
 
 /* Walk the options object: the source's own options and the librdkafka properties. */
@@ -211,7 +189,7 @@ static void
 read_options(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(ks.source_cxt);
-	JsonbIterator *it = JsonbIteratorInit(&ks.src->options->root);
+	JsonbIterator *it = JsonbIteratorInit(&ks.w->src->options->root);
 	JsonbIteratorToken tok;
 	JsonbValue	v;
 
@@ -244,16 +222,18 @@ read_option(const char *key, JsonbValue *v)
 		int64		n = v->type == jbvNumeric ? pg_strtoint64(option_text(key, v)) : 0;
 
 		if (n < 1)
-			c360_source_error("option \"max_message_bytes\" of source \"%s\" must be a positive integer",
-							  ks.src->name);
+			c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+							  "option \"max_message_bytes\" of source \"%s\" must be a positive integer",
+							  ks.w->src->name);
 		ks.max_bytes = (size_t) n;
 	}
 	else if (strcmp(key, "partitions") == 0)
 		read_partitions(v);
 	else
-		c360_source_error("unknown option \"%s\" of kafka source \"%s\"; the options are "
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "unknown option \"%s\" of kafka source \"%s\"; the options are "
 						  "bootstrap.servers, topic, startup, partitions, max_message_bytes and "
-						  "properties.<librdkafka setting>", key, ks.src->name);
+						  "properties.<librdkafka setting>", key, ks.w->src->name);
 }
 
 /* The partitions option: a non-empty array of partition numbers. */
@@ -266,8 +246,9 @@ read_partitions(JsonbValue *v)
 
 	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
 		JsonContainerSize(v->val.binary.data) == 0)
-		c360_source_error("option \"partitions\" of source \"%s\" must be a non-empty array of "
-						  "partition numbers", ks.src->name);
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "option \"partitions\" of source \"%s\" must be a non-empty array of "
+						  "partition numbers", ks.w->src->name);
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 	{
@@ -280,8 +261,9 @@ read_partitions(JsonbValue *v)
 		text = e.type == jbvNumeric ? option_text("partitions", &e) : "";
 		id = strtol(text, &end, 10);
 		if (*text == '\0' || *end != '\0' || id < 0 || id > PG_INT32_MAX)
-			c360_source_error("option \"partitions\" of source \"%s\" must hold partition numbers, "
-							  "not \"%s\"", ks.src->name, text);
+			c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+							  "option \"partitions\" of source \"%s\" must hold partition numbers, "
+							  "not \"%s\"", ks.w->src->name, text);
 		ks.only_partitions = lappend_int(ks.only_partitions, (int) id);
 	}
 }
@@ -299,7 +281,8 @@ option_text(const char *key, JsonbValue *v)
 		case jbvBool:
 			return pstrdup(v->val.boolean ? "true" : "false");
 		default:
-			c360_source_error("option \"%s\" of source \"%s\" must be a string", key, ks.src->name);
+			c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+							  "option \"%s\" of source \"%s\" must be a string", key, ks.w->src->name);
 	}
 }
 
@@ -316,7 +299,8 @@ consumer_create(void)
 
 	ks.rk = c360_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (ks.rk == NULL)
-		c360_source_error("source \"%s\": could not create the Kafka consumer: %s", ks.src->name, errstr);
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "source \"%s\": could not create the Kafka consumer: %s", ks.w->src->name, errstr);
 
 	rd_kafka_set_log_queue(ks.rk, NULL);
 	rd_kafka_poll_set_consumer(ks.rk);
@@ -343,9 +327,9 @@ consumer_conf(void)
 	char		errstr[512];
 	const char *bad;
 
-	rd_kafka_conf_set(conf, "client.id", psprintf("c360-source-%s", ks.src->name), NULL, 0);
+	rd_kafka_conf_set(conf, "client.id", psprintf("c360-source-%s", ks.w->src->name), NULL, 0);
 	/* rd_kafka_assign needs one; no group is joined and nothing is committed to it */
-	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.src->name), NULL, 0);
+	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.w->src->name), NULL, 0);
 	rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "2000", NULL, 0);
 	/* prefetch a few batches, not librdkafka's 100,000 messages per partition */
 	rd_kafka_conf_set(conf, "queued.min.messages", "20000", NULL, 0);
@@ -353,7 +337,8 @@ consumer_conf(void)
 	if ((bad = c360_kafka_apply_settings(conf, ks.conf, errstr, sizeof(errstr))) != NULL)
 	{
 		rd_kafka_conf_destroy(conf);
-		c360_source_error("source \"%s\": bad Kafka setting \"%s\": %s", ks.src->name, bad, errstr);
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "source \"%s\": bad Kafka setting \"%s\": %s", ks.w->src->name, bad, errstr);
 	}
 	rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
 	rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
@@ -407,8 +392,9 @@ discover_partitions(void)
 
 	foreach(lc, ks.only_partitions)
 		if (find_partition(lfirst_int(lc)) == NULL)
-			c360_source_error("option \"partitions\" of source \"%s\" names partition %d, which topic "
-							  "\"%s\" does not have", ks.src->name, lfirst_int(lc), ks.topic);
+			c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+							  "option \"partitions\" of source \"%s\" names partition %d, which topic "
+							  "\"%s\" does not have", ks.w->src->name, lfirst_int(lc), ks.topic);
 	ks.partitions_refreshed = GetCurrentTimestamp();
 }
 
@@ -431,49 +417,41 @@ find_partition(int32 id)
 static void
 load_positions(void)
 {
-	static SPIPlanPtr plan;
-	Oid			types[1] = {TEXTOID};
-	Datum		arg = CStringGetTextDatum(ks.src->name);
+	ListCell   *lc;
 
-	c360_worker_begin("c360 source positions");
-	SPI_connect();
-	c360_exec(c360_plan(&plan, "SELECT part, position FROM c360.source_positions WHERE source = $1",
-						1, types), &arg, NULL);
-	for (uint64 r = 0; r < SPI_processed; r++)
+	foreach(lc, ks.w->src->positions)
 	{
-		char	   *part = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-		char	   *position = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		C360SourcePosition *stored = lfirst(lc);
 		char	   *end;
-		long		id = strtol(part, &end, 10);
+		long		id = strtol(stored->part, &end, 10);
 		long long	offset;
 		KafkaPartition *p;
 
 		if (*end != '\0' || (p = find_partition((int32) id)) == NULL)
 			continue;			/* a partition this source does not read (any more) */
-		offset = strtoll(position, &end, 10);
+		offset = strtoll(stored->position, &end, 10);
 		if (*end != '\0' || offset < 0)
-			c360_source_error("stored position \"%s\" of partition %s of source \"%s\" is not an offset",
-							  position, part, ks.src->name);
+			c360_source_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
+							  "stored position \"%s\" of partition %s of source \"%s\" is not an offset",
+							  stored->position, stored->part, ks.w->src->name);
 		p->next = p->committed = offset;
 	}
-	SPI_finish();
-	c360_worker_commit();
 }
 
 /*
- * The very first start.  With startup 'latest' the current end of every partition is
- * stored as its position before anything is read, so that a restart goes on from there
- * and never skips what was produced while the worker was down.  Either way the source
- * leaves phase 'snapshot': from now on a partition without a position (one added to the
- * topic later) is read from its beginning.
+ * The very first start, in the skeleton's snapshot transaction: there is nothing to copy.
+ * With startup 'latest' the current end of every partition is stored as its position
+ * before anything is read, so that a restart goes on from there and never skips what was
+ * produced while the worker was down.  Either way the source leaves phase 'snapshot':
+ * from now on a partition without a position (one added to the topic later) is read from
+ * its beginning.
  */
-static void
-first_start(void)
+static char *
+first_start(C360SourceWorker *w, List *tables, bool initial)
 {
 	bool		latest = strcmp(ks.startup, "latest") == 0;
 
-	c360_worker_begin("c360 source first start");
-	for (int i = 0; latest && i < ks.nparts; i++)
+	for (int i = 0; initial && latest && i < ks.nparts; i++)
 	{
 		KafkaPartition *p = &ks.parts[i];
 		int64_t		low;
@@ -488,20 +466,29 @@ first_start(void)
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("could not look up the end of partition %d of topic \"%s\": %s",
 							p->id, ks.topic, rd_kafka_err2str(err))));
-		c360_source_save_position(ks.src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) high));
+		c360_source_save_position(w->src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) high));
 		p->next = p->committed = high;
 	}
-	set_phase_streaming();
-	c360_worker_commit();
-
-	/*
-	 * The end offsets just stored must survive a crash before anything is read: with
-	 * synchronous_commit = off a lost first start would run again and store later ends,
-	 * skipping what was produced in between.
-	 */
-	XLogFlush(XactLastCommitEnd);
 	elog(LOG, "c360 source \"%s\" first start: reading topic \"%s\" from its %s",
-		 ks.src->name, ks.topic, latest ? "end" : "beginning");
+		 w->src->name, ks.topic, latest ? "end" : "beginning");
+	return NULL;
+}
+
+/*
+ * The end offsets just stored must survive a crash before anything is read: with
+ * synchronous_commit = off a lost first start would run again and store later ends,
+ * skipping what was produced in between.
+ */
+static void
+first_start_done(C360SourceWorker *w)
+{
+	XLogFlush(XactLastCommitEnd);
+}
+
+/* The positions were loaded with the partitions. */
+static void
+resume(C360SourceWorker *w)
+{
 }
 
 /*
@@ -527,55 +514,36 @@ assign(bool reassign)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not assign the partitions of topic \"%s\": %s", ks.topic,
 						rd_kafka_err2str(err))));
-	report("streaming");
+	c360_source_worker_report(ks.w, "streaming");
+}
+
+/* Read from the committed positions. */
+static void
+stream(C360SourceWorker *w)
+{
+	assign(false);
+	refresh_lag(true);
 }
 
 /*
- * Read, decode and apply for ever; each batch commits with its positions.  The wait comes
- * only when the consumer queue is empty: librdkafka signals the pipe when it fills again.
+ * Take what the consumer queue holds, up to the end of the batch; false when it is empty
+ * (librdkafka writes to the wake pipe when it fills again).
  */
-static void
-stream(void)
-{
-	ErrorContextCallback errcallback = {.callback = error_context, .previous = error_context_stack};
-
-	error_context_stack = &errcallback;
-	refresh_lag(true);
-	for (;;)
-	{
-		bool		drained;
-
-		CHECK_FOR_INTERRUPTS();
-		/* here, not only in the wait: a long backlog never waits */
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		drained = read_messages();
-		if (ks.fatal)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("the Kafka consumer failed: %s", ks.trouble)));
-		if (batch_due())
-			flush();
-		refresh_lag(false);
-		refresh_partitions();
-		check_trouble();
-		if (drained)
-			wait_for_messages();
-	}
-}
-
-/* Take what the consumer queue holds, up to the end of the batch; true when it is empty. */
 static bool
-read_messages(void)
+read_messages(C360SourceWorker *w)
 {
 	rd_kafka_message_t *msgs[READ_AT_ONCE];
+	char		buf[64];
 
+	while (read(ks.wake_fd[0], buf, sizeof(buf)) > 0)
+		;
+	if (ks.fatal)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the Kafka consumer failed: %s", ks.trouble)));
 	for (;;)
 	{
-		size_t		want = Min(READ_AT_ONCE, Max(c360_batch_size - ks.pending, 1));
+		size_t		want = Min(READ_AT_ONCE, Max(c360_batch_size - w->units, 1));
 		ssize_t		n = rd_kafka_consume_batch_queue(ks.queue, 0, msgs, want);
 
 		if (n < 0)
@@ -589,9 +557,9 @@ read_messages(void)
 			rd_kafka_message_destroy(msgs[i]);
 		}
 		if (n == 0)
-			return true;
-		if (batch_due())
 			return false;
+		if (c360_source_worker_batch_due(w))
+			return true;
 	}
 }
 
@@ -620,7 +588,7 @@ handle_message(rd_kafka_message_t *m)
 static void
 add_message(KafkaPartition *p, rd_kafka_message_t *m)
 {
-	MemoryContext old = MemoryContextSwitchTo(ks.batch_cxt);
+	MemoryContext old = MemoryContextSwitchTo(ks.w->batch_cxt);
 	char	   *position = psprintf("%s[%d]@" INT64_FORMAT, ks.topic, p->id, (int64) m->offset);
 	C360Change *ch;
 	char	   *error;
@@ -630,25 +598,17 @@ add_message(KafkaPartition *p, rd_kafka_message_t *m)
 						  &ch, &error))
 	{
 		ch->position = position;
-		c360_apply_add(ks.batch, ch);
+		c360_apply_add(ks.w->batch, ch);
 	}
 	else
-	{
-		Undecodable *u = palloc(sizeof(Undecodable));
-
-		u->position = position;
-		u->payload = c360_kafka_payload_text(m->payload, m->len, ks.max_bytes);
-		u->error = error;
-		ks.undecodable = lappend(ks.undecodable, u);
-	}
+		c360_source_worker_dead_letter(ks.w, position,
+									   c360_kafka_payload_text(m->payload, m->len, ks.max_bytes),
+									   error);
 	MemoryContextSwitchTo(old);
 
 	p->next = m->offset + 1;
-	if (ks.pending++ == 0)
-		ks.batch_started = GetCurrentTimestamp();
-	if (ms > 0)
-		ks.newest_at = Max(ks.newest_at, (TimestampTz) ms * 1000 -
-						   (TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+	c360_source_worker_unit_end(ks.w, ms <= 0 ? 0 : (TimestampTz) ms * 1000 -
+								(TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
 }
 
 /* An error event of the consumer queue. */
@@ -698,13 +658,13 @@ offset_out_of_range(int32 partition)
 		return;
 	}
 	message = out_of_range_message(p, low, high);
-	flush();
+	c360_source_worker_flush();
 	p->next = low;
 	c360_worker_begin("c360 source offset reset");
-	c360_source_save_position(ks.src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) low));
+	c360_source_save_position(ks.w->src, psprintf("%d", p->id), psprintf(INT64_FORMAT, (int64) low));
 	c360_worker_commit();
 	p->committed = low;
-	c360_source_record_trouble(ks.src->name, message);
+	c360_source_record_trouble(ks.w->src->name, message);
 	pfree(message);
 	ks.trouble_recorded = false;
 	assign(true);
@@ -725,91 +685,38 @@ out_of_range_message(KafkaPartition *p, int64 low, int64 high)
 					high, low);
 }
 
-static bool
-batch_due(void)
-{
-	return ks.pending > 0 &&
-		(ks.pending >= c360_batch_size ||
-		 TimestampDifferenceExceeds(ks.batch_started, GetCurrentTimestamp(), c360_batch_ms));
-}
-
-/*
- * Apply the batch in one local transaction that also writes its undecodable messages to
- * the dead letters and stores each partition's next offset: all of it commits, or none.
- */
+/* In the batch's transaction: each partition's next offset, where it moved. */
 static void
-flush(void)
+save_positions(C360SourceWorker *w)
 {
-	ListCell   *lc;
-
-	if (ks.pending == 0)
-		return;
-	c360_worker_begin("c360 apply");
-	foreach(lc, ks.undecodable)
-	{
-		Undecodable *u = lfirst(lc);
-
-		c360_source_dead_letter(ks.src, u->position, u->payload, u->error);
-	}
-	if (ks.batch->nchanges > 0)
-		c360_source_apply(ks.src, ks.batch, ks.newest_at);
 	for (int i = 0; i < ks.nparts; i++)
 		if (ks.parts[i].next != ks.parts[i].committed)
-			c360_source_save_position(ks.src, psprintf("%d", ks.parts[i].id),
+			c360_source_save_position(w->src, psprintf("%d", ks.parts[i].id),
 									  psprintf(INT64_FORMAT, ks.parts[i].next));
-	c360_worker_commit();
+}
 
+static void
+committed(C360SourceWorker *w)
+{
 	for (int i = 0; i < ks.nparts; i++)
 		ks.parts[i].committed = ks.parts[i].next;
-	if (ks.newest_at != 0)
-		ks.status->last_source_commit_at = ks.newest_at;
-	new_batch();
 	refresh_lag(true);			/* cheap (cached watermarks): exact after every batch */
-	report("streaming");
 }
 
-/* An empty batch; everything of the last one, its change records included, is freed. */
+/* Between reads: the lag, partitions added to the topic, broker trouble. */
 static void
-new_batch(void)
+housekeeping(C360SourceWorker *w)
 {
-	MemoryContext old;
-
-	MemoryContextReset(ks.batch_cxt);
-	old = MemoryContextSwitchTo(ks.batch_cxt);
-	ks.batch = c360_apply_begin();
-	MemoryContextSwitchTo(old);
-	ks.undecodable = NIL;
-	ks.pending = 0;
-	ks.batch_started = 0;
-	ks.newest_at = 0;
+	refresh_lag(false);
+	refresh_partitions();
+	check_trouble();
 }
 
-/*
- * Sleep until librdkafka has something for us, the batch is due, or a second passed (for
- * the lag and broker trouble).
- */
-static void
-wait_for_messages(void)
+/* librdkafka writes to this pipe when the consumer queue fills again. */
+static pgsocket
+wake_socket(C360SourceWorker *w)
 {
-	long		timeout = 1000;
-	char		buf[64];
-	int			rc;
-
-	if (ks.pending > 0)
-	{
-		long		secs;
-		int			usecs;
-
-		TimestampDifference(GetCurrentTimestamp(),
-							TimestampTzPlusMilliseconds(ks.batch_started, c360_batch_ms), &secs, &usecs);
-		timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
-	}
-	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						   ks.wake_fd[0], timeout, PG_WAIT_EXTENSION);
-	if (rc & WL_SOCKET_READABLE)
-		while (read(ks.wake_fd[0], buf, sizeof(buf)) > 0)
-			;
-	ResetLatch(MyLatch);
+	return ks.wake_fd[0];
 }
 
 /*
@@ -838,8 +745,8 @@ refresh_lag(bool force)
 			continue;
 		lag += Max(0, high - (p->committed >= 0 ? p->committed : Max(low, 0)));
 	}
-	ks.status->lag_messages = lag;
-	ks.status->caught_up = lag == 0;
+	ks.w->status->lag_messages = lag;
+	ks.w->status->caught_up = lag == 0;
 }
 
 /*
@@ -856,7 +763,7 @@ refresh_partitions(void)
 	if (!TimestampDifferenceExceeds(ks.partitions_refreshed, GetCurrentTimestamp(), PARTITION_REFRESH_MS))
 		return;
 	ks.partitions_refreshed = GetCurrentTimestamp();
-	if (ks.pending > 0 || rd_kafka_metadata(ks.rk, 0, ks.rkt, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (ks.w->units > 0 || rd_kafka_metadata(ks.rk, 0, ks.rkt, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
 	parts = MemoryContextAllocZero(TopMemoryContext,
 								   sizeof(KafkaPartition) * (ks.nparts + md->topics[0].partition_cnt));
@@ -880,7 +787,7 @@ refresh_partitions(void)
 	if (ks.nparts == known)
 		return;
 	elog(LOG, "c360 source \"%s\": topic \"%s\" has %d new partitions, read from their beginning",
-		 ks.src->name, ks.topic, ks.nparts - known);
+		 ks.w->src->name, ks.topic, ks.nparts - known);
 	assign(true);
 }
 
@@ -913,10 +820,10 @@ check_trouble(void)
 	{
 		char	   *message = psprintf("Kafka: %s (retrying)", ks.trouble);
 
-		c360_source_record_trouble(ks.src->name, message);
+		c360_source_record_trouble(ks.w->src->name, message);
 		pfree(message);
 		ks.trouble_recorded = true;
-		report("retrying");
+		c360_source_worker_report(ks.w, "retrying");
 	}
 	else if (ks.trouble_since == 0 && ks.trouble_recorded)
 	{
@@ -924,8 +831,8 @@ check_trouble(void)
 		set_phase_streaming();
 		c360_worker_commit();
 		ks.trouble_recorded = false;
-		elog(LOG, "c360 source \"%s\": Kafka reachable again", ks.src->name);
-		report("streaming");
+		elog(LOG, "c360 source \"%s\": Kafka reachable again", ks.w->src->name);
+		c360_source_worker_report(ks.w, "streaming");
 	}
 }
 
@@ -935,16 +842,18 @@ set_phase_streaming(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(ks.source_cxt);
 
-	c360_source_set_phase(ks.src, "streaming");
+	c360_source_set_phase(ks.w->src, "streaming");
 	MemoryContextSwitchTo(old);
 }
 
-/* The state and the committed next offset of every partition ("0=123, 1=456"). */
-static void
-report(const char *state)
+/* The committed next offset of every partition ("0=123, 1=456"). */
+static char *
+position(C360SourceWorker *w)
 {
 	StringInfoData buf;
 
+	if (ks.nparts == 0)
+		return NULL;
 	initStringInfo(&buf);
 	for (int i = 0; i < ks.nparts; i++)
 	{
@@ -954,22 +863,18 @@ report(const char *state)
 		else
 			appendStringInfo(&buf, "%s%d=start", buf.len ? ", " : "", ks.parts[i].id);
 	}
-	c360_worker_report(ks.status, state, ks.nparts > 0 ? buf.data : NULL);
-	pfree(buf.data);
+	return buf.data;
 }
 
-/* Errors say which source, topic and, while a batch is pending, which offsets it holds. */
+/* Errors say which topic and, while a batch is pending, which offsets it holds. */
 static void
-error_context(void *arg)
+error_context(C360SourceWorker *w, StringInfo buf)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (int i = 0; ks.pending > 0 && i < ks.nparts; i++)
+	appendStringInfo(buf, ", topic \"%s\"", ks.topic ? ks.topic : "?");
+	for (int i = 0; w->units > 0 && i < ks.nparts; i++)
 		if (ks.parts[i].next != ks.parts[i].committed)
-			appendStringInfo(&buf, "%s%d@" INT64_FORMAT ".." INT64_FORMAT, buf.len ? ", " : " batch ",
+			appendStringInfo(buf, "%s%d@" INT64_FORMAT ".." INT64_FORMAT, i ? ", " : " batch ",
 							 ks.parts[i].id, Max(ks.parts[i].committed, 0), ks.parts[i].next - 1);
-	errcontext("Kafka source \"%s\", topic \"%s\"%s", ks.src->name, ks.topic, buf.data);
 }
 
 /*
@@ -992,5 +897,5 @@ static void
 on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	if (level <= 4)				/* syslog warning and worse */
-		ereport(LOG, (errmsg_internal("c360 source \"%s\": Kafka %s: %s", ks.src->name, fac, buf)));
+		ereport(LOG, (errmsg_internal("c360 source \"%s\": Kafka %s: %s", ks.w->src->name, fac, buf)));
 }

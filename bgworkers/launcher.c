@@ -16,8 +16,8 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "../src/customer360.h"
-#include "../src/shmem.h"
+#include "core/customer360.h"
+#include "core/shmem.h"
 #include "utils/snapmgr.h"
 #include "worker.h"
 
@@ -202,18 +202,4 @@ slot_start(WorkerSlot *slot)
 				(errmsg("could not start %s: no free background worker slot", slot->name),
 				 errhint("Raise max_worker_processes.")));
 	}
-}
-
-PG_FUNCTION_INFO_V1(c360_kind_available);
-
-/* c360._kind_available(kind text): whether this build has a worker for the source kind */
-Datum
-c360_kind_available(PG_FUNCTION_ARGS)
-{
-	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	PG_RETURN_BOOL(strcmp(kind, "postgres-cdc") == 0 ||
-				   (strcmp(kind, "mysql-cdc") == 0 && c360_mysql_source_available) ||
-				   (strcmp(kind, "kafka") == 0 && c360_kafka_source_available) ||
-				   (strcmp(kind, "kafka-sink") == 0 && c360_kafka_sink_available));
 }

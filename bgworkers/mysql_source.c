@@ -3,7 +3,7 @@
  *	  The MySQL/MariaDB binlog (mysql-cdc) source worker: a consistent snapshot of
  *	  the mapped tables (START TRANSACTION WITH CONSISTENT SNAPSHOT and the binlog
  *	  position that matches it), then the binlog from exactly that position.  Row
- *	  images are decoded by src/binlog_decode.c; whole source transactions go
+ *	  images are decoded by src/decode/binlog_decode.c; whole source transactions go
  *	  through the one apply path in batches, and the binlog file/position (and
  *	  GTID) commit in the same local transaction as the data they cover.
  *-------------------------------------------------------------------------
@@ -49,14 +49,13 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "../src/binlog_decode.h"
-#include "../src/customer360.h"
-#include "../src/maintain.h"
-#include "../src/shmem.h"
-#include "../src/source.h"
+#include "core/spi.h"
+#include "decode/binlog_decode.h"
+#include "core/customer360.h"
+#include "core/shmem.h"
+#include "sources/source.h"
+#include "source_worker.h"
 #include "worker.h"
-
-const bool	c360_mysql_source_available = true;
 
 #define MAX_COLLATIONS		4096
 #define MAX_FILE_NAME		512
@@ -84,19 +83,10 @@ typedef struct RemoteColumn
 	bool		is_bit;			/* selected as a number, as the binlog decoder gives it */
 } RemoteColumn;
 
-/* A row that could not be decoded, written with the batch it belongs to. */
-typedef struct DeadRow
-{
-	char	   *position;
-	char	   *payload;
-	const char *error;
-} DeadRow;
-
-/* The worker's whole state: one source, two connections, one pending batch. */
+/* The adapter's state: two connections, the binlog being read, the positions. */
 typedef struct MySource
 {
-	C360Source *src;
-	C360WorkerInfo *status;
+	C360SourceWorker *w;		/* the skeleton's: source, status, batch */
 	MYSQL	   *conn;			/* queries: checks and the snapshot */
 	MYSQL	   *repl;			/* the binlog dump */
 	MARIADB_RPL *rpl;
@@ -105,24 +95,16 @@ typedef struct MySource
 	bool		checksum;		/* events end with a CRC32 */
 	HTAB	   *maps;
 	MemoryContext maps_cxt;
-	MemoryContext batch_cxt;
 	MemoryContext event_cxt;	/* reset for every event */
-	C360Batch  *batch;
-	List	   *dead;			/* DeadRow *, in batch_cxt */
 
 	char		file[MAX_FILE_NAME];	/* the binlog file being read */
-	bool		in_txn;
 	bool		txn_standalone; /* GTID group of one statement, no XID/COMMIT */
 	char		txn_gtid[64];
 	TimestampTz last_received;
 
-	int			pending_txns;	/* whole source transactions in the batch */
-	bool		pending_moved;	/* position moved with no transaction (rotation) */
-	char		pending_file[MAX_FILE_NAME];
+	char		pending_file[MAX_FILE_NAME];	/* where the batch ends */
 	uint64		pending_pos;
 	char		pending_gtid[64];
-	TimestampTz pending_commit_at;
-	TimestampTz batch_started;
 
 	char		applied_file[MAX_FILE_NAME];	/* committed locally */
 	uint64		applied_pos;
@@ -131,8 +113,7 @@ typedef struct MySource
 
 static MySource ms;
 
-static void run(const char *name);
-static void setup(const char *name);
+static void connect_source(C360SourceWorker *w);
 static MYSQL *connect_mysql(const char *purpose);
 static void mysql_failed(MYSQL *m, const char *what) pg_attribute_noreturn();
 static MYSQL_RES *query(MYSQL *m, const char *sql, bool use);
@@ -145,21 +126,23 @@ static void split_remote(C360SourceTable *t, char **db, char **table);
 static char *quote_ident_my(const char *name);
 static char *lower_ascii(const char *name);
 static char *quote_literal_my(MYSQL *m, const char *value);
+static void resume(C360SourceWorker *w);
 static void load_position(void);
 static void check_position(void);
-static void snapshot(void);
-static void snapshot_begin(const char *what, List *tables);
-static void snapshot_new_tables(void);
+static char *snapshot(C360SourceWorker *w, List *tables, bool initial);
+static void snapshot_done(C360SourceWorker *w);
+static void consistent_snapshot(List *tables);
 static bool in_own_snapshot(C360SourceTable *t, uint64 end);
 static uint64 binlog_file_no(const char *file);
-static int64 snapshot_table(C360SourceTable *t, int64 done);
+static void snapshot_table(C360SourceTable *t);
 static List *remote_columns(C360SourceTable *t);
 static BinlogKind kind_of_data_type(const char *data_type);
 static void snapshot_row(C360SourceTable *t, MYSQL_ROW row, unsigned long *lengths, List *cols);
-static void stream(void);
-static void open_stream(void);
+static void stream(C360SourceWorker *w);
+static bool read_event(C360SourceWorker *w);
+static void housekeeping(C360SourceWorker *w);
+static pgsocket binlog_socket(C360SourceWorker *w);
 static bool data_ready(void);
-static void wait_for_data(void);
 static void handle_event(MARIADB_RPL_EVENT *ev);
 static void handle_rotate(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static void handle_query(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
@@ -173,71 +156,68 @@ static char *to_input_text(const BinlogColumn *c, Oid type, const char *value);
 static bool castable(BinlogKind kind, Oid mirror_type);
 static const char *mirror_type_name(Oid type);
 static void end_transaction(MARIADB_RPL_EVENT *ev);
-static bool batch_due(void);
-static void flush(void);
-static void save_position(const char *file, uint64 pos, const char *gtid);
-static void new_batch(void);
-static void report(const char *state);
-static void error_context(void *arg);
+static void save_position(C360SourceWorker *w);
+static void store_position(const char *file, uint64 pos, const char *gtid);
+static void committed(C360SourceWorker *w);
+static char *position(C360SourceWorker *w);
+static void error_context(C360SourceWorker *w, StringInfo buf);
+
+static const C360SourceAdapter adapter = {
+	.kind = "MySQL",
+	.connect = connect_source,
+	.snapshot = snapshot,
+	.snapshot_done = snapshot_done,
+	.resume = resume,
+	.stream = stream,
+	.read = read_event,
+	.save_position = save_position,
+	.committed = committed,
+	.position = position,
+	.housekeeping = housekeeping,
+	.socket = binlog_socket,
+	.context = error_context,
+};
 
 void
 c360_mysql_source_main(Datum arg)
 {
-	c360_source_worker_main(run);
+	c360_source_worker_run(&adapter);
 }
 
+/* Errors say where in the binlog. */
 static void
-run(const char *name)
+error_context(C360SourceWorker *w, StringInfo buf)
 {
-	ErrorContextCallback ctx = {.callback = error_context, .previous = error_context_stack};
-
-	error_context_stack = &ctx;
-	ms.status = c360_source_worker_status();
-	setup(name);
-	check_server();
-	if (strcmp(ms.src->phase, "snapshot") == 0)
-		snapshot();
-	else
-	{
-		load_position();
-		check_position();
-	}
-	snapshot_new_tables();
-	stream();
-}
-
-/* Every error says which source and where in the binlog. */
-static void
-error_context(void *arg)
-{
-	if (ms.src == NULL)
-		return;
 	if (ms.file[0] != '\0')
-		errcontext("mysql source \"%s\" at binlog %s", ms.src->name, ms.file);
-	else
-		errcontext("mysql source \"%s\"", ms.src->name);
+		appendStringInfo(buf, " at binlog %s", ms.file);
 }
 
-/* Load the source and connect for queries. */
+/* Connect for queries, and check the server's binlog settings. */
 static void
-setup(const char *name)
+connect_source(C360SourceWorker *w)
 {
 	HASHCTL		ctl = {.keysize = sizeof(uint64), .entrysize = sizeof(TableMap)};
 
-	ms.src = c360_source_worker_load(name);
-
-	ms.batch_cxt = AllocSetContextCreate(TopMemoryContext, "c360 batch", ALLOCSET_DEFAULT_SIZES);
+	ms.w = w;
 	ms.maps_cxt = AllocSetContextCreate(TopMemoryContext, "c360 table maps", ALLOCSET_DEFAULT_SIZES);
 	ms.event_cxt = AllocSetContextCreate(TopMemoryContext, "c360 event", ALLOCSET_DEFAULT_SIZES);
 	ctl.hcxt = ms.maps_cxt;
 	ms.maps = hash_create("c360 table maps", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ms.dec.alloc = decoder_alloc;
 	ms.dec.charset_of = charset_of;
-	new_batch();
 
 	ms.conn = connect_mysql("queries");
-	elog(LOG, "c360 source \"%s\" connected to MySQL %s (%s)", name,
-		 mysql_get_server_info(ms.conn), ms.src->phase);
+	elog(LOG, "c360 source \"%s\" connected to MySQL %s (%s)", w->src->name,
+		 mysql_get_server_info(ms.conn), w->src->phase);
+	check_server();
+}
+
+/* A later start: the committed position, whose binlog must still be on the server. */
+static void
+resume(C360SourceWorker *w)
+{
+	load_position();
+	check_position();
 }
 
 static void *
@@ -254,10 +234,10 @@ static MYSQL *
 connect_mysql(const char *purpose)
 {
 	MYSQL	   *m = mysql_init(NULL);
-	char	   *host = c360_source_option(ms.src, "host", NULL);
-	char	   *port = c360_source_option(ms.src, "port", "3306");
-	char	   *user = c360_source_option(ms.src, "user", NULL);
-	char	   *password = c360_source_option(ms.src, "password", NULL);
+	char	   *host = c360_source_option(ms.w->src, "host", NULL);
+	char	   *port = c360_source_option(ms.w->src, "port", "3306");
+	char	   *user = c360_source_option(ms.w->src, "user", NULL);
+	char	   *password = c360_source_option(ms.w->src, "password", NULL);
 	unsigned int timeout = 10;
 
 	if (m == NULL)
@@ -280,6 +260,7 @@ mysql_failed(MYSQL *m, const char *what)
 {
 	unsigned int err = mysql_errno(m);
 	char	   *msg = pstrdup(mysql_error(m));
+	int			code = ERRCODE_CONNECTION_FAILURE;	/* the rest passes: retry */
 
 	switch (err)
 	{
@@ -288,15 +269,22 @@ mysql_failed(MYSQL *m, const char *what)
 		case ER_TABLEACCESS_DENIED_ERROR:
 		case ER_COLUMNACCESS_DENIED_ERROR:
 		case ER_SPECIFIC_ACCESS_DENIED_ERROR:
+			code = ERRCODE_INSUFFICIENT_PRIVILEGE;
+			break;
 		case ER_MASTER_FATAL_ERROR_READING_BINLOG:
+			code = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+			break;
 		case ER_NO_SUCH_TABLE:
+			code = ERRCODE_UNDEFINED_TABLE;
+			break;
 		case ER_BAD_DB_ERROR:
+			code = ERRCODE_UNDEFINED_DATABASE;
+			break;
 		case ER_BAD_FIELD_ERROR:
-			c360_source_error("MySQL error %u during %s: %s", err, what, msg);
+			code = ERRCODE_UNDEFINED_COLUMN;
+			break;
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_CONNECTION_FAILURE),
-			 errmsg("MySQL error %u during %s: %s", err, what, msg)));
+	ereport(ERROR, (errcode(code), errmsg("MySQL error %u during %s: %s", err, what, msg)));
 }
 
 /* Run a query that returns rows; use: stream them (mysql_use_result) instead of storing. */
@@ -338,22 +326,27 @@ check_server(void)
 
 	if (mysql_query(ms.conn, "SELECT @@global.log_bin, @@global.binlog_format, "
 					"@@global.binlog_row_image, @@global.binlog_row_metadata") != 0)
-		c360_source_error("the MySQL server cannot tell its binlog settings (%s); the mysql-cdc "
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "the MySQL server cannot tell its binlog settings (%s); the mysql-cdc "
 						  "source needs MariaDB 10.5 or later", mysql_error(ms.conn));
 	res = mysql_store_result(ms.conn);
 	row = res ? mysql_fetch_row(res) : NULL;
 	if (row == NULL)
 		mysql_failed(ms.conn, "reading the binlog settings");
 	if (strcmp(row[0], "1") != 0)
-		c360_source_error("binary logging is off on the MySQL server: start it with log_bin");
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "binary logging is off on the MySQL server: start it with log_bin");
 	if (pg_strcasecmp(row[1], "ROW") != 0)
-		c360_source_error("the MySQL server has binlog_format=%s; the mysql-cdc source needs "
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "the MySQL server has binlog_format=%s; the mysql-cdc source needs "
 						  "binlog_format=ROW", row[1]);
 	if (pg_strcasecmp(row[2], "FULL") != 0)
-		c360_source_error("the MySQL server has binlog_row_image=%s; the mysql-cdc source needs "
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "the MySQL server has binlog_row_image=%s; the mysql-cdc source needs "
 						  "binlog_row_image=FULL", row[2]);
 	if (pg_strcasecmp(row[3], "FULL") != 0)
-		c360_source_error("the MySQL server has binlog_row_metadata=%s; the mysql-cdc source needs "
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "the MySQL server has binlog_row_metadata=%s; the mysql-cdc source needs "
 						  "binlog_row_metadata=FULL (column names and ENUM/SET labels in the binlog)",
 						  row[3]);
 	mysql_free_result(res);
@@ -367,7 +360,8 @@ check_server(void)
 		if (res)
 			mysql_free_result(res);
 		if (compress && strcmp(compress, "1") == 0)
-			c360_source_error("the MySQL server has log_bin_compress=ON; the mysql-cdc source "
+			c360_source_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+						  "the MySQL server has log_bin_compress=ON; the mysql-cdc source "
 							  "cannot read compressed binlog events");
 	}
 	load_charsets();
@@ -421,10 +415,11 @@ split_remote(C360SourceTable *t, char **db, char **table)
 		*table = pstrdup(dot + 1);
 		return;
 	}
-	*db = c360_source_option(ms.src, "database", NULL);
+	*db = c360_source_option(ms.w->src, "database", NULL);
 	*table = pstrdup(t->remote);
 	if (*db == NULL)
-		c360_source_error("mapped table \"%s\" has no database: map it as 'database.table' or set "
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "mapped table \"%s\" has no database: map it as 'database.table' or set "
 						  "the source's \"database\" option", t->remote);
 }
 
@@ -477,32 +472,18 @@ quote_literal_my(MYSQL *m, const char *value)
 static void
 load_position(void)
 {
-	static SPIPlanPtr plan;
-	Oid			types[1] = {TEXTOID};
-	Datum		arg;
+	C360Source *src = ms.w->src;
+	char	   *pos = c360_source_position(src, "pos");
+	char	   *gtid = c360_source_position(src, "gtid");
 
-	c360_worker_begin("c360 source position");
-	arg = CStringGetTextDatum(ms.src->name);
-	SPI_connect();
-	c360_exec(c360_plan(&plan, "SELECT part, position FROM c360.source_positions WHERE source = $1",
-						1, types), &arg, NULL);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		char	   *part = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-		char	   *value = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
-
-		if (strcmp(part, "file") == 0)
-			strlcpy(ms.applied_file, value, sizeof(ms.applied_file));
-		else if (strcmp(part, "pos") == 0)
-			ms.applied_pos = strtoull(value, NULL, 10);
-		else if (strcmp(part, "gtid") == 0)
-			strlcpy(ms.applied_gtid, value, sizeof(ms.applied_gtid));
-	}
-	SPI_finish();
-	c360_worker_commit();
+	strlcpy(ms.applied_file, c360_source_position(src, "file") ? c360_source_position(src, "file") : "",
+			sizeof(ms.applied_file));
+	ms.applied_pos = pos ? strtoull(pos, NULL, 10) : 0;
+	strlcpy(ms.applied_gtid, gtid ? gtid : "", sizeof(ms.applied_gtid));
 	if (ms.applied_file[0] == '\0' || ms.applied_pos < 4)
-		c360_source_error("source \"%s\" is streaming but has no binlog position; drop it and create "
-						  "and map it again to take a new snapshot", ms.src->name);
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "source \"%s\" is streaming but has no binlog position; drop it and create "
+						  "and map it again to take a new snapshot", ms.w->src->name);
 }
 
 /*
@@ -525,66 +506,73 @@ check_position(void)
 	}
 	mysql_free_result(res);
 	if (!found)
-		c360_source_error("binlog file %s, where source \"%s\" resumes (position %s:" UINT64_FORMAT
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "binlog file %s, where source \"%s\" resumes (position %s:" UINT64_FORMAT
 						  "), is no longer on the MySQL server (its oldest is %s): it was purged, so "
 						  "changes after that position are lost. To start over with a new snapshot, "
 						  "drop the source and create and map it again", ms.applied_file,
-						  ms.src->name, ms.applied_file, ms.applied_pos, first ? first : "none");
+						  ms.w->src->name, ms.applied_file, ms.applied_pos, first ? first : "none");
 }
 
 /*
- * First start: copy every mapped table inside one consistent snapshot on the server, in
- * one local transaction that also stores the binlog position matching the snapshot and
- * sets the phase to streaming.  A crash anywhere rolls all of it back and the next start
- * begins again; the snapshot and the stream meet exactly.
+ * Inside the skeleton's snapshot transaction: copy the tables under one consistent
+ * snapshot on the server.  The first snapshot's binlog position is where the stream
+ * starts; a later one's is returned, for the stream to skip the tables' rows events up to
+ * it (in_own_snapshot), while the stream goes on from the source's own position.
  */
-static void
-snapshot(void)
+static char *
+snapshot(C360SourceWorker *w, List *tables, bool initial)
 {
+	char		file[MAX_FILE_NAME];
+	uint64		pos = ms.applied_pos;
+	char		gtid[64];
+	char	   *since;
 	ListCell   *lc;
-	int64		done = 0;
 
-	/* one transaction of many batches: alone, with the maintainer run once at its end */
-	snapshot_begin("c360 snapshot", ms.src->tables);
-	foreach(lc, ms.src->tables)
-		done = snapshot_table(lfirst(lc), done);
-	c360_apply_flush();
+	strlcpy(file, ms.applied_file, sizeof(file));
+	strlcpy(gtid, ms.applied_gtid, sizeof(gtid));
+	consistent_snapshot(tables);
+	foreach(lc, tables)
+		snapshot_table(lfirst(lc));
+	if (initial)
+	{
+		strlcpy(ms.pending_file, ms.applied_file, sizeof(ms.pending_file));
+		ms.pending_pos = ms.applied_pos;
+		strlcpy(ms.pending_gtid, ms.applied_gtid, sizeof(ms.pending_gtid));
+		return NULL;
+	}
+	since = psprintf("%s:" UINT64_FORMAT, ms.applied_file, ms.applied_pos);
+	strlcpy(ms.applied_file, file, sizeof(ms.applied_file));
+	ms.applied_pos = pos;
+	strlcpy(ms.applied_gtid, gtid, sizeof(ms.applied_gtid));
+	return since;
+}
 
-	/* a table mapped meanwhile is not marked: snapshot_new_tables() copies it next */
-	foreach(lc, ms.src->tables)
-		c360_source_set_since(ms.src, lfirst(lc), "");
-	save_position(ms.applied_file, ms.applied_pos, ms.applied_gtid);
-	c360_source_set_phase(ms.src, "streaming");
-	c360_worker_commit();
+static void
+snapshot_done(C360SourceWorker *w)
+{
 	(void) query(ms.conn, "COMMIT", false);
-	elog(LOG, "c360 source \"%s\" snapshot done: " INT64_FORMAT " rows, streaming from %s:" UINT64_FORMAT,
-		 ms.src->name, done, ms.applied_file, ms.applied_pos);
 }
 
 /*
- * Open the local transaction of a snapshot (alone, as the clock needs) and, on the server,
- * a consistent snapshot: the binlog position that matches it goes to ms.applied_*.
+ * A consistent snapshot on the server, with the binlog position that matches it in
+ * ms.applied_*, and the tables' estimated rows added to the progress total.
  */
 static void
-snapshot_begin(const char *what, List *tables)
+consistent_snapshot(List *tables)
 {
 	MYSQL_RES  *res;
 	MYSQL_ROW	row;
 	ListCell   *lc;
 	char	   *gtid;
 
-	c360_worker_begin(what);
-	c360_clock_lock_alone();
-	c360_apply_defer();
-	report("snapshot");
 	foreach(lc, tables)
 	{
-		C360SourceTable *t = lfirst(lc);
 		char	   *db;
 		char	   *table;
 
-		split_remote(t, &db, &table);
-		ms.status->snapshot_total += pg_strtoint64(
+		split_remote(lfirst(lc), &db, &table);
+		ms.w->status->snapshot_total += pg_strtoint64(
 			query_value(ms.conn, psprintf("SELECT COALESCE(MAX(TABLE_ROWS), 0) FROM "
 										  "information_schema.TABLES WHERE TABLE_SCHEMA = %s AND "
 										  "TABLE_NAME = %s", quote_literal_my(ms.conn, db),
@@ -605,56 +593,12 @@ snapshot_begin(const char *what, List *tables)
 	}
 	mysql_free_result(res);
 	if (ms.applied_file[0] == '\0')
-		c360_source_error("the MySQL server did not report binlog_snapshot_file; the mysql-cdc "
+		c360_source_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+						  "the MySQL server did not report binlog_snapshot_file; the mysql-cdc "
 						  "source needs MariaDB 10.5 or later with log_bin");
 	gtid = query_value(ms.conn, psprintf("SELECT BINLOG_GTID_POS(%s, " UINT64_FORMAT ")",
 										 quote_literal_my(ms.conn, ms.applied_file), ms.applied_pos));
 	strlcpy(ms.applied_gtid, gtid ? gtid : "", sizeof(ms.applied_gtid));
-}
-
-/*
- * Tables mapped after the source's snapshot, copied alone before streaming on: a
- * consistent snapshot of them, whose binlog position the stream then uses for them
- * (in_own_snapshot: their rows events up to it are in the copy).  The copy and that
- * position commit together; a crash redoes both.  The stream still resumes from the
- * source's own committed position.
- */
-static void
-snapshot_new_tables(void)
-{
-	List	   *tables = NIL;
-	ListCell   *lc;
-	int64		done = 0;
-	char		file[MAX_FILE_NAME];
-	uint64		pos = ms.applied_pos;
-	char		gtid[64];
-	char	   *since;
-
-	ms.src = c360_source_worker_load(ms.src->name);
-	foreach(lc, ms.src->tables)
-		if (((C360SourceTable *) lfirst(lc))->since == NULL)
-			tables = lappend(tables, lfirst(lc));
-	if (tables == NIL)
-		return;
-
-	/* the consistent snapshot moves ms.applied_*: the stream's own position comes back */
-	strlcpy(file, ms.applied_file, sizeof(file));
-	strlcpy(gtid, ms.applied_gtid, sizeof(gtid));
-	snapshot_begin("c360 snapshot of new tables", tables);
-	since = psprintf("%s:" UINT64_FORMAT, ms.applied_file, ms.applied_pos);
-	strlcpy(ms.applied_file, file, sizeof(ms.applied_file));
-	ms.applied_pos = pos;
-	strlcpy(ms.applied_gtid, gtid, sizeof(ms.applied_gtid));
-
-	foreach(lc, tables)
-		done = snapshot_table(lfirst(lc), done);
-	c360_apply_flush();
-	foreach(lc, tables)
-		c360_source_set_since(ms.src, lfirst(lc), since);
-	c360_worker_commit();
-	(void) query(ms.conn, "COMMIT", false);
-	elog(LOG, "c360 source \"%s\" copied %d newly mapped tables: " INT64_FORMAT " rows, streamed "
-		 "from %s on", ms.src->name, list_length(tables), done, since);
 }
 
 /*
@@ -673,9 +617,10 @@ in_own_snapshot(C360SourceTable *t, uint64 end)
 		return false;
 	colon = strrchr(t->since, ':');
 	if (colon == NULL)
-		c360_source_error("the snapshot position \"%s\" of table %s of source \"%s\" "
+		c360_source_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
+						  "the snapshot position \"%s\" of table %s of source \"%s\" "
 						  "(c360.source_tables) is not a binlog position", t->since, t->remote,
-						  ms.src->name);
+						  ms.w->src->name);
 	file_no = binlog_file_no(pnstrdup(t->since, colon - t->since));
 	now_no = binlog_file_no(ms.file);
 	return now_no < file_no || (now_no == file_no && end <= strtoull(colon + 1, NULL, 10));
@@ -691,8 +636,8 @@ binlog_file_no(const char *file)
 }
 
 /* Stream one table's rows (mysql_use_result) and apply them c360.batch_size at a time. */
-static int64
-snapshot_table(C360SourceTable *t, int64 done)
+static void
+snapshot_table(C360SourceTable *t)
 {
 	List	   *cols = remote_columns(t);
 	StringInfoData sql;
@@ -717,27 +662,18 @@ snapshot_table(C360SourceTable *t, int64 done)
 	res = query(ms.conn, sql.data, true);
 	while ((row = mysql_fetch_row(res)) != NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(ms.batch_cxt);
+		MemoryContext old = MemoryContextSwitchTo(ms.w->batch_cxt);
 
 		snapshot_row(t, row, mysql_fetch_lengths(res), cols);
 		MemoryContextSwitchTo(old);
-		if (ms.batch->nchanges >= c360_batch_size)
-		{
-			done += ms.batch->nchanges;
-			c360_source_apply(ms.src, ms.batch, 0);
-			new_batch();
-			ms.status->snapshot_done = done;
-			CHECK_FOR_INTERRUPTS();
-		}
+		ms.w->status->snapshot_done++;
+		if (ms.w->batch->nchanges >= c360_batch_size)
+			c360_source_worker_apply_now(ms.w);
 	}
 	if (mysql_errno(ms.conn) != 0)
 		mysql_failed(ms.conn, sql.data);
 	mysql_free_result(res);
-	done += ms.batch->nchanges;
-	c360_source_apply(ms.src, ms.batch, 0);
-	new_batch();
-	ms.status->snapshot_done = done;
-	return done;
+	c360_source_worker_apply_now(ms.w);
 }
 
 /*
@@ -778,9 +714,9 @@ snapshot_row(C360SourceTable *t, MYSQL_ROW row, unsigned long *lengths, List *co
 													   pnstrdup(row[i], lengths[i]));
 	}
 	if (error)
-		c360_source_dead_letter(ms.src, "snapshot", c360_change_json(ch), error);
+		c360_source_worker_dead_letter(ms.w, "snapshot", c360_change_json(ch), error);
 	else
-		c360_apply_add(ms.batch, ch);
+		c360_apply_add(ms.w->batch, ch);
 }
 
 /*
@@ -805,7 +741,8 @@ remote_columns(C360SourceTable *t)
 								  quote_literal_my(ms.conn, db), quote_literal_my(ms.conn, table)),
 				false);
 	if (mysql_num_rows(res) == 0)
-		c360_source_error("mapped table %s does not exist on the MySQL server (or the source's user "
+		c360_source_error(ERRCODE_UNDEFINED_TABLE,
+						  "mapped table %s does not exist on the MySQL server (or the source's user "
 						  "cannot see it)", t->remote);
 	while ((row = mysql_fetch_row(res)) != NULL)
 	{
@@ -820,7 +757,8 @@ remote_columns(C360SourceTable *t)
 		rc->kind = kind_of_data_type(row[1]);
 		rc->is_bit = pg_strcasecmp(row[1], "bit") == 0;
 		if (!castable(rc->kind, in->cols[c].type))
-			c360_source_error("column \"%s\" of source table %s has type %s, which does not cast to "
+			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
+						  "column \"%s\" of source table %s has type %s, which does not cast to "
 							  "the %s column of input \"%s\"", row[0], t->remote, row[1],
 							  mirror_type_name(in->cols[c].type), in->name);
 		cols = lappend(cols, rc);
@@ -829,9 +767,10 @@ remote_columns(C360SourceTable *t)
 	mysql_free_result(res);
 	for (int c = 0; c < in->ncols; c++)
 		if (in->cols[c].required && !list_member_ptr(names, in->cols[c].name))
-			c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
+			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+						  "source table %s has no column \"%s\", which input \"%s\" requires",
 							  t->remote, in->cols[c].name, in->name);
-	c360_source_set_columns(ms.src, t, names);
+	c360_source_set_columns(ms.w->src, t, names);
 	return cols;
 }
 
@@ -919,68 +858,19 @@ to_input_text(const BinlogColumn *c, Oid type, const char *value)
 	return psprintf("%s+00", value);
 }
 
-/* Connect for the binlog dump and stream from the committed position, forever. */
-static void
-stream(void)
-{
-	strlcpy(ms.file, ms.applied_file, sizeof(ms.file));
-	strlcpy(ms.pending_file, ms.applied_file, sizeof(ms.pending_file));
-	ms.pending_pos = ms.applied_pos;
-	strlcpy(ms.pending_gtid, ms.applied_gtid, sizeof(ms.pending_gtid));
-	open_stream();
-	report("streaming");
-
-	for (;;)
-	{
-		MARIADB_RPL_EVENT *ev;
-
-		if (!data_ready())
-		{
-			/* the stream went quiet: apply what is complete now, for freshness */
-			if (!ms.in_txn && (ms.pending_txns > 0 || ms.pending_moved))
-				flush();
-			if (!ms.in_txn)
-				c360_source_worker_check_mapping(ms.src);
-			wait_for_data();
-			continue;
-		}
-		ev = mariadb_rpl_fetch(ms.rpl, NULL);
-		if (ev == NULL)
-			mysql_failed(ms.repl, psprintf("reading the binlog at %s", ms.file));
-		ms.last_received = GetCurrentTimestamp();
-		MemoryContextReset(ms.event_cxt);
-		MemoryContextSwitchTo(ms.event_cxt);
-		PG_TRY();
-		{
-			handle_event(ev);
-		}
-		PG_FINALLY();
-		{
-			mariadb_free_rpl_event(ev);
-		}
-		PG_END_TRY();
-		if (!ms.in_txn && batch_due())
-			flush();
-		if (!ms.in_txn)
-			c360_source_worker_check_mapping(ms.src);
-		MemoryContextSwitchTo(ms.event_cxt);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-	}
-}
-
 /*
  * COM_BINLOG_DUMP from the committed position.  The session variables make the server
  * send checksummed events as they are, GTID events, and a heartbeat when idle.
  */
 static void
-open_stream(void)
+stream(C360SourceWorker *w)
 {
-	char	   *server_id = c360_source_option(ms.src, "server_id", NULL);
+	char	   *server_id = c360_source_option(w->src, "server_id", NULL);
+
+	strlcpy(ms.file, ms.applied_file, sizeof(ms.file));
+	strlcpy(ms.pending_file, ms.applied_file, sizeof(ms.pending_file));
+	ms.pending_pos = ms.applied_pos;
+	strlcpy(ms.pending_gtid, ms.applied_gtid, sizeof(ms.pending_gtid));
 
 	ms.repl = connect_mysql("the binlog");
 	ms.checksum = pg_strcasecmp(query_value(ms.repl, "SELECT @@global.binlog_checksum"), "NONE") != 0;
@@ -999,8 +889,59 @@ open_stream(void)
 		mysql_failed(ms.repl, psprintf("starting the binlog dump at %s:" UINT64_FORMAT,
 									   ms.applied_file, ms.applied_pos));
 	ms.last_received = GetCurrentTimestamp();
-	elog(LOG, "c360 source \"%s\" streaming the binlog from %s:" UINT64_FORMAT, ms.src->name,
+	elog(LOG, "c360 source \"%s\" streaming the binlog from %s:" UINT64_FORMAT, w->src->name,
 		 ms.applied_file, ms.applied_pos);
+}
+
+/* One binlog event, when one can be read without waiting. */
+static bool
+read_event(C360SourceWorker *w)
+{
+	MARIADB_RPL_EVENT *ev;
+	MemoryContext old;
+
+	if (!data_ready())
+		return false;
+	ev = mariadb_rpl_fetch(ms.rpl, NULL);
+	if (ev == NULL)
+		mysql_failed(ms.repl, psprintf("reading the binlog at %s", ms.file));
+	ms.last_received = GetCurrentTimestamp();
+	MemoryContextReset(ms.event_cxt);
+	old = MemoryContextSwitchTo(ms.event_cxt);
+	PG_TRY();
+	{
+		handle_event(ev);
+	}
+	PG_FINALLY();
+	{
+		mariadb_free_rpl_event(ev);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/*
+ * Between reads: the lag, and the link's health: heartbeats come every second while the
+ * server is idle, so silence means a dead link.
+ */
+static void
+housekeeping(C360SourceWorker *w)
+{
+	w->status->caught_up = !w->in_unit && w->units == 0;
+	if (w->status->caught_up)
+		w->status->lag_bytes = 0;
+	if (TimestampDifferenceExceeds(ms.last_received, GetCurrentTimestamp(), SILENCE_LIMIT_MS))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("no binlog event or heartbeat from the MySQL server for %d s",
+						SILENCE_LIMIT_MS / 1000)));
+}
+
+static pgsocket
+binlog_socket(C360SourceWorker *w)
+{
+	return mysql_get_socket(ms.repl);
 }
 
 /*
@@ -1016,31 +957,6 @@ data_ready(void)
 	if (pvio != NULL && pvio->cache != NULL && pvio->cache + pvio->cache_size > pvio->cache_pos)
 		return true;
 	return poll(&pfd, 1, 0) > 0;
-}
-
-/* Sleep until the socket has data, the latch is set or a second passes. */
-static void
-wait_for_data(void)
-{
-	(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_TIMEOUT |
-							 WL_EXIT_ON_PM_DEATH, mysql_get_socket(ms.repl), 1000,
-							 PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
-	ms.status->caught_up = !ms.in_txn && ms.pending_txns == 0;
-	if (ms.status->caught_up)
-		ms.status->lag_bytes = 0;
-	/* heartbeats come every second while the server is idle: silence means a dead link */
-	if (TimestampDifferenceExceeds(ms.last_received, GetCurrentTimestamp(), SILENCE_LIMIT_MS))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("no binlog event or heartbeat from the MySQL server for %d s",
-						SILENCE_LIMIT_MS / 1000)));
 }
 
 /* One binlog event.  Its body excludes the header and the trailing checksum. */
@@ -1076,7 +992,7 @@ handle_event(MARIADB_RPL_EVENT *ev)
 					ereport(ERROR,
 							(errcode(ERRCODE_PROTOCOL_VIOLATION),
 							 errmsg("malformed GTID event")));
-				ms.in_txn = true;
+				ms.w->in_unit = true;
 				ms.txn_standalone = (flags & BINLOG_FL_STANDALONE) != 0;
 				break;
 			}
@@ -1092,7 +1008,7 @@ handle_event(MARIADB_RPL_EVENT *ev)
 			break;
 		case HEARTBEAT_LOG_EVENT:
 			if (strcmp(ms.file, ms.applied_file) == 0 && ev->next_event_pos > ms.applied_pos)
-				ms.status->lag_bytes = ev->next_event_pos - ms.applied_pos;
+				ms.w->status->lag_bytes = ev->next_event_pos - ms.applied_pos;
 			break;
 		case WRITE_ROWS_COMPRESSED_EVENT_V1:
 		case UPDATE_ROWS_COMPRESSED_EVENT_V1:
@@ -1101,7 +1017,8 @@ handle_event(MARIADB_RPL_EVENT *ev)
 		case UPDATE_ROWS_COMPRESSED_EVENT:
 		case DELETE_ROWS_COMPRESSED_EVENT:
 		case QUERY_COMPRESSED_EVENT:
-			c360_source_error("compressed binlog event at %s:%u: the mysql-cdc source needs "
+			c360_source_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+						  "compressed binlog event at %s:%u: the mysql-cdc source needs "
 							  "log_bin_compress=OFF", ms.file, ev->next_event_pos);
 			break;
 		default:
@@ -1126,13 +1043,13 @@ handle_rotate(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len)
 		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("%s", ms.dec.error)));
 	strlcpy(ms.file, file, sizeof(ms.file));
 	pfree(file);
-	if ((ev->flags & LOG_EVENT_ARTIFICIAL_F) || ms.in_txn)
+	if ((ev->flags & LOG_EVENT_ARTIFICIAL_F) || ms.w->in_unit)
 		return;
 	strlcpy(ms.pending_file, ms.file, sizeof(ms.pending_file));
 	ms.pending_pos = pos;
-	ms.pending_moved = true;
-	if (ms.batch_started == 0)
-		ms.batch_started = GetCurrentTimestamp();
+	ms.w->moved = true;
+	if (ms.w->batch_started == 0)
+		ms.w->batch_started = GetCurrentTimestamp();
 }
 
 /*
@@ -1151,19 +1068,19 @@ handle_query(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len)
 		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("%s", ms.dec.error)));
 	p = sql + strspn(sql, " \t\r\n");
 	if (pg_strcasecmp(p, "BEGIN") == 0)
-		ms.in_txn = true;		/* a server without GTIDs */
+		ms.w->in_unit = true;	/* a server without GTIDs */
 	else if ((t = truncated_table(db, p)) != NULL && !in_own_snapshot(t, ev->next_event_pos))
 	{
-		MemoryContext old = MemoryContextSwitchTo(ms.batch_cxt);
+		MemoryContext old = MemoryContextSwitchTo(ms.w->batch_cxt);
 		C360Change *ch = palloc0(sizeof(C360Change));
 
 		ch->input = t->input;
 		ch->op = C360_TRUNCATE;
 		ch->position = psprintf("%s:%u", ms.file, ev->next_event_pos);
-		c360_apply_add(ms.batch, ch);
+		c360_apply_add(ms.w->batch, ch);
 		MemoryContextSwitchTo(old);
 	}
-	if (ms.in_txn && (ms.txn_standalone || pg_strcasecmp(p, "COMMIT") == 0 ||
+	if (ms.w->in_unit && (ms.txn_standalone || pg_strcasecmp(p, "COMMIT") == 0 ||
 					  pg_strcasecmp(p, "ROLLBACK") == 0))
 		end_transaction(ev);
 }
@@ -1185,7 +1102,7 @@ truncated_table(const char *db, const char *sql)
 		if (*q != '`')
 			name[n++] = *q;
 	name[n] = '\0';
-	return c360_source_table(ms.src, strchr(name, '.') ? name : psprintf("%s.%s", db, name));
+	return c360_source_table(ms.w->src, strchr(name, '.') ? name : psprintf("%s.%s", db, name));
 }
 
 /*
@@ -1231,12 +1148,13 @@ handle_table_map(const uint8 *body, size_t len)
 	memcpy(map->raw, body, len);
 	ok = binlog_decode_table_map(&ms.dec, body, len, &map->tm);
 	map->table = map->tm.table ?
-		c360_source_table(ms.src, psprintf("%s.%s", map->tm.db, map->tm.table)) : NULL;
+		c360_source_table(ms.w->src, psprintf("%s.%s", map->tm.db, map->tm.table)) : NULL;
 	map->colmap = NULL;
 	MemoryContextSwitchTo(old);
 	/* a table this decoder cannot read matters only when it is mapped */
 	if (!ok && map->table)
-		c360_source_error("cannot read the binlog of mapped table %s: %s", map->table->remote,
+		c360_source_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+						  "cannot read the binlog of mapped table %s: %s", map->table->remote,
 						  ms.dec.error);
 	if (!ok)
 	{
@@ -1263,7 +1181,8 @@ resolve_map(TableMap *map)
 	ListCell   *lc;
 
 	if (!map->tm.has_names)
-		c360_source_error("the TABLE_MAP event of %s has no column names: the MySQL server needs "
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "the TABLE_MAP event of %s has no column names: the MySQL server needs "
 						  "binlog_row_metadata=FULL", remote);
 	if (map->colmap == NULL)
 		map->colmap = MemoryContextAlloc(ms.maps_cxt, sizeof(int) * map->tm.ncols);
@@ -1274,7 +1193,8 @@ resolve_map(TableMap *map)
 		if (map->colmap[i] < 0)
 			continue;
 		if (!castable(c->kind, in->cols[map->colmap[i]].type))
-			c360_source_error("column \"%s\" of source table %s changed to type %s, which does not "
+			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
+						  "column \"%s\" of source table %s changed to type %s, which does not "
 							  "cast to the %s column of input \"%s\"", c->name, remote, c->type_name,
 							  mirror_type_name(in->cols[map->colmap[i]].type), in->name);
 		seen = lappend(seen, (char *) in->cols[map->colmap[i]].name);
@@ -1283,19 +1203,21 @@ resolve_map(TableMap *map)
 	{
 		for (int c = 0; c < in->ncols; c++)
 			if (in->cols[c].required && !list_member_ptr(seen, in->cols[c].name))
-				c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
+				c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+						  "source table %s has no column \"%s\", which input \"%s\" requires",
 								  remote, in->cols[c].name, in->name);
 		c360_worker_begin("c360 source columns");
-		c360_source_set_columns(ms.src, t, seen);
+		c360_source_set_columns(ms.w->src, t, seen);
 		c360_worker_commit();
 		return;
 	}
 	foreach(lc, t->columns)
 		if (!column_seen(in, seen, lfirst(lc)))
-			c360_source_error("column \"%s\" of source table %s was dropped on the source; it feeds "
+			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+						  "column \"%s\" of source table %s was dropped on the source; it feeds "
 							  "input \"%s\". Re-add it, or accept its loss, then run "
 							  "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
-							  ms.src->name);
+							  ms.w->src->name);
 	list_free(seen);
 }
 
@@ -1323,17 +1245,13 @@ handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len)
 				 errmsg("rows event for table id " UINT64_FORMAT " before its TABLE_MAP", table_id)));
 	if (map->table == NULL || in_own_snapshot(map->table, ev->next_event_pos))
 		return;
-	old = MemoryContextSwitchTo(ms.batch_cxt);
+	old = MemoryContextSwitchTo(ms.w->batch_cxt);
 	position = psprintf("%s:%u", ms.file, ev->next_event_pos - ev->event_length);
 	if (!binlog_decode_rows(&ms.dec, ev->event_type, body, len, &map->tm, &rows))
 	{
-		DeadRow    *dead = palloc(sizeof(DeadRow));
-
-		dead->position = position;
-		dead->payload = NULL;
-		dead->error = psprintf("could not decode a rows event of %s: %s", map->table->remote,
-							   ms.dec.error);
-		ms.dead = lappend(ms.dead, dead);
+		c360_source_worker_dead_letter(ms.w, position, NULL,
+									   psprintf("could not decode a rows event of %s: %s",
+												map->table->remote, ms.dec.error));
 		MemoryContextSwitchTo(old);
 		return;
 	}
@@ -1350,16 +1268,9 @@ handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len)
 		error = rows.before && rows.before[r].error ? rows.before[r].error :
 			rows.after ? rows.after[r].error : NULL;
 		if (error == NULL)
-			c360_apply_add(ms.batch, ch);
+			c360_apply_add(ms.w->batch, ch);
 		else
-		{
-			DeadRow    *dead = palloc(sizeof(DeadRow));
-
-			dead->position = position;
-			dead->payload = c360_change_json(ch);
-			dead->error = error;
-			ms.dead = lappend(ms.dead, dead);
-		}
+			c360_source_worker_dead_letter(ms.w, position, c360_change_json(ch), error);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -1384,84 +1295,43 @@ row_tuple(TableMap *map, BinlogRow *row)
 	return t;
 }
 
-/* XID or COMMIT: a whole source transaction is in the batch, up to this event's end. */
+/* XID (or COMMIT, or a standalone statement's end): a whole source transaction. */
 static void
 end_transaction(MARIADB_RPL_EVENT *ev)
 {
-	ms.in_txn = false;
 	ms.txn_standalone = false;
-	ms.pending_txns++;
 	strlcpy(ms.pending_file, ms.file, sizeof(ms.pending_file));
 	ms.pending_pos = ev->next_event_pos;
 	strlcpy(ms.pending_gtid, ms.txn_gtid, sizeof(ms.pending_gtid));
-	ms.pending_commit_at = time_t_to_timestamptz((pg_time_t) ev->timestamp);
-	if (ms.batch_started == 0)
-		ms.batch_started = GetCurrentTimestamp();
+	c360_source_worker_unit_end(ms.w, time_t_to_timestamptz((pg_time_t) ev->timestamp));
 }
 
-static bool
-batch_due(void)
-{
-	return (ms.pending_txns > 0 || ms.pending_moved) &&
-		(ms.batch->nchanges >= c360_batch_size ||
-		 TimestampDifferenceExceeds(ms.batch_started, GetCurrentTimestamp(), c360_batch_ms));
-}
-
-/*
- * Apply the pending whole transactions, their dead letters and the binlog position they
- * end at in one local transaction: the data and the position commit together.
- */
+/* In the batch's transaction: the binlog position (and GTID) the batch ends at. */
 static void
-flush(void)
+save_position(C360SourceWorker *w)
 {
-	ListCell   *lc;
+	store_position(ms.pending_file, ms.pending_pos, ms.pending_gtid);
+}
 
-	c360_worker_begin("c360 apply");
-	if (ms.batch->nchanges > 0)
-		c360_source_apply(ms.src, ms.batch, ms.pending_commit_at);
-	foreach(lc, ms.dead)
-	{
-		DeadRow    *dead = lfirst(lc);
+static void
+store_position(const char *file, uint64 pos, const char *gtid)
+{
+	c360_source_save_position(ms.w->src, "file", file);
+	c360_source_save_position(ms.w->src, "pos", psprintf(UINT64_FORMAT, pos));
+	if (gtid[0] != '\0')
+		c360_source_save_position(ms.w->src, "gtid", gtid);
+}
 
-		c360_source_dead_letter(ms.src, dead->position, dead->payload, dead->error);
-	}
-	save_position(ms.pending_file, ms.pending_pos, ms.pending_gtid);
-	c360_worker_commit();
-
+static void
+committed(C360SourceWorker *w)
+{
 	strlcpy(ms.applied_file, ms.pending_file, sizeof(ms.applied_file));
 	ms.applied_pos = ms.pending_pos;
 	strlcpy(ms.applied_gtid, ms.pending_gtid, sizeof(ms.applied_gtid));
-	if (ms.pending_commit_at != 0)
-		ms.status->last_source_commit_at = ms.pending_commit_at;
-	new_batch();
-	report("streaming");
 }
 
-static void
-save_position(const char *file, uint64 pos, const char *gtid)
+static char *
+position(C360SourceWorker *w)
 {
-	c360_source_save_position(ms.src, "file", file);
-	c360_source_save_position(ms.src, "pos", psprintf(UINT64_FORMAT, pos));
-	if (gtid[0] != '\0')
-		c360_source_save_position(ms.src, "gtid", gtid);
-}
-
-static void
-new_batch(void)
-{
-	MemoryContextReset(ms.batch_cxt);
-	ms.batch = MemoryContextAllocZero(ms.batch_cxt, sizeof(C360Batch));
-	ms.dead = NIL;
-	ms.pending_txns = 0;
-	ms.pending_moved = false;
-	ms.batch_started = 0;
-}
-
-static void
-report(const char *state)
-{
-	char		position[C360_TEXT_LEN];
-
-	snprintf(position, sizeof(position), "%s:" UINT64_FORMAT, ms.applied_file, ms.applied_pos);
-	c360_worker_report(ms.status, state, position);
+	return psprintf("%s:" UINT64_FORMAT, ms.applied_file, ms.applied_pos);
 }

@@ -11,15 +11,19 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogdefs.h"
 #include "catalog/pg_replication_origin.h"
 #include "catalog/pg_type_d.h"
+#include "commands/copy.h"
 #include "executor/tuptable.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/value.h"
+#include "parser/parse_node.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -37,11 +41,12 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-#include "../src/customer360.h"
-#include "../src/maintain.h"
-#include "../src/pgremote.h"
-#include "../src/shmem.h"
-#include "../src/source.h"
+#include "core/spi.h"
+#include "core/customer360.h"
+#include "sources/pgremote.h"
+#include "core/shmem.h"
+#include "sources/source.h"
+#include "source_worker.h"
 #include "worker.h"
 
 /* A remote relation as the last Relation message described it. */
@@ -66,25 +71,21 @@ typedef struct LocalCommit
 	XLogRecPtr	local_end;
 } LocalCommit;
 
-/* The worker's whole state: one source, one connection, one pending batch. */
+/* The adapter's state: one connection, its slot and origin, the positions. */
 typedef struct PgSource
 {
-	C360Source *src;
-	C360WorkerInfo *status;
+	C360SourceWorker *w;		/* the skeleton's: source, status, batch */
 	WalReceiverConn *conn;
+	pgsocket	fd;				/* the connection's socket, as walrcv_receive tells */
 	char	   *slot;
+	char	   *sync_slot;		/* a late table's temporary slot, while it copies */
 	char	   *publication;
 	RepOriginId origin;
 	HTAB	   *rels;
-	MemoryContext batch_cxt;
-	C360Batch  *batch;
-	bool		in_txn;
 	XLogRecPtr	txn_final;		/* the commit LSN of the transaction being received */
 	char		txn_position[32];
-	int			pending_txns;	/* whole source transactions in the batch */
-	XLogRecPtr	pending_end;	/* end of the last of them */
+	XLogRecPtr	pending_end;	/* where the batch's last whole transaction ends */
 	TimestampTz pending_commit_at;
-	TimestampTz batch_started;
 	XLogRecPtr	applied;		/* committed locally (origin and c360.source_positions) */
 	XLogRecPtr	durable;		/* applied, and its local commit flushed to WAL */
 	List	   *unflushed;		/* LocalCommit *, oldest first: committed, maybe not durable */
@@ -94,20 +95,27 @@ typedef struct PgSource
 
 static PgSource ps;
 
-static void run(const char *name);
-static void setup(const char *name);
+/* The unread rest of the last CopyData message of a snapshot's COPY (copy_data). */
+static char *copy_pending;
+static int	copy_pending_len;
+static bool copy_ended;
+
+static void connect_source(C360SourceWorker *w);
 static void resume_position(void);
-static void save_position(XLogRecPtr lsn);
+static void store_position(XLogRecPtr lsn);
+static void resume(C360SourceWorker *w);
 static void check_slot(void);
-static void snapshot(void);
-static int64 snapshot_table(C360SourceTable *t, int64 done);
-static int	next_copy_row(char **row);
-static void copy_row_fields(char *row, int len, char **fields, int ncols, const char *table);
+static char *snapshot(C360SourceWorker *w, List *tables, bool initial);
+static void snapshot_done(C360SourceWorker *w);
+static void snapshot_table(C360SourceTable *t);
+static void copy_rows(C360SourceTable *t, int *colmap, int ncols);
+static int	copy_data(void *outbuf, int minread, int maxread);
+static void create_publication(void);
 static void publish(List *tables);
-static void snapshot_new_tables(void);
 static XLogRecPtr since_lsn(C360SourceTable *t);
 static List *remote_columns(C360SourceTable *t);
-static void stream(void);
+static void stream(C360SourceWorker *w);
+static bool read_message(C360SourceWorker *w);
 static void handle_message(char *buf, int len);
 static void dispatch(StringInfo s);
 static void handle_relation(LogicalRepRelation *rel);
@@ -117,60 +125,66 @@ static void add_change(C360Op op, LogicalRepRelId relid, LogicalRepTupleData *ol
 static C360Tuple *decode_tuple(RemoteRel *rel, LogicalRepTupleData *tup);
 static bool castable(Oid remote_type, Oid mirror_type);
 static const char *type_name(Oid type);
-static void flush(void);
-static bool batch_due(void);
-static void new_batch(void);
-static void committed(XLogRecPtr remote_end);
+static void save_position(C360SourceWorker *w);
+static void committed(C360SourceWorker *w);
+static void local_commit(XLogRecPtr remote_end);
 static XLogRecPtr durable_position(void);
+static void feedback(C360SourceWorker *w);
 static void send_feedback(bool force);
-static void report(const char *state);
+static char *position(C360SourceWorker *w);
+static pgsocket stream_socket(C360SourceWorker *w);
+static void error_context(C360SourceWorker *w, StringInfo buf);
+
+static const C360SourceAdapter adapter = {
+	.kind = "PostgreSQL",
+	.connect = connect_source,
+	.snapshot = snapshot,
+	.snapshot_done = snapshot_done,
+	.resume = resume,
+	.stream = stream,
+	.read = read_message,
+	.save_position = save_position,
+	.committed = committed,
+	.position = position,
+	.housekeeping = feedback,
+	.socket = stream_socket,
+	.context = error_context,
+};
 
 void
 c360_pg_source_main(Datum arg)
 {
-	c360_source_worker_main(run);
+	c360_source_worker_run(&adapter);
 }
 
+/* Find or create the source's replication origin, take it, connect. */
 static void
-run(const char *name)
+connect_source(C360SourceWorker *w)
 {
-	ps.status = c360_source_worker_status();
-	setup(name);
-	if (strcmp(ps.src->phase, "snapshot") == 0)
-		snapshot();
-	else
-		check_slot();
-	snapshot_new_tables();
-	stream();
-}
-
-/* Load the source, find or create its replication origin, connect. */
-static void
-setup(const char *name)
-{
+	const char *name = w->src->name;
 	char	   *origin_name = psprintf("c360_%s", name);
 	char	   *conninfo;
 	HASHCTL		ctl = {.keysize = sizeof(LogicalRepRelId), .entrysize = sizeof(RemoteRel)};
 
-	ps.src = c360_source_worker_load(name);
+	ps.w = w;
+	ps.fd = PGINVALID_SOCKET;
 	c360_worker_begin("c360 source setup");
 	MemoryContextSwitchTo(TopMemoryContext);
 	ps.origin = replorigin_by_name(origin_name, true);
 	if (ps.origin == InvalidRepOriginId)
 		ps.origin = replorigin_create(origin_name);
-	if (strcmp(ps.src->phase, "snapshot") != 0)
+	if (strcmp(w->src->phase, "snapshot") != 0)
 		resume_position();
 	c360_worker_commit();
 	MemoryContextSwitchTo(TopMemoryContext);
 
-	conninfo = c360_source_option(ps.src, "conninfo", NULL);
+	conninfo = c360_source_option(w->src, "conninfo", NULL);
 	if (conninfo == NULL)
-		c360_source_error("source \"%s\" has no \"conninfo\" option", name);
-	ps.slot = c360_source_option(ps.src, "slot", origin_name);
-	ps.publication = c360_source_option(ps.src, "publication", origin_name);
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "source \"%s\" has no \"conninfo\" option", name);
+	ps.slot = c360_source_option(w->src, "slot", origin_name);
+	ps.publication = c360_source_option(w->src, "publication", origin_name);
 	ps.rels = hash_create("c360 remote relations", 64, &ctl, HASH_ELEM | HASH_BLOBS);
-	ps.batch_cxt = AllocSetContextCreate(TopMemoryContext, "c360 batch", ALLOCSET_DEFAULT_SIZES);
-	new_batch();
 
 	replorigin_session_setup(ps.origin);
 	replorigin_session_origin = ps.origin;
@@ -178,7 +192,8 @@ setup(const char *name)
 	ps.durable = ps.applied;	/* recovered from WAL: on disk */
 
 	ps.conn = c360_pgremote_connect(conninfo, name);
-	elog(LOG, "c360 source \"%s\" connected (%s)", name, ps.src->phase);
+	elog(LOG, "c360 source \"%s\" connected (%s)", name, w->src->phase);
+	create_publication();
 }
 
 /*
@@ -192,21 +207,10 @@ setup(const char *name)
 static void
 resume_position(void)
 {
-	static SPIPlanPtr plan;
-	Oid			types[1] = {TEXTOID};
-	Datum		arg = CStringGetTextDatum(ps.src->name);
-	char	   *text = NULL;
+	char	   *text = c360_source_position(ps.w->src, "lsn");
 	XLogRecPtr	stored;
 	XLogRecPtr	origin_lsn;
 	bool		bad = false;
-
-	SPI_connect();
-	c360_exec(c360_plan(&plan, "SELECT position FROM c360.source_positions"
-						" WHERE source = $1 AND part = 'lsn'", 1, types), &arg, NULL);
-	if (SPI_processed == 1)
-		text = MemoryContextStrdup(TopMemoryContext,
-								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	SPI_finish();
 
 	/* the lock pg_replication_origin_advance() takes: the origin cannot vanish meanwhile */
 	LockRelationOid(ReplicationOriginRelationId, RowExclusiveLock);
@@ -214,30 +218,37 @@ resume_position(void)
 	if (text == NULL)
 	{
 		if (origin_lsn != InvalidXLogRecPtr)
-			save_position(origin_lsn);
+			store_position(origin_lsn);
 		return;
 	}
 	stored = pg_lsn_in_internal(text, &bad);
 	if (bad)
-		c360_source_error("the stored position \"%s\" of source \"%s\" (c360.source_positions, "
-						  "part 'lsn') is not an LSN", text, ps.src->name);
+		c360_source_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
+						  "the stored position \"%s\" of source \"%s\" (c360.source_positions, "
+						  "part 'lsn') is not an LSN", text, ps.w->src->name);
 	if (stored == origin_lsn)
 		return;
 	replorigin_advance(ps.origin, stored, InvalidXLogRecPtr, true /* go backward */ ,
 					   true /* WAL log */ );
 	elog(LOG, "c360 source \"%s\" resumes from its stored position %X/%X (its replication "
-		 "origin was at %X/%X: a restored database?)", ps.src->name, LSN_FORMAT_ARGS(stored),
+		 "origin was at %X/%X: a restored database?)", ps.w->src->name, LSN_FORMAT_ARGS(stored),
 		 LSN_FORMAT_ARGS(origin_lsn));
 }
 
 /* The position, in the transaction that applies what leads up to it. */
 static void
-save_position(XLogRecPtr lsn)
+store_position(XLogRecPtr lsn)
 {
 	char		text[32];
 
 	snprintf(text, sizeof(text), "%X/%X", LSN_FORMAT_ARGS(lsn));
-	c360_source_save_position(ps.src, "lsn", text);
+	c360_source_save_position(ps.w->src, "lsn", text);
+}
+
+static void
+resume(C360SourceWorker *w)
+{
+	check_slot();
 }
 
 /* A streaming source needs its slot: a dropped or invalidated slot lost changes. */
@@ -251,86 +262,97 @@ check_slot(void)
 	status = status ? MemoryContextStrdup(TopMemoryContext, status) : NULL;
 	c360_worker_commit();
 	if (status == NULL)
-		c360_source_error("replication slot \"%s\" no longer exists on the source, so changes since "
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "replication slot \"%s\" no longer exists on the source, so changes since "
 					 "position %X/%X may be lost; to take a new snapshot, drop the source with "
 					 "c360.drop_source('%s') and create and map it again", ps.slot,
-					 LSN_FORMAT_ARGS(ps.applied), ps.src->name);
+					 LSN_FORMAT_ARGS(ps.applied), ps.w->src->name);
 	if (strcmp(status, "lost") == 0)
-		c360_source_error("replication slot \"%s\" was invalidated on the source (it held more WAL "
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "replication slot \"%s\" was invalidated on the source (it held more WAL "
 					 "than max_slot_wal_keep_size), so changes were lost; to take a new "
 					 "snapshot, drop the source with c360.drop_source('%s') and create and map "
-					 "it again", ps.slot, ps.src->name);
+					 "it again", ps.slot, ps.w->src->name);
 }
 
 /*
- * First start: create the slot with CRS_USE_SNAPSHOT inside a REPEATABLE READ transaction
- * on the source and copy every mapped table under that snapshot, all in one local
- * transaction that also sets the origin to the slot's consistent point and the phase to
- * streaming.  A crash anywhere rolls all of it back and the next start begins again: the
- * snapshot and the stream meet exactly, with nothing missed or applied twice.
+ * In the skeleton's snapshot transaction: a REPEATABLE READ transaction on the source
+ * that creates a slot with CRS_USE_SNAPSHOT, and a copy of the tables under that
+ * snapshot.  The first snapshot's slot is the source's own, and its consistent point is
+ * where the stream starts.  Tables mapped later are copied under a temporary slot's
+ * snapshot, as core's tablesync does; its consistent point is returned, and the stream
+ * skips their changes committed before it (add_change): the copy has them.
  */
-static void
-snapshot(void)
+static char *
+snapshot(C360SourceWorker *w, List *tables, bool initial)
 {
 	XLogRecPtr	consistent;
 	ListCell   *lc;
-	int64		done = 0;
 
-	publish(ps.src->tables);
-
+	publish(tables);
 	/* a slot left by an interrupted snapshot has no usable snapshot any more */
-	c360_worker_begin("c360 snapshot setup");
-	c360_pgremote_drop_slot(ps.conn, ps.slot);
-	c360_worker_commit();
-
-	c360_worker_begin("c360 snapshot");
-	c360_clock_lock_alone();
-	c360_apply_defer();
+	if (initial)
+		c360_pgremote_drop_slot(ps.conn, ps.slot);
+	ps.sync_slot = initial ? NULL : psprintf("c360_sync_%d", MyProcPid);
 	c360_pgremote_exec(ps.conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", 0, NULL);
-	walrcv_create_slot(ps.conn, ps.slot, false, false, CRS_USE_SNAPSHOT, &consistent);
-	report("snapshot");
-	foreach(lc, ps.src->tables)
-		done = snapshot_table(lfirst(lc), done);
-	c360_apply_flush();
+	walrcv_create_slot(ps.conn, initial ? ps.slot : ps.sync_slot, !initial, false,
+					   CRS_USE_SNAPSHOT, &consistent);
+	foreach(lc, tables)
+		snapshot_table(lfirst(lc));
+	if (!initial)
+		return psprintf("%X/%X", LSN_FORMAT_ARGS(consistent));
+	ps.pending_end = consistent;
+	ps.pending_commit_at = GetCurrentTimestamp();
+	return NULL;
+}
 
-	/* a table mapped meanwhile is not marked: snapshot_new_tables() copies it next */
-	foreach(lc, ps.src->tables)
-		c360_source_set_since(ps.src, lfirst(lc), "");
-	replorigin_session_origin_lsn = consistent;
-	replorigin_session_origin_timestamp = GetCurrentTimestamp();
-	save_position(consistent);
-	c360_source_set_phase(ps.src, "streaming");
-	c360_worker_commit();
+/* The local transaction committed: end the source's, and drop a temporary slot. */
+static void
+snapshot_done(C360SourceWorker *w)
+{
 	c360_pgremote_exec(ps.conn, "COMMIT", 0, NULL);
-
-	committed(consistent);
-	elog(LOG, "c360 source \"%s\" snapshot done: %lld rows, streaming from %X/%X",
-		 ps.src->name, (long long) done, LSN_FORMAT_ARGS(consistent));
+	if (ps.sync_slot)
+		c360_pgremote_exec(ps.conn, psprintf("DROP_REPLICATION_SLOT %s", ps.sync_slot), 0, NULL);
+	ps.sync_slot = NULL;
 }
 
 /*
- * Make the publication carry the tables before their snapshot: one this source created
- * gets them added; a publication of the user's that lacks one is theirs to fix.
+ * The source's publication, created (empty) when it does not exist, in a transaction of its
+ * own: the mark that the source created it (drop_source drops it then) must not go with a
+ * snapshot that fails.
+ */
+static void
+create_publication(void)
+{
+	Oid			types[1] = {TEXTOID};
+
+	/* remote results land in tuplestores, which need a local transaction */
+	c360_worker_begin("c360 source publication");
+	if (c360_pgremote_value(c360_pgremote_exec(ps.conn, psprintf("SELECT pubname::text FROM pg_publication "
+																	"WHERE pubname = %s",
+																	quote_literal_cstr(ps.publication)),
+											   1, types), 1) == NULL)
+	{
+		c360_pgremote_exec(ps.conn, psprintf("CREATE PUBLICATION %s",
+											 quote_identifier(ps.publication)), 0, NULL);
+		c360_source_mark_created(ps.w->src, "publication");
+	}
+	c360_worker_commit();
+}
+
+/*
+ * In the snapshot's transaction: make the publication carry the tables before their
+ * snapshot.  One this source created gets them added; a publication of the user's that
+ * lacks one is theirs to fix.
  */
 static void
 publish(List *tables)
 {
 	Oid			types[1] = {TEXTOID};
 	ListCell   *lc;
-	bool		ours;
+	bool		ours = c360_source_created(ps.w->src, "publication");
 	const char *pub = quote_literal_cstr(ps.publication);
 
-	/* remote results land in tuplestores, which need a local transaction */
-	c360_worker_begin("c360 snapshot setup");
-	if (c360_pgremote_value(c360_pgremote_exec(ps.conn, psprintf("SELECT pubname::text FROM pg_publication "
-																	"WHERE pubname = %s", pub),
-											   1, types), 1) == NULL)
-	{
-		c360_pgremote_exec(ps.conn, psprintf("CREATE PUBLICATION %s",
-											 quote_identifier(ps.publication)), 0, NULL);
-		c360_source_mark_created(ps.src, "publication");
-	}
-	ours = c360_source_created(ps.src, "publication");
 	foreach(lc, tables)
 	{
 		const char *remote = ((C360SourceTable *) lfirst(lc))->remote;
@@ -341,74 +363,31 @@ publish(List *tables)
 			pub, quote_literal_cstr(remote)), 1, types), 1) != NULL)
 			continue;
 		if (!ours)
-			c360_source_error("publication \"%s\" does not publish table %s, which source \"%s\" "
+			c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+							  "publication \"%s\" does not publish table %s, which source \"%s\" "
 							  "maps; run ALTER PUBLICATION %s ADD TABLE %s on the source, then "
-							  "c360.resume_source('%s')", ps.publication, remote, ps.src->name,
-							  quote_identifier(ps.publication), remote, ps.src->name);
+							  "c360.resume_source('%s')", ps.publication, remote, ps.w->src->name,
+							  quote_identifier(ps.publication), remote, ps.w->src->name);
 		c360_pgremote_exec(ps.conn, psprintf("ALTER PUBLICATION %s ADD TABLE %s",
 											 quote_identifier(ps.publication), remote), 0, NULL);
 	}
-	c360_worker_commit();
-}
-
-/*
- * Tables mapped after the source's snapshot, copied alone before streaming on, as core's
- * tablesync does: a temporary slot's snapshot, whose consistent point the stream then
- * uses for them (add_change skips their changes committed before it: the copy has them).
- * The copy and that point commit together; a crash redoes both.
- */
-static void
-snapshot_new_tables(void)
-{
-	List	   *tables = NIL;
-	ListCell   *lc;
-	XLogRecPtr	consistent;
-	int64		done = 0;
-	char	   *slot = psprintf("c360_sync_%d", MyProcPid);
-
-	ps.src = c360_source_worker_load(ps.src->name);
-	foreach(lc, ps.src->tables)
-		if (((C360SourceTable *) lfirst(lc))->since == NULL)
-			tables = lappend(tables, lfirst(lc));
-	if (tables == NIL)
-		return;
-	publish(tables);
-
-	c360_worker_begin("c360 snapshot");
-	c360_clock_lock_alone();
-	c360_apply_defer();
-	c360_pgremote_exec(ps.conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", 0, NULL);
-	walrcv_create_slot(ps.conn, slot, true, false, CRS_USE_SNAPSHOT, &consistent);
-	report("snapshot");
-	foreach(lc, tables)
-		done = snapshot_table(lfirst(lc), done);
-	c360_apply_flush();
-	foreach(lc, tables)
-		c360_source_set_since(ps.src, lfirst(lc), psprintf("%X/%X", LSN_FORMAT_ARGS(consistent)));
-	c360_worker_commit();
-	c360_pgremote_exec(ps.conn, "COMMIT", 0, NULL);
-	c360_pgremote_exec(ps.conn, psprintf("DROP_REPLICATION_SLOT %s", slot), 0, NULL);
-	elog(LOG, "c360 source \"%s\" copied %d newly mapped tables: %lld rows, streamed from %X/%X on",
-		 ps.src->name, list_length(tables), (long long) done, LSN_FORMAT_ARGS(consistent));
 }
 
 /*
  * Copy one table with COPY TO STDOUT, c360.batch_size rows a batch: the server goes on
  * streaming rows into the socket while this worker applies the previous batch.
  */
-static int64
-snapshot_table(C360SourceTable *t, int64 done)
+static void
+snapshot_table(C360SourceTable *t)
 {
 	List	   *cols = remote_columns(t);
 	const C360Input *in = &c360_inputs[t->input];
 	int			ncols = list_length(cols);
 	int		   *colmap = palloc(sizeof(int) * ncols);
-	char	  **fields = palloc(sizeof(char *) * ncols);
 	Oid			count_type[1] = {TEXTOID};
 	StringInfoData sql;
 	WalRcvExecResult *res;
 	ListCell   *lc;
-	int64		n = 0;
 
 	initStringInfo(&sql);
 	foreach(lc, cols)
@@ -417,7 +396,7 @@ snapshot_table(C360SourceTable *t, int64 done)
 						 quote_identifier(lfirst(lc)));
 		colmap[foreach_current_index(lc)] = c360_column_by_name(in, lfirst(lc));
 	}
-	ps.status->snapshot_total += pg_strtoint64(c360_pgremote_value(
+	ps.w->status->snapshot_total += pg_strtoint64(c360_pgremote_value(
 		c360_pgremote_exec(ps.conn, psprintf("SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint "
 											 "ELSE (SELECT count(*) FROM %s) END::text "
 											 "FROM pg_class WHERE oid = %s::regclass",
@@ -427,13 +406,13 @@ snapshot_table(C360SourceTable *t, int64 done)
 	 * The snapshot replaces the input's rows, so that a re-snapshot keeps no row deleted
 	 * meanwhile; but never the rows another source feeds into the same input.
 	 */
-	if (c360_source_sole_feed(ps.src, t))
+	if (c360_source_sole_feed(ps.w->src, t))
 	{
-		C360Change *truncate = MemoryContextAllocZero(ps.batch_cxt, sizeof(C360Change));
+		C360Change *truncate = MemoryContextAllocZero(ps.w->batch_cxt, sizeof(C360Change));
 
 		truncate->input = t->input;
 		truncate->op = C360_TRUNCATE;
-		c360_apply_add(ps.batch, truncate);
+		c360_apply_add(ps.w->batch, truncate);
 	}
 
 	res = walrcv_exec(ps.conn, psprintf("COPY (SELECT %s FROM %s) TO STDOUT", sql.data,
@@ -443,120 +422,93 @@ snapshot_table(C360SourceTable *t, int64 done)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("the source PostgreSQL server failed to copy %s: %s", t->remote,
 						res->err ? res->err : "(no message)")));
-	for (;;)
-	{
-		char	   *row;
-		int			len = next_copy_row(&row);
-		MemoryContext old;
-		C360Change *ch;
-
-		if (len >= 0)
-		{
-			copy_row_fields(row, len, fields, ncols, t->remote);
-			old = MemoryContextSwitchTo(ps.batch_cxt);
-			ch = palloc0(sizeof(C360Change));
-			ch->input = t->input;
-			ch->op = C360_INSERT;
-			ch->new = palloc0(sizeof(C360Tuple));
-			ch->position = "snapshot";
-			for (int i = 0; i < ncols; i++)
-			{
-				ch->new->present[colmap[i]] = true;
-				ch->new->values[colmap[i]] = fields[i] ? pstrdup(fields[i]) : NULL;
-			}
-			c360_apply_add(ps.batch, ch);
-			MemoryContextSwitchTo(old);
-			n++;
-		}
-		if (n == c360_batch_size || (len < 0 && ps.batch->nchanges > 0))
-		{
-			c360_source_apply(ps.src, ps.batch, 0);
-			new_batch();
-			done += n;
-			n = 0;
-			ps.status->snapshot_done = done;
-			CHECK_FOR_INTERRUPTS();
-		}
-		if (len < 0)
-			break;
-	}
+	copy_rows(t, colmap, ncols);
 	walrcv_clear_result(res);
-	return done;
 }
 
 /*
- * The next row of a COPY TO STDOUT, which libpq hands over whole, one row per call: its
- * length, or -1 at the end of the data.  Waits for the server as long as it takes.
- */
-static int
-next_copy_row(char **row)
-{
-	for (;;)
-	{
-		pgsocket	fd = PGINVALID_SOCKET;
-		int			len = walrcv_receive(ps.conn, row, &fd);
-
-		if (len != 0)
-			return len;
-		(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_TIMEOUT |
-								 WL_EXIT_ON_PM_DEATH, fd, 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/*
- * Split a row of COPY's text format into its ncols fields, in place: tab-separated,
- * \N for NULL, and backslash escapes for backslash and control characters.
+ * The rows of a COPY TO STDOUT, parsed by core's COPY FROM machinery as core's tablesync
+ * does (raw fields only: the apply path casts them), each an insert into the batch.  The
+ * mirror relation gives COPY its column names.
  */
 static void
-copy_row_fields(char *row, int len, char **fields, int ncols, const char *table)
+copy_rows(C360SourceTable *t, int *colmap, int ncols)
 {
-	char	   *end = row + len;
-	char	   *p = row;
-	char	   *out = row;
-	int			n = 0;
+	const C360Input *in = &c360_inputs[t->input];
+	Relation	mirror = table_openrv(makeRangeVar("c360", (char *) in->name, -1), AccessShareLock);
+	List	   *names = NIL;
+	CopyFromState cstate;
+	char	  **fields;
+	int			nfields;
 
-	if (end > row && end[-1] == '\n')
-		end--;
-	for (;;)
+	for (int i = 0; i < ncols; i++)
+		names = lappend(names, makeString((char *) in->cols[colmap[i]].name));
+	copy_pending_len = 0;
+	copy_ended = false;
+	cstate = BeginCopyFrom(make_parsestate(NULL), mirror, NULL, NULL, false, copy_data, names, NIL);
+	while (NextCopyFromRawFields(cstate, &fields, &nfields))
 	{
-		bool		last;
+		MemoryContext old = MemoryContextSwitchTo(ps.w->batch_cxt);
+		C360Change *ch = palloc0(sizeof(C360Change));
 
-		if (n == ncols)
-			break;
-		if (end - p >= 2 && p[0] == '\\' && p[1] == 'N' && (p + 2 == end || p[2] == '\t'))
+		if (nfields != ncols)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("a row copied from %s has %d columns, not %d", t->remote, nfields, ncols)));
+		ch->input = t->input;
+		ch->op = C360_INSERT;
+		ch->new = palloc0(sizeof(C360Tuple));
+		ch->position = "snapshot";
+		for (int i = 0; i < ncols; i++)
 		{
-			fields[n++] = NULL;
-			p += 2;
+			ch->new->present[colmap[i]] = true;
+			ch->new->values[colmap[i]] = fields[i] ? pstrdup(fields[i]) : NULL;
 		}
-		else
-		{
-			fields[n++] = out;
-			while (p < end && *p != '\t')
-			{
-				if (*p == '\\' && p + 1 < end)
-				{
-					p++;
-					*out++ = *p == 'b' ? '\b' : *p == 'f' ? '\f' : *p == 'n' ? '\n' :
-						*p == 'r' ? '\r' : *p == 't' ? '\t' : *p == 'v' ? '\v' : *p;
-					p++;
-				}
-				else
-					*out++ = *p++;
-			}
-		}
-		last = p >= end;
-		if (fields[n - 1] != NULL)
-			*out++ = '\0';		/* may overwrite the tab at p: read before */
-		if (last)
-			break;
-		p++;
+		c360_apply_add(ps.w->batch, ch);
+		MemoryContextSwitchTo(old);
+		ps.w->status->snapshot_done++;
+		if (ps.w->batch->nchanges >= c360_batch_size)
+			c360_source_worker_apply_now(ps.w);
 	}
-	if (n != ncols || p < end)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("a row copied from %s does not have %d columns", table, ncols)));
+	c360_source_worker_apply_now(ps.w);
+	EndCopyFrom(cstate);
+	table_close(mirror, AccessShareLock);
+}
+
+/*
+ * COPY FROM's data source: the bytes of the CopyData messages libpq hands over, one
+ * message per walrcv_receive, waiting for the server as long as it takes.  At least
+ * minread bytes, unless the data ended; 0 once it has.
+ */
+static int
+copy_data(void *outbuf, int minread, int maxread)
+{
+	int			done = 0;
+
+	while (done < minread && !copy_ended)
+	{
+		if (copy_pending_len == 0)
+		{
+			pgsocket	fd = PGINVALID_SOCKET;
+			int			len = walrcv_receive(ps.conn, &copy_pending, &fd);
+
+			if (len < 0)
+				copy_ended = true;
+			else if (len == 0)
+				c360_worker_wait_socket(fd, 1000);
+			copy_pending_len = Max(len, 0);
+			continue;
+		}
+		{
+			int			n = Min(copy_pending_len, maxread - done);
+
+			memcpy((char *) outbuf + done, copy_pending, n);
+			copy_pending += n;
+			copy_pending_len -= n;
+			done += n;
+		}
+	}
+	return done;
 }
 
 /*
@@ -588,7 +540,8 @@ remote_columns(C360SourceTable *t)
 		if (c < 0)
 			continue;
 		if (!castable(type, in->cols[c].type))
-			c360_source_error("column \"%s\" of source table %s has type %s, which does not cast to the "
+			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
+							  "column \"%s\" of source table %s has type %s, which does not cast to the "
 						 "%s column of input \"%s\"", name, t->remote, type_name(type),
 						 type_name(in->cols[c].type), in->name);
 		cols = lappend(cols, name);
@@ -602,16 +555,17 @@ remote_columns(C360SourceTable *t)
 		foreach(lc, cols)
 			found |= strcmp(lfirst(lc), in->cols[c].name) == 0;
 		if (in->cols[c].required && !found)
-			c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
+			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+							  "source table %s has no column \"%s\", which input \"%s\" requires",
 						 t->remote, in->cols[c].name, in->name);
 	}
-	c360_source_set_columns(ps.src, t, cols);
+	c360_source_set_columns(ps.w->src, t, cols);
 	return cols;
 }
 
-/* Stream from the origin's position; apply whole transactions in batches. */
+/* Stream from the origin's position: pgoutput, protocol 1, the source's publication. */
 static void
-stream(void)
+stream(C360SourceWorker *w)
 {
 	WalRcvStreamOptions options = {0};
 
@@ -624,43 +578,39 @@ stream(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("the source refused to stream from slot \"%s\"", ps.slot)));
-	report("streaming");
+}
 
-	for (;;)
-	{
-		char	   *buf;
-		pgsocket	fd = PGINVALID_SOCKET;
-		int			len;
+/* One message of the stream, when one is there without waiting. */
+static bool
+read_message(C360SourceWorker *w)
+{
+	char	   *buf;
+	int			len = walrcv_receive(ps.conn, &buf, &ps.fd);
 
-		while ((len = walrcv_receive(ps.conn, &buf, &fd)) > 0)
-		{
-			handle_message(buf, len);
-			if (!ps.in_txn && batch_due())
-				flush();
-			if (!ps.in_txn)
-				c360_source_worker_check_mapping(ps.src);
-		}
-		if (len < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("the source ended the replication stream")));
+	if (len < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the source ended the replication stream")));
+	if (len == 0)
+		return false;
+	handle_message(buf, len);
+	return true;
+}
 
-		/* the stream went quiet: apply what is complete now, for freshness */
-		if (!ps.in_txn && ps.pending_txns > 0)
-			flush();
-		send_feedback(false);
-		c360_source_worker_check_mapping(ps.src);
+static pgsocket
+stream_socket(C360SourceWorker *w)
+{
+	return ps.fd;
+}
 
-		(void) WaitLatchOrSocket(MyLatch, WL_SOCKET_READABLE | WL_LATCH_SET | WL_TIMEOUT |
-								 WL_EXIT_ON_PM_DEATH, fd, 1000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-	}
+/* Errors say where in the source's WAL: the transaction being read, or the last applied. */
+static void
+error_context(C360SourceWorker *w, StringInfo buf)
+{
+	if (w->in_unit)
+		appendStringInfo(buf, " in the transaction committed at %s", ps.txn_position);
+	else
+		appendStringInfo(buf, " at %X/%X", LSN_FORMAT_ARGS(ps.applied));
 }
 
 /* A CopyData message of the replication stream: XLogData ('w') or keepalive ('k'). */
@@ -696,7 +646,7 @@ static void
 dispatch(StringInfo s)
 {
 	char		action = pq_getmsgbyte(s);
-	MemoryContext old = MemoryContextSwitchTo(ps.batch_cxt);
+	MemoryContext old = MemoryContextSwitchTo(ps.w->batch_cxt);
 	LogicalRepTupleData oldtup;
 	LogicalRepTupleData newtup;
 	bool		has_old;
@@ -709,7 +659,7 @@ dispatch(StringInfo s)
 				LogicalRepBeginData begin;
 
 				logicalrep_read_begin(s, &begin);
-				ps.in_txn = true;
+				ps.w->in_unit = true;
 				ps.txn_final = begin.final_lsn;
 				snprintf(ps.txn_position, sizeof(ps.txn_position), "%X/%X",
 						 LSN_FORMAT_ARGS(begin.final_lsn));
@@ -720,12 +670,9 @@ dispatch(StringInfo s)
 				LogicalRepCommitData commit;
 
 				logicalrep_read_commit(s, &commit);
-				ps.in_txn = false;
-				ps.pending_txns++;
 				ps.pending_end = commit.end_lsn;
 				ps.pending_commit_at = commit.committime;
-				if (ps.batch_started == 0)
-					ps.batch_started = GetCurrentTimestamp();
+				c360_source_worker_unit_end(ps.w, commit.committime);
 				break;
 			}
 		case LOGICAL_REP_MSG_RELATION:
@@ -781,7 +728,7 @@ handle_relation(LogicalRepRelation *rel)
 	ListCell   *lc;
 
 	r->relid = rel->remoteid;
-	r->table = c360_source_table(ps.src, remote);
+	r->table = c360_source_table(ps.w->src, remote);
 	if (r->table == NULL)
 		return;
 	in = &c360_inputs[r->table->input];
@@ -799,7 +746,8 @@ handle_relation(LogicalRepRelation *rel)
 		r->colmap[i] = c360_column_by_name(in, rel->attnames[i]);
 		if (r->colmap[i] >= 0 && !learning &&
 			!castable(rel->atttyps[i], in->cols[r->colmap[i]].type))
-			c360_source_error("column \"%s\" of source table %s changed to type %s, which does not "
+			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
+							  "column \"%s\" of source table %s changed to type %s, which does not "
 						 "cast to the %s column of input \"%s\"", rel->attnames[i], remote,
 						 type_name(rel->atttyps[i]), type_name(in->cols[r->colmap[i]].type),
 						 in->name);
@@ -813,10 +761,11 @@ handle_relation(LogicalRepRelation *rel)
 		for (int i = 0; i < rel->natts && !found; i++)
 			found = strcmp(rel->attnames[i], lfirst(lc)) == 0;
 		if (!found)
-			c360_source_error("column \"%s\" of source table %s was dropped on the source; it feeds "
+			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+							  "column \"%s\" of source table %s was dropped on the source; it feeds "
 						 "input \"%s\". Re-add it, or accept its loss, then run "
 						 "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
-						 ps.src->name);
+						 ps.w->src->name);
 	}
 }
 
@@ -831,8 +780,9 @@ since_lsn(C360SourceTable *t)
 		return InvalidXLogRecPtr;
 	lsn = pg_lsn_in_internal(t->since, &bad);
 	if (bad)
-		c360_source_error("the snapshot position \"%s\" of table %s of source \"%s\" "
-						  "(c360.source_tables) is not an LSN", t->since, t->remote, ps.src->name);
+		c360_source_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
+						  "the snapshot position \"%s\" of table %s of source \"%s\" "
+						  "(c360.source_tables) is not an LSN", t->since, t->remote, ps.w->src->name);
 	return lsn;
 }
 
@@ -856,11 +806,12 @@ learn_columns(RemoteRel *r, LogicalRepRelation *rel, const char *remote)
 		if (found)
 			cols = lappend(cols, (char *) in->cols[c].name);
 		else if (in->cols[c].required)
-			c360_source_error("source table %s has no column \"%s\", which input \"%s\" requires",
+			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+							  "source table %s has no column \"%s\", which input \"%s\" requires",
 							  remote, in->cols[c].name, in->name);
 	}
 	c360_worker_begin("c360 source schema");
-	c360_source_set_columns(ps.src, r->table, cols);
+	c360_source_set_columns(ps.w->src, r->table, cols);
 	c360_worker_commit();
 	MemoryContextSwitchTo(TopMemoryContext);
 }
@@ -883,7 +834,7 @@ add_change(C360Op op, LogicalRepRelId relid, LogicalRepTupleData *old, LogicalRe
 	ch->old = old ? decode_tuple(r, old) : NULL;
 	ch->new = new ? decode_tuple(r, new) : NULL;
 	ch->position = pstrdup(ps.txn_position);
-	c360_apply_add(ps.batch, ch);
+	c360_apply_add(ps.w->batch, ch);
 }
 
 /*
@@ -958,43 +909,24 @@ type_name(Oid type)
 	return psprintf("type with OID %u", type);
 }
 
-static bool
-batch_due(void)
-{
-	return ps.pending_txns > 0 &&
-		(ps.batch->nchanges >= c360_batch_size ||
-		 TimestampDifferenceExceeds(ps.batch_started, GetCurrentTimestamp(), c360_batch_ms));
-}
-
 /*
- * Apply the pending whole transactions in one local transaction that also moves the
- * origin to the end of the last of them, and stores that position (one row upsert): the
- * data and the position commit together.
+ * In the batch's local transaction: the origin moves to the end of its last whole
+ * transaction at commit, and c360.source_positions stores it (one row upsert): the data
+ * and the position commit together.
  */
 static void
-flush(void)
+save_position(C360SourceWorker *w)
 {
-	c360_worker_begin("c360 apply");
-	c360_source_apply(ps.src, ps.batch, ps.pending_commit_at);
-	save_position(ps.pending_end);
+	store_position(ps.pending_end);
 	replorigin_session_origin_lsn = ps.pending_end;
 	replorigin_session_origin_timestamp = ps.pending_commit_at;
-	c360_worker_commit();
-
-	committed(ps.pending_end);
-	ps.status->last_source_commit_at = ps.pending_commit_at;
-	new_batch();
-	report("streaming");
-	send_feedback(false);
 }
 
 static void
-new_batch(void)
+committed(C360SourceWorker *w)
 {
-	MemoryContextReset(ps.batch_cxt);
-	ps.batch = MemoryContextAllocZero(ps.batch_cxt, sizeof(C360Batch));
-	ps.pending_txns = 0;
-	ps.batch_started = 0;
+	local_commit(ps.pending_end);
+	send_feedback(false);
 }
 
 /*
@@ -1004,7 +936,7 @@ new_batch(void)
  * src/backend/replication/logical/worker.c).
  */
 static void
-committed(XLogRecPtr remote_end)
+local_commit(XLogRecPtr remote_end)
 {
 	LocalCommit *c = MemoryContextAlloc(TopMemoryContext, sizeof(LocalCommit));
 
@@ -1050,7 +982,7 @@ send_feedback(bool force)
 	TimestampTz now = GetCurrentTimestamp();
 	XLogRecPtr	flush_pos = durable_position();
 	StringInfoData buf;
-	bool		idle = !ps.in_txn && ps.batch->nchanges == 0 && ps.pending_txns == 0;
+	bool		idle = !ps.w->in_unit && ps.w->units == 0;
 
 	if (idle && ps.unflushed == NIL)
 		flush_pos = Max(flush_pos, ps.received);
@@ -1070,15 +1002,19 @@ send_feedback(bool force)
 
 	last_flush = flush_pos;
 	ps.last_feedback = now;
-	ps.status->caught_up = idle;
-	ps.status->lag_bytes = idle ? 0 : (int64) (ps.received - ps.applied);
+	ps.w->status->caught_up = idle;
+	ps.w->status->lag_bytes = idle ? 0 : (int64) (ps.received - ps.applied);
 }
 
+/* Between reads: feedback when there is news (sent at most every 10 s otherwise). */
 static void
-report(const char *state)
+feedback(C360SourceWorker *w)
 {
-	char		position[32];
+	send_feedback(false);
+}
 
-	snprintf(position, sizeof(position), "%X/%X", LSN_FORMAT_ARGS(ps.applied));
-	c360_worker_report(ps.status, state, position);
+static char *
+position(C360SourceWorker *w)
+{
+	return psprintf("%X/%X", LSN_FORMAT_ARGS(ps.applied));
 }

@@ -10,8 +10,8 @@
 #include "storage/ipc.h"
 #include "utils/timestamp.h"
 
-#include "../src/customer360.h"
-#include "../src/maintain.h"
+#include "core/customer360.h"
+#include "core/maintain.h"
 #include "worker.h"
 
 void

@@ -23,10 +23,19 @@ WHERE s.name = t.source
 CREATE OR REPLACE FUNCTION c360.map_table(source text, remote text, input text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    s c360.sources := c360._source(source);
-    qualified text := CASE WHEN s.kind = 'postgres-cdc' AND position('.' in remote) = 0
-                           THEN 'public.' || remote ELSE remote END;
+    s c360.sources;
+    qualified text;
 BEGIN
+    -- NO KEY UPDATE, not c360._source()'s UPDATE: a snapshot running meanwhile holds the
+    -- row KEY SHARE (its writes reference it) for as long as it copies, and need not be
+    -- waited for; the table mapped now is copied after it
+    SELECT * INTO s FROM c360.sources x WHERE x.name = map_table.source FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer360 source "%" does not exist', source
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    qualified := CASE WHEN s.kind = 'postgres-cdc' AND position('.' in remote) = 0
+                      THEN 'public.' || remote ELSE remote END;
     IF input IS NULL OR input NOT IN ('customers', 'orders', 'support_tickets',
                                       'behavioral_events', 'identity_graph') THEN
         RAISE EXCEPTION 'unknown input "%"', input

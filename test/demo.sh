@@ -1,393 +1,433 @@
 #!/usr/bin/env bash
-# test/demo.sh: what `make demo` runs.  Builds and installs customer360, starts a throwaway
-# server, streams a small generated shop through c360.apply_changes, shows profiles and the
-# article's example queries, then streams more changes and moves the clock to show them change.
-# The article's three queries are also segments, maintained as the profile changes; one of
-# them is published by a Kafka sink to a throwaway test broker, whose messages are printed.
+# test/demo.sh: what `make demo` runs.  The article's pipeline, for real, on this machine:
+#   - a PostgreSQL 15 server with customer360 preloaded (the Customer 360 lives there);
+#   - the shop: a second PostgreSQL cluster (wal_level = logical) with its `orders`;
+#   - the CRM: a MariaDB with `customers` and `support_tickets` (test/mysql_crm.sql);
+#   - the click stream: the test Kafka broker (test/kafka_broker) with `customer_events`
+#     (behavioural events) and `identity_links` (cookie -> customer, the identity graph).
+# Four sources (postgres-cdc, mysql-cdc, two kafka) stream them into c360.customer_360; a
+# segment (vip_at_risk) is published by a Kafka sink.  Then changes at the sources (a ticket
+# opened in the CRM, an anonymous cookie's clicks and its identity link, an order in the
+# shop, a tier upgrade in the CRM) show up in the profile within about a second, and the sink
+# publishes the segment's exit and enter.  Ends with source_status and verify() (empty).
+#
+# Every wait is a bounded poll; any expected effect that does not show up fails the demo
+# (exit 1), so it doubles as a smoke test (test/t_demo.sh runs it).  Every server it starts
+# is stopped, and its temp dir removed, however it ends.
+#
+# It builds and installs the extension first (make; make install as root or when the
+# PostgreSQL tree is writable).  C360_DEMO_NO_INSTALL=1 skips that and uses the installed
+# build (test/t_demo.sh sets it: test/run.sh has built and installed already).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 . test/servers.sh
+T0=$(date +%s.%N)
+. test/lib.sh   # poll, elapsed
 
-PORT=54350
-DB=c360_demo
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 [ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
+DB=c360_demo
+# test/run.sh exports these for its own server; the demo names its servers explicitly
+unset PGHOST PGPORT PGUSER PGDATABASE
+export PGTZ=UTC PGDATESTYLE=ISO
 
-heading() { printf '\n=== %s ===\n' "$*"; }
-# Tables without the "(N rows)" footer read better between headings.
-sql() { pg_psql "$PORT" -d "$DB" -P footer=off "$@"; }
-val() { pg_psql "$PORT" -d "$DB" -At "$@"; }
+STEP=0
+step() { STEP=$((STEP + 1)); printf '\n[%5ss] %d. %s\n' "$(elapsed "$T0")" "$STEP" "$*"; }
+note() { echo "  $*"; }
+# print SQL (indented) as it is run
+shown() { sed 's/^/      /'; }
 
-bash test/deps.sh
-make -s >/dev/null
-if [ "$(id -u)" = 0 ] || [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
-    make -s install >/dev/null
-elif ! cmp -s customer360.so "$("$PG_CONFIG" --pkglibdir)/customer360.so"; then
-    echo "not root and the PostgreSQL install tree is not writable: run 'sudo make install'" >&2
+die() {
+    echo
+    echo "DEMO FAILED: $*"
     exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+step "Packages and the extension"
+note "test/deps.sh checks the Debian packages the demo needs (as root it installs missing ones)."
+bash test/deps.sh
+if [ -n "${C360_DEMO_NO_INSTALL:-}" ]; then
+    note "C360_DEMO_NO_INSTALL is set: using the customer360 build installed in $("$PG_CONFIG" --pkglibdir)"
+    [ -f "$("$PG_CONFIG" --sharedir)/extension/customer360.control" ] ||
+        die "customer360 is not installed (run make install, or unset C360_DEMO_NO_INSTALL)"
+else
+    note "make, then make install (C360_DEMO_NO_INSTALL=1 skips both)"
+    make -s >/dev/null
+    if [ "$(id -u)" = 0 ] || [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
+        make -s install >/dev/null
+        note "built and installed customer360 (make && make install)"
+    elif ! cmp -s customer360.so "$("$PG_CONFIG" --pkglibdir)/customer360.so"; then
+        echo "not root and the PostgreSQL install tree is not writable: run 'sudo make install'" >&2
+        exit 1
+    else
+        note "built customer360; the installed copy is this build"
+    fi
 fi
 
+# ---------------------------------------------------------------------------------------------
 DIR=$(mktemp -d /tmp/c360-demo.XXXXXX)
-BROKER_PID=
+chmod 755 "$DIR"
+LOCAL=$DIR/c360 SHOP=$DIR/shop CRM=$DIR/crm
+PORT='' SHOP_PORT='' MY_PORT='' B=''
+# shellcheck disable=SC2034  # set by broker_start, read by broker_stop
+BROKER_PID=''
+
+# A signal can arrive while a poll's output goes to /dev/null: cleanup writes to the demo's
+# own stdout and stderr, kept on fds 8 and 9 (closed for the servers it starts).
+exec 8>&1 9>&2
 cleanup() {
     local rc=$?
+    set +e
+    trap - ERR
+    exec 1>&8 2>&9
+    if [ "$rc" -ne 0 ] && [ -n "$PORT" ]; then
+        echo "---- diagnostics"
+        pg_psql "$PORT" -d "$DB" -c "SELECT name, kind, state, changes_applied, dead_letters, last_error FROM c360.source_status" 2>&1
+        pg_psql "$PORT" -d "$DB" -c "SELECT * FROM c360.sink_status" 2>&1
+        echo "---- customer360 server log (last 20 lines)"
+        tail -n 20 "$LOCAL/server.log" 2>/dev/null
+    fi
+    pg_stop "$LOCAL"
+    pg_stop "$SHOP"
+    mysql_stop "$CRM"
     broker_stop
-    pg_stop "$DIR"
-    if [ "$rc" -ne 0 ]; then tail -n 30 "$DIR/server.log" 2>/dev/null || true; fi
     rm -rf "$DIR"
+    [ "$rc" -eq 0 ] || echo "(servers stopped, $DIR removed)"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+trap 'echo "DEMO FAILED: the command at line $LINENO of test/demo.sh exited with status $?"' ERR
 
-# The ticker is off: the demo moves the clock itself with c360.tick so each step is visible.
-pg_start "$DIR" "$PORT" \
+c360() { pg_psql "$PORT" -d "$DB" "$@"; }            # the customer360 server
+val() { pg_psql "$PORT" -d "$DB" -At "$@"; }
+table() { pg_psql "$PORT" -d "$DB" -P footer=off "$@" | sed '/^$/d; s/^/    /'; }
+shop() { pg_psql "$SHOP_PORT" -d shop "$@"; }        # the shop's PostgreSQL
+crm() { mysql_cli "$MY_PORT" -N -B "$@"; }             # the CRM's MariaDB
+kc() { timeout 30 kcat "$@"; }
+
+step "Four servers on loopback ports (free ones, so a test run on this machine is left alone)"
+note "temp dir $DIR (removed at the end)"
+# a random start, so that two demos starting at once do not pick the same free port
+PORT=$(free_port $((54350 + RANDOM % 40)))
+pg_start "$LOCAL" "$PORT" \
     "shared_preload_libraries = 'customer360'" \
     "c360.database = '$DB'" \
-    "c360.tick_interval = 0"
+    "c360.tick_interval = '1s'" 8>&- 9>&- ||
+    die "could not start the customer360 server"
 pg_psql "$PORT" -d postgres -c "CREATE DATABASE $DB"
-sql -c "CREATE EXTENSION customer360"
+c360 -c "SET client_min_messages = warning" -c "CREATE EXTENSION customer360"
+note "customer360  PostgreSQL 15 on :$PORT, shared_preload_libraries = 'customer360', c360.database = '$DB'"
 
-heading "Loading a generated shop through c360.apply_changes (batches of 250)"
-# setseed makes every run load the same shop; times are relative to the profile clock.
-sql <<'SQL'
-\o /dev/null
-SELECT setseed(0.36);
-\o
-\pset tuples_only on
-\pset format unaligned
+SHOP_PORT=$(free_port $((PORT + 1)))
+pg_start "$SHOP" "$SHOP_PORT" "wal_level = logical" "max_replication_slots = 4" "max_wal_senders = 4" 8>&- 9>&- ||
+    die "could not start the shop's PostgreSQL"
+pg_psql "$SHOP_PORT" -d postgres -c "CREATE DATABASE shop"
+note "shop         PostgreSQL 15 on :$SHOP_PORT (wal_level = logical), database shop"
 
--- 200 customers; the first 180 buy.  quiet_days is how long ago a customer last ordered,
--- skewed towards recent so that every lifecycle stage shows up.
-CREATE TEMP TABLE gen_customer AS
-SELECT i,
-       format('C%s', lpad(i::text, 4, '0')) AS customer_id,
-       (ARRAY['Ada','Ben','Cleo','Dev','Eva','Finn','Gia','Hugo','Iris','Jon','Kai','Lena',
-              'Milo','Nina','Omar','Pia','Quinn','Rosa','Sami','Tara'])[1 + floor(r1 * 20)::int] AS first_name,
-       (ARRAY['Adams','Baker','Chen','Diaz','Evans','Fox','Garcia','Hall','Ito','Jones',
-              'Khan','Lopez','Meyer','Novak','Ortiz','Park'])[1 + floor(r2 * 16)::int] AS last_name,
-       CASE WHEN r3 < 0.50 THEN 'bronze' WHEN r3 < 0.75 THEN 'silver'
-            WHEN r3 < 0.90 THEN 'gold' ELSE 'platinum' END AS loyalty_tier,
-       (ARRAY['organic','paid_search','social','referral','email'])[1 + floor(r4 * 5)::int] AS acquisition_channel,
-       c360.as_of() - make_interval(days => 450 + floor(r5 * 600)::int) AS signup_date,
-       floor(r6 * r6 * 430)::int AS quiet_days
-FROM (SELECT i, random() r1, random() r2, random() r3, random() r4, random() r5, random() r6
-      FROM generate_series(1, 200) i) g;
+MY_PORT=$(free_port $((33350 + RANDOM % 40)))
+mysql_start "$CRM" "$MY_PORT" 8>&- 9>&- || die "could not start MariaDB"
+note "crm          MariaDB $(crm -e 'SELECT VERSION()' | cut -d- -f1) on :$MY_PORT (binlog_format = ROW)"
 
--- 1000 orders: each buyer's latest one quiet_days ago, the rest spread over the 440 days before.
-CREATE TEMP TABLE gen_order AS
-SELECT row_number() OVER (ORDER BY n) AS n, c.customer_id,
-       c360.as_of() - make_interval(days => c.quiet_days + CASE WHEN latest THEN 0
-                                    ELSE floor(r1 * (440 - c.quiet_days))::int END,
-                                    hours => floor(r2 * 24)::int) AS created_at,
-       CASE WHEN r3 < 0.70 THEN 'delivered' WHEN r3 < 0.85 THEN 'shipped'
-            WHEN r3 < 0.93 THEN 'processing' WHEN r3 < 0.98 THEN 'cancelled'
-            ELSE 'returned' END AS order_status,
-       round((15 + r4 * 285)::numeric, 2) AS total_amount,
-       1 + floor(r5 * 5)::int AS item_count,
-       (ARRAY['web','web','app','store'])[1 + floor(r6 * 4)::int] AS channel
-FROM (SELECT i AS n, CASE WHEN i <= 180 THEN i ELSE 1 + floor(random() * 180)::int END AS ci,
-             i <= 180 AS latest,
-             random() r1, random() r2, random() r3, random() r4, random() r5, random() r6
-      FROM generate_series(1, 1000) i) g
-JOIN gen_customer c ON c.i = g.ci;
+broker_start "$DIR" customer_events:1 identity_links:1 vip_at_risk:1 8>&- 9>&- || die "the test Kafka broker did not start"
+B=$BROKER_ADDR
+note "kafka        the test broker (librdkafka's mock cluster) at $B: topics customer_events, identity_links, vip_at_risk"
 
--- 150 support tickets; recent ones are more often still open.
-CREATE TEMP TABLE gen_ticket AS
-SELECT i, format('C%s', lpad((1 + floor(r1 * 200)::int)::text, 4, '0')) AS customer_id,
-       created_at,
-       CASE WHEN created_at > c360.as_of() - interval '14 days' OR r3 < 0.08 THEN 'open'
-            WHEN r3 < 0.6 THEN 'resolved' ELSE 'closed' END AS status,
-       (ARRAY['billing','shipping','returns','product','account'])[1 + floor(r4 * 5)::int] AS category,
-       r5
-FROM (SELECT i, r1, r3, r4, r5, c360.as_of() - make_interval(mins => floor(r2 * 200 * 1440)::int) AS created_at
-      FROM (SELECT i, random() r1, random() r2, random() r3, random() r4, random() r5
-            FROM generate_series(1, 150) i) g0) g;
+# ---------------------------------------------------------------------------------------------
+step "The upstream systems get their data (nothing in customer360 yet)"
+note "Plain SQL in each system, and kcat producing JSON messages to Kafka."
+# The shop: 130 buyers (C0001..C0130), 1 to 5 orders each; a buyer's latest order is
+# quiet_days old, skewed towards recent so that every lifecycle stage shows up.
+shop -q <<'SQL'
+CREATE TABLE orders (
+    order_id     text PRIMARY KEY,
+    customer_id  text NOT NULL,
+    order_status text,
+    total_amount numeric(10,2),
+    item_count   integer,
+    channel      text,
+    created_at   timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL
+);
+SELECT setseed(0.42) \g /dev/null
+CREATE TEMP TABLE buyer AS
+SELECT c, format('C%s', lpad(c::text, 4, '0')) AS customer_id,
+       floor(random() * random() * 420)::int AS quiet_days, 1 + floor(random() * 5)::int AS n
+FROM generate_series(1, 130) c;
+INSERT INTO orders
+SELECT format('O%s', lpad((row_number() OVER (ORDER BY c, k))::text, 5, '0')), customer_id,
+       CASE WHEN r < 0.80 THEN 'delivered' WHEN r < 0.90 THEN 'shipped'
+            WHEN r < 0.96 THEN 'cancelled' ELSE 'returned' END,
+       round((20 + random() * 280)::numeric, 2), 1 + floor(random() * 4)::int,
+       (ARRAY['web', 'web', 'app', 'store'])[1 + floor(random() * 4)::int],
+       t, t
+FROM (SELECT b.*, k, random() AS r,
+             now() - make_interval(days => quiet_days + CASE WHEN k = 1 THEN 0
+                                                        ELSE 1 + floor(random() * 400)::int END,
+                                   hours => floor(random() * 12)::int) AS t
+      FROM buyer b, generate_series(1, b.n) k OFFSET 0) o;
+SQL
+note "shop (PostgreSQL): $(shop -At -c "SELECT count(*) || ' orders of ' || count(DISTINCT customer_id) || ' customers' FROM orders") in table orders"
 
--- 3000 clickstream events over the last 60 days, recent buyers clicking the most (a
--- customer's weight falls with quiet_days), plus 200 from ten anonymous cookies ck-01..ck-10;
--- six of the cookies are linked to customers below.
-CREATE TEMP TABLE gen_weight AS
-SELECT customer_id,
-       sum(w) OVER (ORDER BY i) AS upto, sum(w) OVER () AS total
-FROM (SELECT i, customer_id,
-             CASE WHEN i > 180 THEN 1.5 ELSE 1 + 8 * exp(-quiet_days / 60.0) END AS w
-      FROM gen_customer) c;
+# The CRM: 150 customers (C0131..C0150 have not ordered yet), 120 support tickets.
+crm <test/mysql_crm.sql
+crm <<'SQL'
+USE crm_db;
+INSERT INTO crm_db.customers (customer_id, email, first_name, last_name, phone,
+                              acquisition_channel, signup_date, loyalty_tier)
+SELECT CONCAT('C', LPAD(seq, 4, '0')), LOWER(CONCAT(fn, '.', ln, seq, '@example.com')), fn, ln,
+       CONCAT('+1-555-', LPAD(seq, 4, '0')),
+       ELT(1 + seq % 5, 'organic', 'paid_search', 'social', 'referral', 'email'),
+       UTC_TIMESTAMP() - INTERVAL (420 + (seq * 37) % 500) DAY,
+       CASE WHEN (seq * 13) % 20 < 9 THEN 'bronze' WHEN (seq * 13) % 20 < 14 THEN 'silver'
+            WHEN (seq * 13) % 20 < 18 THEN 'gold' ELSE 'platinum' END
+FROM (SELECT seq,
+             ELT(1 + seq % 20, 'Ada', 'Ben', 'Cleo', 'Dev', 'Eva', 'Finn', 'Gia', 'Hugo', 'Iris', 'Jon',
+                 'Kai', 'Lena', 'Milo', 'Nina', 'Omar', 'Pia', 'Quinn', 'Rosa', 'Sami', 'Tara') AS fn,
+             ELT(1 + (seq * 7) % 16, 'Adams', 'Baker', 'Chen', 'Diaz', 'Evans', 'Fox', 'Garcia', 'Hall',
+                 'Ito', 'Jones', 'Khan', 'Lopez', 'Meyer', 'Novak', 'Ortiz', 'Park') AS ln
+      FROM seq_1_to_150) s;
+INSERT INTO crm_db.support_tickets (customer_id, status, category, created_at, resolved_at)
+SELECT CONCAT('C', LPAD(1 + (seq * 53) % 150, 4, '0')),
+       CASE WHEN seq % 6 = 0 THEN 'open' WHEN seq % 11 = 0 THEN 'escalated' ELSE 'resolved' END,
+       ELT(1 + seq % 5, 'billing', 'shipping', 'returns', 'product', 'account'),
+       UTC_TIMESTAMP(3) - INTERVAL (1 + (seq * 41) % 200) DAY,
+       CASE WHEN seq % 6 <> 0 AND seq % 11 <> 0
+            THEN UTC_TIMESTAMP() - INTERVAL (1 + (seq * 41) % 200) DAY + INTERVAL 5 HOUR END
+FROM seq_1_to_120;
+SQL
+note "crm (MariaDB): $(crm -e "SELECT CONCAT((SELECT COUNT(*) FROM crm_db.customers), ' customers, ',
+                                          (SELECT COUNT(*) FROM crm_db.support_tickets), ' support tickets')") in database crm_db"
 
-CREATE TEMP TABLE gen_event AS
-SELECT i, raw_id AS customer_id,
-       format('%s-s%s', raw_id, floor(r2 * 10)::int) AS session_id,
-       et AS event_type,
-       CASE WHEN et IN ('product_view', 'add_to_cart') THEN format('P%s', 100 + floor(r4 * 60)::int) END AS product_id,
-       (ARRAY['shoes','outerwear','bags','home','beauty'])[1 + floor(r5 * 5)::int] AS category_id,
-       c360.as_of() - make_interval(secs => r6 * 60 * 86400) AS event_time
-FROM (SELECT i, r2, r4, r5, r6,
-             CASE WHEN i <= 3000
-                  THEN (SELECT customer_id FROM gen_weight w WHERE w.upto >= g0.r1 * w.total
-                        ORDER BY w.upto LIMIT 1)
-                  ELSE format('ck-%s', lpad((1 + floor(r1 * 10)::int)::text, 2, '0')) END AS raw_id,
-             CASE WHEN r3 < 0.40 THEN 'product_view' WHEN r3 < 0.70 THEN 'page_view'
-                  WHEN r3 < 0.82 THEN 'search' WHEN r3 < 0.95 THEN 'add_to_cart'
-                  ELSE 'checkout' END AS et
-      FROM (SELECT i, random() r1, random() r2, random() r3, random() r4, random() r5, random() r6
-            FROM generate_series(1, 3200) i) g0) g;
-
-SELECT format('  %-36s %5s changes in %s', 'customers', sum(c360.apply_changes(b)),
-              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
-    SELECT jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'insert', 'new', jsonb_build_object(
-               'customer_id', customer_id, 'email', lower(first_name || '.' || last_name || i) || '@example.com',
-               'first_name', first_name, 'last_name', last_name, 'phone', format('+1-555-%s', lpad(i::text, 4, '0')),
-               'acquisition_channel', acquisition_channel, 'signup_date', signup_date,
-               'loyalty_tier', loyalty_tier, 'last_updated', signup_date))) AS b
-    FROM gen_customer GROUP BY (i - 1) / 250) s;
-SELECT format('  %-36s %5s changes in %s', 'orders', sum(c360.apply_changes(b)),
-              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
-    SELECT jsonb_agg(jsonb_build_object('input', 'orders', 'op', 'insert', 'new', jsonb_build_object(
-               'order_id', format('O%s', lpad(n::text, 5, '0')), 'customer_id', customer_id,
-               'order_status', order_status, 'total_amount', total_amount, 'item_count', item_count,
-               'channel', channel, 'created_at', created_at, 'updated_at', created_at))) AS b
-    FROM gen_order GROUP BY (n - 1) / 250) s;
-SELECT format('  %-36s %5s changes in %s', 'support tickets', sum(c360.apply_changes(b)),
-              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
-    SELECT jsonb_agg(jsonb_build_object('input', 'support_tickets', 'op', 'insert', 'new', jsonb_build_object(
-               'ticket_id', format('T%s', lpad(i::text, 4, '0')), 'customer_id', customer_id,
-               'status', status, 'category', category, 'created_at', created_at,
-               'resolved_at', CASE WHEN status <> 'open'
-                                   THEN created_at + make_interval(hours => 1 + floor(r5 * 96)::int) END))) AS b
-    FROM gen_ticket GROUP BY (i - 1) / 250) s;
-SELECT format('  %-36s %5s changes in %s', 'behavioral events', sum(c360.apply_changes(b)),
-              count(*) || CASE WHEN count(*) = 1 THEN ' batch' ELSE ' batches' END) FROM (
-    SELECT jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert', 'new', jsonb_build_object(
-               'event_id', format('E%s', lpad(i::text, 6, '0')), 'customer_id', customer_id,
-               'session_id', session_id, 'event_type', event_type, 'product_id', product_id,
-               'category_id', category_id, 'event_time', event_time))) AS b
-    FROM gen_event GROUP BY (i - 1) / 250) s;
-SELECT format('  %-36s %5s changes in 1 batch', 'identity links (cookie -> customer)', c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'identity_graph', 'op', 'insert', 'new', jsonb_build_object(
-           'identity_id', format('I%s', k), 'customer_id', format('C%s', lpad((k * 7)::text, 4, '0')),
+# The click stream: 400 events of customers and 60 of anonymous cookies ck-01..ck-08 over the
+# last 25 days; ck-01..ck-05 are linked to customers (identity_links, key = link id).
+gen() { pg_psql "$PORT" -d postgres -At; }
+gen >"$DIR/events.txt" <<'SQL'
+SELECT setseed(0.7) \g /dev/null
+SELECT format('%s:%s', cid, replace(json_build_object(
+           'event_id', format('E%s', lpad(i::text, 5, '0')), 'customer_id', cid,
+           'session_id', format('%s-s%s', cid, s), 'event_type', et,
+           'product_id', CASE WHEN et IN ('product_view', 'add_to_cart') THEN format('P%s', p) END,
+           'category_id', (ARRAY['shoes', 'outerwear', 'bags', 'home', 'beauty'])[1 + p % 5],
+           'event_time', (extract(epoch FROM t) * 1000)::bigint)::text, ' : ', ': '))
+FROM (SELECT i,
+             CASE WHEN i <= 400 THEN format('C%s', lpad((1 + floor(random() * 150))::int::text, 4, '0'))
+                  ELSE format('ck-%s', lpad((1 + floor(random() * 8))::int::text, 2, '0')) END AS cid,
+             1 + floor(random() * 4)::int AS s, 100 + floor(random() * 60)::int AS p,
+             (ARRAY['product_view', 'product_view', 'page_view', 'search', 'add_to_cart'])[1 + floor(random() * 5)::int] AS et,
+             now() - random() * interval '25 days' AS t
+      FROM generate_series(1, 460) i OFFSET 0) e;
+SQL
+gen >"$DIR/links.txt" <<'SQL'
+SELECT format('L%s:%s', k, replace(json_build_object('customer_id', format('C%s', lpad((k * 17)::text, 4, '0')),
            'identity_type', 'cookie', 'identity_value', format('ck-%s', lpad(k::text, 2, '0')),
-           'created_at', c360.as_of() - interval '10 days')))))
-FROM generate_series(1, 6) k;
+           'created_at', (extract(epoch FROM now() - interval '10 days') * 1000)::bigint)::text, ' : ', ': '))
+FROM generate_series(1, 5) k;
 SQL
+kc -P -b "$B" -t customer_events -K: <"$DIR/events.txt" || die "kcat could not produce to customer_events"
+kc -P -b "$B" -t identity_links -K: <"$DIR/links.txt" || die "kcat could not produce to identity_links"
+N_EVENTS=$(wc -l <"$DIR/events.txt")
+note "kafka: $N_EVENTS events in customer_events, 5 cookie -> customer links in identity_links (kcat -P), e.g."
+head -n 1 "$DIR/events.txt" | shown
 
-echo
-sql <<'SQL'
-SELECT c360.as_of() AS "profile clock (as_of)",
-       (SELECT count(*) FROM c360.customer_360) AS profiles,
-       (SELECT count(*) FROM c360.orders) AS orders,
-       (SELECT count(*) FROM c360.support_tickets) AS tickets,
-       (SELECT count(*) FROM c360.behavioral_events) AS events,
-       (SELECT count(*) FROM c360.verify()) AS "verify() differences";
+# ---------------------------------------------------------------------------------------------
+step "Connect the sources: c360.create_source + c360.map_table (the workers start at commit)"
+note "Each source is a background worker: it copies its tables once (snapshot), then streams changes."
+SRC_SQL=$(cat <<SQL
+BEGIN;
+SELECT c360.create_source('shop', 'postgres-cdc',
+       '{"conninfo": "host=127.0.0.1 port=$SHOP_PORT dbname=shop user=postgres"}');
+SELECT c360.map_table('shop', 'public.orders', 'orders');
+SELECT c360.create_source('crm', 'mysql-cdc',
+       '{"host": "127.0.0.1", "port": $MY_PORT, "user": "c360", "password": "c360pw", "server_id": 4242}');
+SELECT c360.map_table('crm', 'crm_db.customers', 'customers');
+SELECT c360.map_table('crm', 'crm_db.support_tickets', 'support_tickets');
+SELECT c360.create_source('clicks', 'kafka',
+       '{"bootstrap.servers": "$B", "topic": "customer_events", "startup": "earliest"}');
+SELECT c360.map_table('clicks', 'customer_events', 'behavioral_events');
+SELECT c360.create_source('identity', 'kafka',
+       '{"bootstrap.servers": "$B", "topic": "identity_links", "startup": "earliest"}');
+SELECT c360.map_table('identity', 'identity_links', 'identity_graph');
+COMMIT;
 SQL
+)
+printf '%s\n' "$SRC_SQL" | shown
+t=$(date +%s.%N)
+printf '%s\n' "$SRC_SQL" | c360 -o /dev/null
+N_ORDERS=$(shop -At -c "SELECT count(*) FROM orders")
+loaded() {
+    [ "$(val -c "SELECT (SELECT count(*) FROM c360.source_status WHERE state = 'streaming') = 4
+                    AND (SELECT count(*) FROM c360.orders) = $N_ORDERS
+                    AND (SELECT count(*) FROM c360.customers) = 150
+                    AND (SELECT count(*) FROM c360.support_tickets) = 120
+                    AND (SELECT count(*) FROM c360.behavioral_events) = $N_EVENTS
+                    AND (SELECT count(*) FROM c360.identity_graph) = 5")" = t ]
+}
+poll 60 "the four sources to stream and every mirror to hold its source's rows" loaded ||
+    die "the sources did not load everything within 60 s"
+note "snapshots and streams caught up in $(elapsed "$t")s; c360.source_status:"
+STATUS_SQL="SELECT name, kind, state, changes_applied, COALESCE(lag_bytes, lag_messages) AS lag,
+       dead_letters, COALESCE(last_error, '') AS last_error FROM c360.source_status ORDER BY name"
+table -c "$STATUS_SQL"
+note "the mirrors and the profile:"
+table -c "SELECT (SELECT count(*) FROM c360.customer_360) AS profiles, (SELECT count(*) FROM c360.orders) AS orders,
+                 (SELECT count(*) FROM c360.support_tickets) AS tickets,
+                 (SELECT count(*) FROM c360.behavioral_events) AS events,
+                 (SELECT count(*) FROM c360.identity_graph) AS identity_links"
 
-heading "A few profiles"
-sql <<'SQL'
-SELECT customer_id, first_name || ' ' || last_name AS name, loyalty_tier AS tier,
-       total_orders AS orders, lifetime_value AS ltv, round(avg_order_value, 2) AS aov,
-       last_order_date::date AS last_order, last_order_status AS last_status,
-       preferred_channel AS channel, open_support_tickets AS open_tix,
-       events_last_30d AS events_30d, product_views_last_30d AS views_30d,
-       sessions_last_30d AS sessions_30d, lifecycle_stage AS stage
+# ---------------------------------------------------------------------------------------------
+step "The article's query (a): VIPs at risk, straight from c360.customer_360"
+VIP_SQL="SELECT customer_id, first_name || ' ' || last_name AS name, loyalty_tier, lifecycle_stage,
+       lifetime_value, last_order_date::date AS last_order, open_support_tickets AS open_tix
 FROM c360.customer_360
-WHERE customer_id IN ('C0001', 'C0007', 'C0042', 'C0150', 'C0190')
-ORDER BY customer_id;
+WHERE loyalty_tier IN ('gold', 'platinum') AND lifecycle_stage IN ('at_risk', 'lapsing')
+ORDER BY lifetime_value DESC LIMIT 5;"
+printf '%s\n' "$VIP_SQL" | shown
+table -c "$VIP_SQL"
+
+# ---------------------------------------------------------------------------------------------
+step "That query as a segment, published to Kafka by a sink"
+note "A segment's membership is kept with each profile change; a sink publishes its enters and exits."
+SEG_SQL=$(cat <<SQL
+SELECT c360.create_segment('vip_at_risk',
+       \$\$loyalty_tier IN ('gold', 'platinum') AND lifecycle_stage IN ('at_risk', 'lapsing')\$\$);
+SELECT c360.create_sink('vip_to_kafka', 'vip_at_risk', 'kafka',
+       '{"bootstrap.servers": "$B", "topic": "vip_at_risk"}');
 SQL
+)
+printf '%s\n' "$SEG_SQL" | shown
+MEMBERS=$(printf '%s\n' "$SEG_SQL" | val | sed -n 1p)
+note "vip_at_risk has $MEMBERS members; the sink publishes one 'enter' per member, then every change"
 
-heading "(a) VIPs at risk: gold/platinum customers who are at_risk or lapsing"
-sql <<'SQL'
-SELECT customer_id, first_name || ' ' || last_name AS name, loyalty_tier, lifecycle_stage,
-       lifetime_value, last_order_date::date AS last_order
-FROM c360.customer_360
-WHERE loyalty_tier IN ('gold', 'platinum')
-  AND lifecycle_stage IN ('at_risk', 'lapsing')
-ORDER BY lifetime_value DESC
-LIMIT 8;
-SQL
-
-heading "(b) High-value customers with an open support issue (lifetime_value > 1000)"
-sql <<'SQL'
-SELECT customer_id, first_name || ' ' || last_name AS name, lifetime_value,
-       open_support_tickets, last_ticket_at::date AS last_ticket, lifecycle_stage
-FROM c360.customer_360
-WHERE has_open_support_issue AND lifetime_value > 1000
-ORDER BY lifetime_value DESC
-LIMIT 8;
-SQL
-
-heading "(c) Engagement by lifecycle stage"
-sql <<'SQL'
-SELECT lifecycle_stage, count(*) AS customers,
-       round(avg(sessions_last_30d), 2) AS avg_sessions_30d,
-       round(avg(lifetime_value), 2) AS avg_ltv
-FROM c360.customer_360
-GROUP BY lifecycle_stage
-ORDER BY array_position(ARRAY['active','at_risk','lapsing','churned','prospect'], lifecycle_stage);
-SQL
-
-heading "Segments: the article's queries as segments, kept up to date by the maintainer"
-sql -At <<'SQL' | sed 's/^/  /'
-SELECT format('%-20s %3s members  %s', 'vip_at_risk', c360.create_segment('vip_at_risk',
-    $$loyalty_tier IN ('gold', 'platinum') AND lifecycle_stage IN ('at_risk', 'lapsing')$$),
-    'gold/platinum customers who are at_risk or lapsing');
-SELECT format('%-20s %3s members  %s', 'high_intent', c360.create_segment('high_intent',
-    $$product_views_last_30d >= 5 AND sessions_last_30d >= 2 AND lifecycle_stage <> 'active'$$),
-    'browsing a lot, not buying lately');
-SELECT format('%-20s %3s members  %s', 'support_escalation', c360.create_segment('support_escalation',
-    'has_open_support_issue AND lifetime_value > 1000',
-    ARRAY['customer_id', 'email', 'lifetime_value', 'open_support_tickets', 'last_ticket_at']),
-    'high-value customers with an open support issue');
-SQL
-
-# A throwaway Kafka broker (librdkafka's mock cluster) and a sink publishing vip_at_risk to it.
-broker_start "$DIR" vip_at_risk:1 || exit 1
-BOOTSTRAP=$BROKER_ADDR
-sql -At -c "SELECT c360.create_sink('vip_to_kafka', 'vip_at_risk', 'kafka',
-                jsonb_build_object('bootstrap.servers', '$BOOTSTRAP', 'topic', 'vip_at_risk'))" >/dev/null
-echo
-echo "sink vip_to_kafka publishes vip_at_risk to topic vip_at_risk on the test broker at $BOOTSTRAP"
-
-# Wait (at most 30 s) until the sink has published everything, then print the messages the
-# topic got since the last call: seq, change, customer and profile, one line each (the first
-# MAX of them, then a count).
-TOPIC_SEEN=0
-show_topic() {
-    local max=${1:-1000000}
-    local msgs
-    for _ in $(seq 150); do
-        [ "$(val -c "SELECT backlog = 0 AND state = 'streaming' FROM c360.sink_status WHERE name = 'vip_to_kafka'")" = t ] && break
-        sleep 0.2
-    done
-    msgs=$(timeout 30 kcat -C -b "$BOOTSTRAP" -t vip_at_risk -o "$TOPIC_SEEN" -e -q -f '%s\n')
-    [ -n "$msgs" ] || { echo "  (no new messages)"; return; }
-    TOPIC_SEEN=$((TOPIC_SEEN + $(printf '%s\n' "$msgs" | wc -l)))
-    printf '%s\n' "$msgs" | python3 -c '
-import collections, json, sys
-shown, changes = int(sys.argv[1]), collections.Counter()
-for n, line in enumerate(sys.stdin):
+# Messages of topic vip_at_risk from offset SEEN on: "seq change customer tier stage".
+SEEN=0
+read_topic() {
+    kc -C -b "$B" -t vip_at_risk -o "$SEEN" -e -q -f '%s\n' 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
     m = json.loads(line)
     p = m["profile"]
-    changes[m["change"]] += 1
-    if n < shown:
-        print("  seq %5s  %-6s %s  %-8s %-8s %s" % (m["seq"], m["change"], m["customer_id"],
-              p.get("loyalty_tier"), p.get("lifecycle_stage"), p.get("email")))
-if n >= shown:
-    print("  ... %d messages: %s" % (n + 1, ", ".join("%d %s" % (changes[c], c)
-                                                  for c in ("enter", "exit", "update"))))' "$max"
+    print("seq %-4s %-6s %s  %-8s %-8s %s" % (m["seq"], m["change"], m["customer_id"],
+          p.get("loyalty_tier"), p.get("lifecycle_stage"), p.get("email")))'
 }
-echo "-- the topic after the sink started: one enter per member (seq = the sink's starting position)"
-show_topic 5
-echo "-- one message as published (key = customer_id, header seq):"
-timeout 30 kcat -C -b "$BOOTSTRAP" -t vip_at_risk -o 0 -c 1 -e -q -f '  key %k, headers %h\n  %s\n'
-
-# The VIP with the highest lifetime value among the at-risk ones: the streaming example.
-VIP=$(val -c "SELECT customer_id FROM c360.customer_360
-              WHERE loyalty_tier IN ('gold','platinum') AND lifecycle_stage IN ('at_risk','lapsing')
-              ORDER BY lifetime_value DESC, customer_id LIMIT 1")
-[ -n "$VIP" ] || { echo "the generated shop has no VIP at risk" >&2; exit 1; }
-VIP_STAGE=$(val -c "SELECT lifecycle_stage FROM c360.customer_360 WHERE customer_id = '$VIP'")
-show_vip() {
-    sql -c "SELECT customer_id, loyalty_tier, total_orders, lifetime_value, last_order_date::date AS last_order,
-                   last_order_status, open_support_tickets AS open_tix, events_last_30d AS events_30d,
-                   sessions_last_30d AS sessions_30d, lifecycle_stage, profile_updated_at
-            FROM c360.customer_360 WHERE customer_id = '$VIP'"
+topic_has() { # topic_has N [PATTERN]: at least N new messages, one of them matching PATTERN
+    read_topic >"$DIR/topic.txt" || return 1
+    [ "$(wc -l <"$DIR/topic.txt")" -ge "$1" ] && grep -q -- "${2:-}" "$DIR/topic.txt"
 }
-check_exact() {
-    local n
-    n=$(val -c "SELECT count(*) FROM c360.verify()")
-    echo "verify(): $n differences"
-    [ "$n" = 0 ] || { sql -c "SELECT * FROM c360.verify() LIMIT 20"; exit 1; }
+poll 30 "the sink's first $MEMBERS messages" topic_has "$MEMBERS" ||
+    die "the sink did not publish the $MEMBERS members to topic vip_at_risk"
+note "kcat -C -t vip_at_risk read back $(wc -l <"$DIR/topic.txt") messages (seq = the sink's starting position), e.g.:"
+head -n 3 "$DIR/topic.txt" | sed 's/^/    /'
+note "one as published (key = customer_id, header seq):"
+kc -C -b "$B" -t vip_at_risk -o 0 -c 1 -e -q -f '    key %k, headers %h\n    %s\n'
+SEEN=$(wc -l <"$DIR/topic.txt")
+
+# ---------------------------------------------------------------------------------------------
+# The customer of the story: the VIP at risk with the highest lifetime value and no open ticket.
+HERO=$(val -c "SELECT customer_id FROM c360.customer_360
+               WHERE loyalty_tier IN ('gold', 'platinum') AND lifecycle_stage IN ('at_risk', 'lapsing')
+                 AND open_support_tickets = 0
+               ORDER BY lifetime_value DESC, customer_id LIMIT 1")
+[ -n "$HERO" ] || die "the generated data has no VIP at risk without an open ticket"
+PROFILE_SQL="SELECT customer_id, loyalty_tier AS tier, total_orders AS orders, lifetime_value AS ltv,
+       lifecycle_stage AS stage, open_support_tickets AS open_tix, events_last_30d AS events_30d,
+       sessions_last_30d AS sessions_30d FROM c360.customer_360 WHERE customer_id = "
+profile() { table -c "$PROFILE_SQL'$1'"; }
+profile_is() { [ "$(val -c "SELECT ($2) FROM c360.customer_360 WHERE customer_id = '$1'")" = t ]; }
+# wait_profile CUSTOMER SINCE CONDITION WHAT: bounded poll until the customer's profile row
+# satisfies CONDITION (SQL over c360.customer_360); prints the time since SINCE.
+wait_profile() {
+    local who=$1 since=$2 cond=$3 what=$4
+    poll 15 "$what" profile_is "$who" "$cond" || die "$what did not show up in c360.customer_360 within 15 s"
+    note "-> in customer_360 $(elapsed "$since")s after the source committed it:"
 }
+BASE=$(val -c "SELECT total_orders || ' ' || open_support_tickets || ' ' || events_last_30d || ' ' || sessions_last_30d
+               FROM c360.customer_360 WHERE customer_id = '$HERO'")
+read -r H_ORDERS H_TIX H_EVENTS H_SESSIONS <<<"$BASE"
 
-heading "Streaming changes: $VIP, the top VIP from (a), $VIP_STAGE, places an order"
-show_vip
-sql -At -c "SELECT c360.apply_change('orders', 'insert', NULL, jsonb_build_object(
-               'order_id', 'O-LIVE-1', 'customer_id', '$VIP', 'order_status', 'processing',
-               'total_amount', 249.00, 'item_count', 3, 'channel', 'app',
-               'created_at', c360.as_of(), 'updated_at', c360.as_of()))" >/dev/null
-echo "-- after apply_change('orders', 'insert', ...):"
-show_vip
-echo "-- now active, $VIP left vip_at_risk; the sink published:"
-show_topic
+step "Live: $HERO, our top VIP at risk, opens a support ticket in the CRM (MariaDB)"
+profile "$HERO"
+TICKET_SQL="INSERT INTO crm_db.support_tickets (customer_id, status, category, created_at)
+VALUES ('$HERO', 'open', 'shipping', UTC_TIMESTAMP(3));"
+printf '%s\n' "$TICKET_SQL" | shown
+t=$(date +%s.%N)
+crm -e "$TICKET_SQL"
+wait_profile "$HERO" "$t" "open_support_tickets = $((H_TIX + 1))" "the ticket of $HERO"
+profile "$HERO"
 
-heading "Streaming changes: $VIP opens a support ticket, browses as a linked cookie, then the ticket is resolved"
-sql -At <<SQL >/dev/null
-SELECT c360.apply_changes(jsonb_build_array(
-    jsonb_build_object('input', 'support_tickets', 'op', 'insert', 'new', jsonb_build_object(
-        'ticket_id', 'T-LIVE-1', 'customer_id', '$VIP', 'status', 'open', 'category', 'shipping',
-        'created_at', c360.as_of())),
-    jsonb_build_object('input', 'identity_graph', 'op', 'insert', 'new', jsonb_build_object(
-        'identity_id', 'I-LIVE-1', 'customer_id', '$VIP', 'identity_type', 'cookie',
-        'identity_value', 'ck-09', 'created_at', c360.as_of()))));
-SQL
-echo "-- after a ticket insert and an identity link (cookie ck-09's events now count for $VIP):"
-show_vip
-sql -At <<SQL >/dev/null
-SELECT c360.apply_change('support_tickets', 'update',
-    '{"ticket_id": "T-LIVE-1"}',
-    jsonb_build_object('ticket_id', 'T-LIVE-1', 'customer_id', '$VIP', 'status', 'resolved',
-                       'category', 'shipping', 'created_at', c360.as_of(),
-                       'resolved_at', c360.as_of()));
-SQL
-echo "-- after the ticket is resolved (update):"
-show_vip
-check_exact
+step "Live: an anonymous visitor (cookie ck-7f3a) browses; a Kafka message per click"
+t=$(date +%s.%N)
+now_ms=$(($(date +%s%N) / 1000000))
+for i in 1 2 3 4 5 6; do
+    printf 'ck-7f3a:{"event_id": "E-LIVE-%s", "customer_id": "ck-7f3a", "session_id": "ck-7f3a-s%s", "event_type": "product_view", "product_id": "P12%s", "category_id": "bags", "event_time": %s}\n' \
+        "$i" $(((i + 2) / 3)) "$i" $((now_ms - (7 - i) * 60000))
+done >"$DIR/cookie.txt"
+{ sed -n 1p "$DIR/cookie.txt"; echo "... (6 clicks in 2 sessions over the last 6 minutes)"; } | shown
+kc -P -b "$B" -t customer_events -K: <"$DIR/cookie.txt" || die "kcat could not produce the cookie's events"
+cookie_in() { [ "$(val -c "SELECT count(*) FROM c360.behavioral_events WHERE customer_id = 'ck-7f3a'")" = 6 ]; }
+poll 15 "the cookie's 6 events in c360.behavioral_events" cookie_in || die "the cookie's events did not arrive"
+note "-> 6 events in c360.behavioral_events after $(elapsed "$t")s, under ck-7f3a: nobody's profile yet"
 
-heading "Time passes: c360.tick() moves the profile clock; lifecycle stages follow"
-sql -q <<'SQL'
-CREATE TABLE stage_history (step int, label text, stage text, n bigint);
-INSERT INTO stage_history
-SELECT 0, 'start', lifecycle_stage, count(*) FROM c360.customer_360 GROUP BY lifecycle_stage;
-SQL
-# Between ticks a few customers order again (at the new clock), so some become active while
-# the rest age into later stages.
-step=0 total=0
-for days in 45 60 120 200; do
-    step=$((step + 1)) total=$((total + days))
-    changed=$(val -c "SELECT c360.tick(c360.as_of() + interval '$days days')")
-    printf 'tick(as_of() + %3s days): %3s profile rows changed; ' "$days" "$changed"
-    val -c "SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'orders', 'op', 'insert',
-                'new', jsonb_build_object('order_id', format('O-T$step-%s', customer_id),
-                    'customer_id', customer_id, 'order_status', 'processing',
-                    'total_amount', 80 + length(customer_id) * 10, 'item_count', 2, 'channel', 'web',
-                    'created_at', c360.as_of(), 'updated_at', c360.as_of()))))
-            FROM (SELECT customer_id FROM c360.customers
-                  ORDER BY md5(customer_id || '$step') LIMIT 12) c" >/dev/null
-    printf '12 customers order again; '
-    check_exact
-    sql -q -c "INSERT INTO stage_history
-               SELECT $step, '+$total days', lifecycle_stage, count(*)
-               FROM c360.customer_360 GROUP BY lifecycle_stage"
-done
+step "Live: the visitor logs in as $HERO; the identity_links topic gets the link"
+LINK="L-LIVE-1:{\"customer_id\": \"$HERO\", \"identity_type\": \"cookie\", \"identity_value\": \"ck-7f3a\", \"created_at\": $now_ms}"
+echo "$LINK" | shown
+t=$(date +%s.%N)
+echo "$LINK" | kc -P -b "$B" -t identity_links -K: || die "kcat could not produce the identity link"
+wait_profile "$HERO" "$t" "events_last_30d = $((H_EVENTS + 6)) AND sessions_last_30d = $((H_SESSIONS + 2))" \
+    "the cookie's 6 events (2 sessions) in the profile of $HERO"
+profile "$HERO"
+
+step "Live: $HERO places an order in the shop (PostgreSQL); no longer at risk"
+ORDER_SQL="INSERT INTO orders VALUES ('O-LIVE-1', '$HERO', 'processing', 249.00, 3, 'app', now(), now());"
+printf '%s\n' "$ORDER_SQL" | shown
+t=$(date +%s.%N)
+shop -c "$ORDER_SQL"
+wait_profile "$HERO" "$t" "total_orders = $((H_ORDERS + 1)) AND lifecycle_stage = 'active'" "the order of $HERO"
+profile "$HERO"
+poll 15 "the sink's exit message for $HERO" topic_has 1 "exit.*$HERO" ||
+    die "no exit message for $HERO on topic vip_at_risk"
+note "-> $HERO left vip_at_risk; the sink published (an exit carries the profile as last published):"
+sed 's/^/    /' "$DIR/topic.txt"
+SEEN=$((SEEN + $(wc -l <"$DIR/topic.txt")))
+
+# A lapsing or at-risk customer on a lower tier, upgraded to gold in the CRM: enters the segment.
+UP=$(val -c "SELECT customer_id FROM c360.customer_360
+             WHERE loyalty_tier IN ('bronze', 'silver') AND lifecycle_stage IN ('at_risk', 'lapsing')
+             ORDER BY lifetime_value DESC, customer_id LIMIT 1")
+[ -n "$UP" ] || die "the generated data has no lower-tier customer at risk"
+UP_WAS=$(val -c "SELECT lifecycle_stage || ', ' || loyalty_tier FROM c360.customer_360 WHERE customer_id = '$UP'")
+step "Live: the CRM upgrades $UP ($UP_WAS) to gold; $UP enters vip_at_risk"
+profile "$UP"
+UP_SQL="UPDATE crm_db.customers SET loyalty_tier = 'gold' WHERE customer_id = '$UP';"
+printf '%s\n' "$UP_SQL" | shown
+t=$(date +%s.%N)
+crm -e "$UP_SQL"
+wait_profile "$UP" "$t" "loyalty_tier = 'gold'" "the upgrade of $UP"
+profile "$UP"
+poll 15 "the sink's enter message for $UP" topic_has 1 "enter.*$UP" ||
+    die "no enter message for $UP on topic vip_at_risk"
+note "-> the sink published:"
+sed 's/^/    /' "$DIR/topic.txt"
+
+# ---------------------------------------------------------------------------------------------
+step "Status and exactness"
+note "c360.source_status:"
+table -c "$STATUS_SQL"
+note "c360.sink_status:"
+sink_done() { [ "$(val -c "SELECT state = 'streaming' AND backlog = 0 FROM c360.sink_status")" = t ]; }
+poll 15 "the sink's backlog to drain" sink_done || die "the sink did not catch up"
+table -c "SELECT name, segment, state, position, backlog, COALESCE(last_error, '') AS last_error FROM c360.sink_status"
+errors=$(val -c "SELECT count(*) FROM c360.source_status WHERE state <> 'streaming' OR last_error IS NOT NULL OR dead_letters > 0")
+[ "$errors" = 0 ] || die "a source is not streaming cleanly"
+note "c360.verify() compares customer_360 with the article's defining query over the mirrors:"
+echo "SELECT count(*) FROM c360.verify();" | shown
+n=$(val -c "SELECT count(*) FROM c360.verify()")
+note "-> verify(): $n differences"
+if [ "$n" != 0 ]; then
+    table -c "SELECT * FROM c360.verify() LIMIT 10"
+    die "c360.verify() is not empty"
+fi
+
 echo
-sql <<'SQL'
-SELECT label AS "clock", COALESCE(sum(n) FILTER (WHERE stage = 'active'), 0) AS active,
-       COALESCE(sum(n) FILTER (WHERE stage = 'at_risk'), 0) AS at_risk,
-       COALESCE(sum(n) FILTER (WHERE stage = 'lapsing'), 0) AS lapsing,
-       COALESCE(sum(n) FILTER (WHERE stage = 'churned'), 0) AS churned,
-       COALESCE(sum(n) FILTER (WHERE stage = 'prospect'), 0) AS prospect
-FROM stage_history GROUP BY step, label ORDER BY step;
-SQL
-echo "-- $VIP at the end:"
-show_vip
-
-heading "Segments after the clock moved: the outbox and the sink"
-sql <<'SQL'
-SELECT s.name AS segment,
-       (SELECT count(*) FROM c360.segment_members m WHERE m.segment = s.name) AS members,
-       CASE WHEN k.name IS NOT NULL
-            THEN format('pruned: sink %s has published it', k.name)
-            ELSE format('%s enter, %s exit, %s update',
-                        count(c.*) FILTER (WHERE c.change = 'enter'),
-                        count(c.*) FILTER (WHERE c.change = 'exit'),
-                        count(c.*) FILTER (WHERE c.change = 'update')) END AS "outbox (c360.segment_changes)"
-FROM c360.segments s LEFT JOIN c360.sinks k ON k.segment = s.name
-LEFT JOIN c360.segment_changes c ON c.segment = s.name
-GROUP BY s.name, k.name ORDER BY s.name;
-SQL
-echo
-echo "-- the topic got, while the clock moved:"
-show_topic 8
-sql -c "SELECT name, segment, state, position, backlog, last_error FROM c360.sink_status"
-
-heading "Exactness"
-sql -c "SELECT c360.as_of() AS as_of, count(*) AS \"verify() differences\" FROM c360.verify()"
-echo "The profile equals the reference query at every step above."
+echo "Demo complete in $(elapsed "$T0")s: four sources, one profile, one segment on Kafka; stopping the servers."

@@ -1,9 +1,9 @@
 /*
- * test/kafka_decode_test.c: the Kafka message decoder (src/kafka_decode.c) without a
+ * test/kafka_decode_test.c: the Kafka message decoder (src/decode/kafka_decode.c) without a
  * server.  Built and run by test/t_kafka_source.sh as a frontend program:
  *
  *   gcc -DFRONTEND -ffunction-sections -fdata-sections -Isrc -I$(pg_config --includedir-server) \
- *       test/kafka_decode_test.c src/kafka_decode.c src/change.c \
+ *       test/kafka_decode_test.c src/decode/kafka_decode.c src/core/change.c \
  *       -L$(pg_config --pkglibdir) -lpgcommon -lpgport -ljansson -lm -Wl,--gc-sections
  *
  * (--gc-sections drops the parts of change.c that need the backend; the input catalog and
@@ -11,7 +11,7 @@
  */
 #include "postgres.h"
 
-#include "kafka_decode.h"
+#include "decode/kafka_decode.h"
 
 #define MAXB C360_KAFKA_MAX_MESSAGE_BYTES
 #define STRLEN ((size_t) -1)		/* bad(): the payload's strlen */

@@ -1,5 +1,5 @@
 /*
- * mysql_decode.c: checks src/binlog_decode.c against a real MariaDB.  Reads the binlog
+ * mysql_decode.c: checks src/decode/binlog_decode.c against a real MariaDB.  Reads the binlog
  * from FILE:POS to its end, decodes every row image of DB.TABLE, and compares each
  * after-image with what SELECT returns for the same primary key (first column), value by
  * value; before-images of updates and deletes are checked against the previous image of
@@ -19,7 +19,7 @@
 #include <mysql.h>
 #include <mariadb_rpl.h>
 
-#include "../src/binlog_decode.h"
+#include "decode/binlog_decode.h"
 
 #define MAX_KEYS 10000
 

@@ -71,6 +71,7 @@ MY_STARTED=
 M=                  # the round: off | on
 
 . test/lib.sh
+. test/crm_compare.sh
 
 # one rendering of timestamps on every side
 export PGHOST=127.0.0.1 PGUSER=postgres PGTZ=UTC PGDATESTYLE=ISO
@@ -159,29 +160,8 @@ PG_SRC_FP=
 pg_equal() { [ "$(q -c "$(fp_orders c360)")" = "$PG_SRC_FP" ]; }
 
 # The CRM tables on MariaDB and their mirrors, as the same sorted text (t_mysql_source.sh).
-dump_mysql() {
-    my -e "SET time_zone = '+00:00';
-        SELECT customer_id, IFNULL(email, 'NULL'), IFNULL(first_name, 'NULL'), IFNULL(last_name, 'NULL'),
-               IFNULL(phone, 'NULL'), IFNULL(acquisition_channel, 'NULL'),
-               IFNULL(DATE_FORMAT(signup_date, '%Y-%m-%d %H:%i:%s'), 'NULL'), IFNULL(loyalty_tier, 'NULL'),
-               DATE_FORMAT(last_updated, '%Y-%m-%d %H:%i:%s.%f')
-        FROM crm_$M.customers" | LC_ALL=C sort >"$TMP/customers.my"
-    my -e "SELECT ticket_id, customer_id, status, IFNULL(category, 'NULL'),
-               DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f'),
-               IFNULL(DATE_FORMAT(resolved_at, '%Y-%m-%d %H:%i:%s'), 'NULL')
-        FROM crm_$M.support_tickets" | LC_ALL=C sort >"$TMP/tickets.my"
-}
-dump_pg() {
-    q -F $'\t' -c "SELECT customer_id, coalesce(email, 'NULL'), coalesce(first_name, 'NULL'),
-               coalesce(last_name, 'NULL'), coalesce(phone, 'NULL'), coalesce(acquisition_channel, 'NULL'),
-               coalesce(to_char(signup_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'NULL'),
-               coalesce(loyalty_tier, 'NULL'), to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
-        FROM c360.customers" | LC_ALL=C sort >"$TMP/customers.pg"
-    q -F $'\t' -c "SELECT ticket_id, customer_id, status, coalesce(category, 'NULL'),
-               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
-               coalesce(to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'NULL')
-        FROM c360.support_tickets" | LC_ALL=C sort >"$TMP/tickets.pg"
-}
+dump_mysql() { crm_dump_remote "crm_$M" "$TMP/customers.my" "$TMP/tickets.my"; }
+dump_pg() { crm_dump_mirror "$TMP/customers.pg" "$TMP/tickets.pg"; }
 my_equal() {
     dump_mysql && dump_pg && cmp -s "$TMP/customers.my" "$TMP/customers.pg" && cmp -s "$TMP/tickets.my" "$TMP/tickets.pg"
 }
@@ -351,7 +331,7 @@ MY_PORT=$(free_port 33410)
 mysql_start "$MY_DIR" "$MY_PORT" || die "MariaDB did not start"
 MY_STARTED=1
 TOOL=$TMP/mysql_decode
-cc -O2 -Wall -o "$TOOL" test/mysql_decode.c src/binlog_decode.c -I/usr/include/mariadb -lmariadb ||
+cc -O2 -Wall -o "$TOOL" test/mysql_decode.c src/decode/binlog_decode.c -Isrc -I/usr/include/mariadb -lmariadb ||
     die "could not build test/mysql_decode.c"
 
 broker_start "$TMP" events_off:2 events_on:2 sink_off:1 sink_on:1 || die "the test broker did not start"

@@ -58,6 +58,7 @@ writer=
 LOCAL_LOG=
 
 . test/lib.sh   # the cwd is the repository root (the cd above)
+. test/crm_compare.sh
 s() { psql -X -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d shop "$@"; }
 my() { mysql_cli "$MY_PORT" -N -B "$@"; }
 feed() { mysql_cli "$MY_PORT" --batch >/dev/null; }
@@ -144,29 +145,8 @@ PG_CUST_COLS="customer_id, email, first_name, last_name, phone, acquisition_chan
 PG_TICK_COLS="ticket_id, customer_id, status, category, created_at, resolved_at"
 
 # mysql-cdc: the remote tables and the mirrors as the same sorted text (t_mysql_source.sh)
-dump_mysql() {
-    my -e "SET time_zone = '+00:00';
-        SELECT customer_id, IFNULL(email, 'NULL'), IFNULL(first_name, 'NULL'), IFNULL(last_name, 'NULL'),
-               IFNULL(phone, 'NULL'), IFNULL(acquisition_channel, 'NULL'),
-               IFNULL(DATE_FORMAT(signup_date, '%Y-%m-%d %H:%i:%s'), 'NULL'), IFNULL(loyalty_tier, 'NULL'),
-               DATE_FORMAT(last_updated, '%Y-%m-%d %H:%i:%s.%f')
-        FROM crm_db.customers" | LC_ALL=C sort >"$TMP/customers.remote"
-    my -e "SELECT ticket_id, customer_id, status, IFNULL(category, 'NULL'),
-               DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f'),
-               IFNULL(DATE_FORMAT(resolved_at, '%Y-%m-%d %H:%i:%s'), 'NULL')
-        FROM crm_db.support_tickets" | LC_ALL=C sort >"$TMP/tickets.remote"
-}
-dump_mirror_mysql() {
-    q -F $'\t' -c "SELECT customer_id, coalesce(email, 'NULL'), coalesce(first_name, 'NULL'),
-               coalesce(last_name, 'NULL'), coalesce(phone, 'NULL'), coalesce(acquisition_channel, 'NULL'),
-               coalesce(to_char(signup_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'NULL'),
-               coalesce(loyalty_tier, 'NULL'), to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
-        FROM c360.customers" | LC_ALL=C sort >"$TMP/customers.mirror"
-    q -F $'\t' -c "SELECT ticket_id, customer_id, status, coalesce(category, 'NULL'),
-               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
-               coalesce(to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'NULL')
-        FROM c360.support_tickets" | LC_ALL=C sort >"$TMP/tickets.mirror"
-}
+dump_mysql() { crm_dump_remote crm_db "$TMP/customers.remote" "$TMP/tickets.remote"; }
+dump_mirror_mysql() { crm_dump_mirror "$TMP/customers.mirror" "$TMP/tickets.mirror"; }
 # postgres-cdc: ROW(columns)::text, sorted by key, on both sides (as t_pg_source.sh fp_sql)
 dump_pg() { # dump_pg PSQLFN SCHEMA SUFFIX
     "$1" -c "COPY (SELECT ROW($PG_CUST_COLS)::text FROM $2.customers ORDER BY customer_id COLLATE \"C\") TO STDOUT" >"$TMP/customers.$3"

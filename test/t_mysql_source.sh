@@ -12,6 +12,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 . test/servers.sh
+. test/crm_compare.sh
 
 DB=c360_workers
 : "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
@@ -103,29 +104,8 @@ caught_up() {
 }
 
 # The source's tables and the mirrors, as the same sorted text.
-dump_mysql() {
-    my -e "SET time_zone = '+00:00';
-        SELECT customer_id, IFNULL(email, 'NULL'), IFNULL(first_name, 'NULL'), IFNULL(last_name, 'NULL'),
-               IFNULL(phone, 'NULL'), IFNULL(acquisition_channel, 'NULL'),
-               IFNULL(DATE_FORMAT(signup_date, '%Y-%m-%d %H:%i:%s'), 'NULL'), IFNULL(loyalty_tier, 'NULL'),
-               DATE_FORMAT(last_updated, '%Y-%m-%d %H:%i:%s.%f')
-        FROM crm_db.customers" | LC_ALL=C sort >"$MYDIR/customers.my"
-    my -e "SELECT ticket_id, customer_id, status, IFNULL(category, 'NULL'),
-               DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f'),
-               IFNULL(DATE_FORMAT(resolved_at, '%Y-%m-%d %H:%i:%s'), 'NULL')
-        FROM crm_db.support_tickets" | LC_ALL=C sort >"$MYDIR/tickets.my"
-}
-dump_pg() {
-    q -F $'\t' -c "SELECT customer_id, coalesce(email, 'NULL'), coalesce(first_name, 'NULL'),
-               coalesce(last_name, 'NULL'), coalesce(phone, 'NULL'), coalesce(acquisition_channel, 'NULL'),
-               coalesce(to_char(signup_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'NULL'),
-               coalesce(loyalty_tier, 'NULL'), to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
-        FROM c360.customers WHERE customer_id ~ '^[cn]'" | LC_ALL=C sort >"$MYDIR/customers.pg"
-    q -F $'\t' -c "SELECT ticket_id, customer_id, status, coalesce(category, 'NULL'),
-               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
-               coalesce(to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'NULL')
-        FROM c360.support_tickets" | LC_ALL=C sort >"$MYDIR/tickets.pg"
-}
+dump_mysql() { crm_dump_remote crm_db "$MYDIR/customers.my" "$MYDIR/tickets.my"; }
+dump_pg() { crm_dump_mirror "$MYDIR/customers.pg" "$MYDIR/tickets.pg" "customer_id ~ '^[cn]'"; }
 mirror_equals_source() {
     dump_mysql
     dump_pg
@@ -159,7 +139,7 @@ SQL
 
 step "MariaDB on 127.0.0.1:$MY_PORT in $MYDIR"
 mysql_start "$MYDIR" "$MY_PORT"
-cc -O2 -Wall -o "$TOOL" test/mysql_decode.c src/binlog_decode.c -I/usr/include/mariadb -lmariadb
+cc -O2 -Wall -o "$TOOL" test/mysql_decode.c src/decode/binlog_decode.c -Isrc -I/usr/include/mariadb -lmariadb
 mysql_cli "$MY_PORT" <test/mysql_crm.sql
 
 if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
- * sourcefuncs.c
- *	  SQL-callable helpers behind the source API in schema c360: waking the
- *	  launcher at commit, stopping a source's worker, and the live worker status
- *	  that c360.source_status shows.
+ * sources.c
+ *	  SQL-callable helpers behind the source and sink API in schema c360: which
+ *	  kinds exist, waking the launcher at commit, stopping a worker, the live worker
+ *	  status that c360.source_status shows, and dropping what a PostgreSQL source
+ *	  created on its server.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -17,12 +18,35 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "shmem.h"
+#include "core/shmem.h"
+#include "sources/pgremote.h"
 
 PG_FUNCTION_INFO_V1(c360_wake_launcher);
 PG_FUNCTION_INFO_V1(c360_stop_worker);
 PG_FUNCTION_INFO_V1(c360_worker_status);
 PG_FUNCTION_INFO_V1(c360_release_worker);
+PG_FUNCTION_INFO_V1(c360_kind_available);
+PG_FUNCTION_INFO_V1(c360_pg_drop_remote);
+
+/* c360._kind_available(kind text): whether there is a worker for the source or sink kind */
+Datum
+c360_kind_available(PG_FUNCTION_ARGS)
+{
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_BOOL(strcmp(kind, "postgres-cdc") == 0 || strcmp(kind, "mysql-cdc") == 0 ||
+				   strcmp(kind, "kafka") == 0 || strcmp(kind, "kafka-sink") == 0);
+}
+
+/* c360._pg_drop_remote(conninfo text, slot text, publication text) */
+Datum
+c360_pg_drop_remote(PG_FUNCTION_ARGS)
+{
+	c360_pgremote_drop(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					   text_to_cstring(PG_GETARG_TEXT_PP(1)),
+					   PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	PG_RETURN_VOID();
+}
 
 /* c360._release_worker(name text): a new source or sink may start at once under this name */
 Datum

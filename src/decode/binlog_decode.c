@@ -8,7 +8,7 @@
  *	  CHAR/ENUM/SET, signed ints narrower than BIGINT and partial images.
  *-------------------------------------------------------------------------
  */
-#include "binlog_decode.h"
+#include "decode/binlog_decode.h"
 
 #include <stdarg.h>
 #include <stdio.h>

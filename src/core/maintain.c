@@ -2,8 +2,8 @@
  * maintain.c
  *	  The incremental maintainer.  The dirty customers of a batch are locked in one
  *	  fixed order, their profile rows are recomputed by one set-based statement from
- *	  the indexed mirrors, and only rows that really differ are written.  Also the
- *	  profile's clock: tick and rebuild.
+ *	  the indexed mirrors, and only rows that really differ are written.  Also tick
+ *	  (the clock moves forward) and rebuild.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -20,9 +20,11 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
-#include "maintain.h"
-#include "rollup.h"
-#include "segment.h"
+#include "core/clock.h"
+#include "core/maintain.h"
+#include "core/rollup.h"
+#include "core/segment.h"
+#include "core/spi.h"
 
 /* Customer locks are striped: a batch never needs more than this many lock entries. */
 #define C360_STRIPES		1024
@@ -32,9 +34,7 @@ static void split_dirty(const C360Dirty *dirty, List **full, List **recount, Lis
 						List **timed);
 static List *exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs,
 						Oid *types, Datum *args, List *ids);
-static List *collect_ids(List *ids);
 
-static SPIPlanPtr clock_plan;
 static SPIPlanPtr lock_ids_plan;
 
 /*
@@ -288,94 +288,6 @@ REFRESH_BEHAVIOUR_SQL(IDS_BULK)};
 static const char *refresh_time_sql[2] = {REFRESH_TIME_SQL(IDS_SMALL), REFRESH_TIME_SQL(IDS_BULK)};
 
 /*
- * Take the clock lock and read the clock with a fresh snapshot (under READ COMMITTED a new
- * statement sees every tick committed before the lock was granted).
- */
-void
-c360_clock_lock(bool exclusive, C360Clock *clock)
-{
-	bool		isnull;
-
-	if (exclusive)
-		DirectFunctionCall2(pg_advisory_xact_lock_int4,
-							Int32GetDatum(C360_LOCK_CLOCK), Int32GetDatum(0));
-	else
-		DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
-							Int32GetDatum(C360_LOCK_CLOCK), Int32GetDatum(0));
-
-	c360_exec(c360_plan(&clock_plan, "SELECT as_of, time_zone FROM c360.clock", 0, NULL),
-			  NULL, NULL);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the customer360 clock (table c360.clock) must hold exactly one row")));
-	clock->as_of = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-													 SPI_tuptable->tupdesc, 1, &isnull));
-	clock->time_zone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	c360_clock_bounds(clock);
-}
-
-/*
- * Run the rest of this transaction alone: for transactions that apply several batches
- * (a source's snapshot), whose customer locks would otherwise pile up out of order.
- */
-void
-c360_clock_lock_alone(void)
-{
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(C360_LOCK_CLOCK),
-						Int32GetDatum(0));
-}
-
-/* Whether this transaction holds the clock exclusively: no other batch can run. */
-bool
-c360_clock_held_alone(void)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, C360_LOCK_CLOCK, 0, 2);
-	return LockHeldByMe(&tag, ExclusiveLock);
-}
-
-void
-c360_clock_bounds(C360Clock *clock)
-{
-	clock->d30 = c360_timestamp_shift_days(clock->as_of, -30, clock->time_zone);
-	clock->d90 = c360_timestamp_shift_days(clock->as_of, -90, clock->time_zone);
-	clock->d365 = c360_timestamp_shift_days(clock->as_of, -365, clock->time_zone);
-}
-
-/*
- * ts + days, with Postgres's own timestamptz + interval arithmetic as if the session's
- * TimeZone were time_zone: every backend, whatever its own TimeZone, gets the same bounds.
- */
-TimestampTz
-c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
-{
-	pg_tz	   *saved = session_timezone;
-	pg_tz	   *tz = pg_tzset(time_zone);
-	Interval	span = {.time = 0, .day = days, .month = 0};
-	TimestampTz result = 0;
-
-	if (tz == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("time zone \"%s\" not recognized", time_zone)));
-	session_timezone = tz;
-	PG_TRY();
-	{
-		result = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														 TimestampTzGetDatum(ts),
-														 IntervalPGetDatum(&span)));
-	}
-	PG_FINALLY();
-	{
-		session_timezone = saved;
-	}
-	PG_END_TRY();
-	return result;
-}
-
-/*
  * Bring the profile rows of the dirty customers up to date.  Unless the caller holds the
  * clock lock exclusively, lock the customers first, in one global order, so that two
  * concurrent batches touching the same customer recompute one after the other and the
@@ -494,7 +406,7 @@ exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oid *ty
 	AtEOXact_GUC(true, guc_level);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	return collect_ids(ids);
+	return c360_collect_ids(ids);
 }
 
 /*
@@ -619,109 +531,4 @@ c360_maintain_rebuild(void)
 	changed = c360_maintain_refresh(&all, &clock, true);
 	SPI_finish();
 	return changed;
-}
-
-/* Prepare a statement once per backend and keep it. */
-SPIPlanPtr
-c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s: %s", SPI_result_code_string(SPI_result), sql);
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
-
-void
-c360_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-}
-
-/* Execute a statement whose first result column is a customer id; append the ids. */
-List *
-c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, List *ids)
-{
-	c360_exec(plan, values, nulls);
-	return collect_ids(ids);
-}
-
-/* Append the first column of the last statement's rows, customer ids, to ids. */
-static List *
-collect_ids(List *ids)
-{
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-
-		if (id != NULL)
-			ids = lappend(ids, id);
-	}
-	return ids;
-}
-
-/* A set of C string ids, for c360_distinct_ids. */
-HTAB *
-c360_id_set(void)
-{
-	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(char *),
-	.hash = c360_id_hash, .match = c360_id_match, .hcxt = CurrentMemoryContext};
-
-	return hash_create("c360 ids", 1024, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-}
-
-/* The ids not in seen yet, each once; adds them to seen. */
-List *
-c360_distinct_ids(List *ids, HTAB *seen)
-{
-	List	   *out = NIL;
-	ListCell   *lc;
-
-	foreach(lc, ids)
-	{
-		char	   *id = lfirst(lc);
-		bool		found;
-
-		hash_search(seen, &id, HASH_ENTER, &found);
-		if (!found)
-			out = lappend(out, id);
-	}
-	return out;
-}
-
-/* Hash and match for hash tables keyed by a C string pointer. */
-uint32
-c360_id_hash(const void *key, Size keysize)
-{
-	const char *s = *(char *const *) key;
-
-	return hash_bytes((const unsigned char *) s, strlen(s));
-}
-
-int
-c360_id_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* A List of C strings as a text[] Datum. */
-Datum
-c360_text_array(List *ids)
-{
-	int			n = list_length(ids);
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	ListCell   *lc;
-
-	foreach(lc, ids)
-		elems[foreach_current_index(lc)] = CStringGetTextDatum((char *) lfirst(lc));
-	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }

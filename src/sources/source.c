@@ -20,9 +20,9 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
-#include "erase.h"
-#include "maintain.h"
-#include "source.h"
+#include "core/spi.h"
+#include "core/erase.h"
+#include "sources/source.h"
 
 static int64 apply_one_by_one(C360Source *src, C360Batch *batch);
 static bool try_apply(C360Batch *batch, ErrorData **error);
@@ -38,6 +38,7 @@ c360_source_load(const char *name)
 {
 	static SPIPlanPtr source_plan;
 	static SPIPlanPtr tables_plan[2];	/* by since_known(): a database updated meanwhile */
+	static SPIPlanPtr positions_plan;
 	MemoryContext cxt = CurrentMemoryContext;
 	C360Source *src = palloc0(sizeof(C360Source));
 	Oid			types[1] = {TEXTOID};
@@ -104,8 +105,32 @@ c360_source_load(const char *name)
 			MemoryContextSwitchTo(spi);
 		}
 	}
+	c360_exec(c360_plan(&positions_plan, "SELECT part, position FROM c360.source_positions "
+						"WHERE source = $1 ORDER BY part", 1, types), &arg, NULL);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(cxt);
+		C360SourcePosition *p = palloc(sizeof(C360SourcePosition));
+
+		p->part = pstrdup(SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1));
+		p->position = pstrdup(SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2));
+		src->positions = lappend(src->positions, p);
+		MemoryContextSwitchTo(spi);
+	}
 	SPI_finish();
 	return src;
+}
+
+/* The stored position part as loaded with the source, or NULL. */
+char *
+c360_source_position(C360Source *src, const char *part)
+{
+	ListCell   *lc;
+
+	foreach(lc, src->positions)
+		if (strcmp(((C360SourcePosition *) lfirst(lc))->part, part) == 0)
+			return ((C360SourcePosition *) lfirst(lc))->position;
+	return NULL;
 }
 
 /* A top-level string option, or dflt when absent. */

@@ -13,7 +13,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
-#include "change.h"
+#include "core/change.h"
 
 static char *jsonb_scalar_text(const C360Input *in, const char *col, JsonbValue *v);
 static void tuple_json(StringInfo buf, const C360Input *in, const C360Tuple *t);

@@ -7,7 +7,7 @@
 #ifndef C360_KAFKA_DECODE_H
 #define C360_KAFKA_DECODE_H
 
-#include "change.h"
+#include "core/change.h"
 
 /* The largest message value decoded unless the source's max_message_bytes says otherwise. */
 #define C360_KAFKA_MAX_MESSAGE_BYTES (1024 * 1024)

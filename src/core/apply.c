@@ -19,10 +19,11 @@
 #include "utils/memutils.h"
 #include "storage/proc.h"
 
-#include "apply.h"
-#include "erase.h"
-#include "maintain.h"
-#include "rollup.h"
+#include "core/spi.h"
+#include "core/apply.h"
+#include "core/erase.h"
+#include "core/maintain.h"
+#include "core/rollup.h"
 
 /* One mirror key's state while the batch is replayed. */
 typedef struct KeyState

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
- * sqlfuncs.c
- *	  SQL-callable entry points: apply_change(s), tick, rebuild, shift_days.
- *	  Thin wrappers; the work is in apply.c and maintain.c.
+ * profile.c
+ *	  SQL-callable entry points of the profile: apply_change(s), tick, rebuild,
+ *	  shift_days, _preloaded.  Thin wrappers; the work is in src/core/apply.c and
+ *	  src/core/maintain.c.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -10,9 +11,9 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "apply.h"
-#include "customer360.h"
-#include "maintain.h"
+#include "core/apply.h"
+#include "core/customer360.h"
+#include "core/maintain.h"
 
 PG_FUNCTION_INFO_V1(c360_apply_change);
 PG_FUNCTION_INFO_V1(c360_apply_changes);

@@ -12,8 +12,8 @@
 #include "storage/ipc.h"
 #include "utils/guc.h"
 
-#include "customer360.h"
-#include "shmem.h"
+#include "core/customer360.h"
+#include "core/shmem.h"
 
 PG_MODULE_MAGIC;
 

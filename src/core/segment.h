@@ -10,5 +10,6 @@
 #include "nodes/pg_list.h"
 
 extern void c360_segments_refresh(List *changed);
+extern List *c360_segment_predicate_columns(const char *predicate);
 
 #endif							/* C360_SEGMENT_H */

@@ -18,7 +18,7 @@
 #include "catalog/pg_type_d.h"
 #include "mb/pg_wchar.h"
 
-#include "kafka_decode.h"
+#include "decode/kafka_decode.h"
 
 /* Epoch milliseconds of 0001-01-01 and 9999-12-31 23:59:59.999 UTC: what renders as a year. */
 #define MIN_EPOCH_MS	INT64CONST(-62135596800000)

@@ -7,7 +7,7 @@
 #ifndef C360_APPLY_H
 #define C360_APPLY_H
 
-#include "change.h"
+#include "core/change.h"
 #include "nodes/pg_list.h"
 
 typedef struct C360Batch

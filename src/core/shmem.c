@@ -15,7 +15,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
-#include "shmem.h"
+#include "core/shmem.h"
 
 typedef struct C360Shared
 {

@@ -12,7 +12,9 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
-#include "rollup.h"
+#include "core/spi.h"
+#include "core/clock.h"
+#include "core/rollup.h"
 
 /* The customer a raw id's events belong to: its winning identity link, else itself. */
 #define OWNER_OF(x) "COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir" \

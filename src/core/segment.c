@@ -24,8 +24,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "maintain.h"
-#include "segment.h"
+#include "core/spi.h"
+#include "core/clock.h"
+#include "core/segment.h"
 
 /*
  * The statement that maintains every segment at once, prepared once per backend for the
@@ -39,8 +40,6 @@ static void predicate_error_callback(void *arg);
 static List *predicate_columns(Query *query);
 static SPIPlanPtr segments_statement(void);
 static char *maintain_sql(int nsegments);
-
-PG_FUNCTION_INFO_V1(c360_check_predicate);
 
 /*
  * Bring every segment's membership up to date for the given (changed) customers, with one
@@ -298,14 +297,9 @@ predicate_columns(Query *query)
 	return names;
 }
 
-/*
- * c360._check_predicate(predicate text) RETURNS text[]: validate a segment predicate and
- * return the columns it reads.
- */
-Datum
-c360_check_predicate(PG_FUNCTION_ARGS)
+/* The profile columns a segment predicate reads, once it is checked (errors otherwise). */
+List *
+c360_segment_predicate_columns(const char *predicate)
 {
-	Query	   *query = analyze_predicate(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-
-	PG_RETURN_DATUM(c360_text_array(predicate_columns(query)));
+	return predicate_columns(analyze_predicate(predicate));
 }

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * erase.c
- *	  Tombstones of erased customers (c360.erase_customer, DESIGN.md section 11):
+ *	  Tombstones of erased customers (c360.erase_customer, docs/ARCHITECTURE.md "Erase"):
  *	  every batch drops, before it touches a mirror, the changes that would bring
  *	  an erased customer back, and counts them on the tombstone.
  *
@@ -17,9 +17,9 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
-#include "apply.h"
-#include "erase.h"
-#include "maintain.h"
+#include "core/spi.h"
+#include "core/apply.h"
+#include "core/erase.h"
 
 static List *batch_ids(C360Batch *batch);
 static int	change_ids(const C360Change *ch, const char *ids[2]);

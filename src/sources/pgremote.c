@@ -12,9 +12,7 @@
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
-#include "pgremote.h"
-
-PG_FUNCTION_INFO_V1(c360_pg_drop_remote);
+#include "sources/pgremote.h"
 
 WalReceiverConn *
 c360_pgremote_connect(const char *conninfo, const char *appname)
@@ -97,14 +95,4 @@ c360_pgremote_drop(const char *conninfo, const char *slot, const char *publicati
 		c360_pgremote_exec(conn, psprintf("DROP PUBLICATION IF EXISTS %s",
 										  quote_identifier(publication)), 0, NULL);
 	walrcv_disconnect(conn);
-}
-
-/* c360._pg_drop_remote(conninfo text, slot text, publication text) */
-Datum
-c360_pg_drop_remote(PG_FUNCTION_ARGS)
-{
-	c360_pgremote_drop(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-					   text_to_cstring(PG_GETARG_TEXT_PP(1)),
-					   PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	PG_RETURN_VOID();
 }

@@ -8,7 +8,7 @@
 #ifndef C360_SOURCE_H
 #define C360_SOURCE_H
 
-#include "apply.h"
+#include "core/apply.h"
 #include "utils/jsonb.h"
 
 typedef struct C360SourceTable
@@ -30,11 +30,20 @@ typedef struct C360Source
 	bool		enabled;
 	bool		had_error;		/* last_error is set: cleared by the first good batch */
 	List	   *tables;			/* C360SourceTable * */
+	List	   *positions;		/* C360SourcePosition *: what c360.source_positions stores */
 } C360Source;
+
+/* A stored position part: 'lsn'; 'file', 'pos', 'gtid'; a Kafka partition's number. */
+typedef struct C360SourcePosition
+{
+	char	   *part;
+	char	   *position;
+} C360SourcePosition;
 
 extern C360Source *c360_source_load(const char *name);
 extern char *c360_source_option(C360Source *src, const char *key, const char *dflt);
 extern C360SourceTable *c360_source_table(C360Source *src, const char *remote);
+extern char *c360_source_position(C360Source *src, const char *part);
 extern int64 c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz source_commit_at);
 extern void c360_source_set_phase(C360Source *src, const char *phase);
 extern void c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns);

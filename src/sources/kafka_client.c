@@ -11,7 +11,7 @@
 
 #include "utils/memutils.h"
 
-#include "kafka_client.h"
+#include "sources/kafka_client.h"
 
 /*
  * Add a name/value pair to a worker's settings, kept for the worker's life (a client is

@@ -8,7 +8,11 @@
 #ifndef C360_ROLLUP_H
 #define C360_ROLLUP_H
 
-#include "maintain.h"
+#include "postgres.h"
+#include "nodes/pg_list.h"
+
+#include "core/clock.h"
+#include "core/dirty.h"
 
 extern List *c360_rollup_insert_events(Datum *columns, List *ids);
 extern List *c360_rollup_owners(Datum raw_ids, List *ids);

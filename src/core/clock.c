@@ -1,0 +1,108 @@
+/*-------------------------------------------------------------------------
+ * clock.c
+ *	  The profile's clock (docs/ARCHITECTURE.md, "The clock and the locks"): the
+ *	  clock lock every batch takes, the as-of instant read under it, and window
+ *	  bounds computed with Postgres's own arithmetic in the profile's time zone.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/timestamp.h"
+
+#include "core/clock.h"
+#include "core/spi.h"
+
+static SPIPlanPtr clock_plan;
+
+/*
+ * Take the clock lock and read the clock with a fresh snapshot (under READ COMMITTED a new
+ * statement sees every tick committed before the lock was granted).
+ */
+void
+c360_clock_lock(bool exclusive, C360Clock *clock)
+{
+	bool		isnull;
+
+	if (exclusive)
+		DirectFunctionCall2(pg_advisory_xact_lock_int4,
+							Int32GetDatum(C360_LOCK_CLOCK), Int32GetDatum(0));
+	else
+		DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
+							Int32GetDatum(C360_LOCK_CLOCK), Int32GetDatum(0));
+
+	c360_exec(c360_plan(&clock_plan, "SELECT as_of, time_zone FROM c360.clock", 0, NULL),
+			  NULL, NULL);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the customer360 clock (table c360.clock) must hold exactly one row")));
+	clock->as_of = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+	clock->time_zone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	c360_clock_bounds(clock);
+}
+
+/*
+ * Run the rest of this transaction alone: for transactions that apply several batches
+ * (a source's snapshot), whose customer locks would otherwise pile up out of order.
+ */
+void
+c360_clock_lock_alone(void)
+{
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(C360_LOCK_CLOCK),
+						Int32GetDatum(0));
+}
+
+/* Whether this transaction holds the clock exclusively: no other batch can run. */
+bool
+c360_clock_held_alone(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, C360_LOCK_CLOCK, 0, 2);
+	return LockHeldByMe(&tag, ExclusiveLock);
+}
+
+void
+c360_clock_bounds(C360Clock *clock)
+{
+	clock->d30 = c360_timestamp_shift_days(clock->as_of, -30, clock->time_zone);
+	clock->d90 = c360_timestamp_shift_days(clock->as_of, -90, clock->time_zone);
+	clock->d365 = c360_timestamp_shift_days(clock->as_of, -365, clock->time_zone);
+}
+
+/*
+ * ts + days, with Postgres's own timestamptz + interval arithmetic as if the session's
+ * TimeZone were time_zone: every backend, whatever its own TimeZone, gets the same bounds.
+ */
+TimestampTz
+c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
+{
+	pg_tz	   *saved = session_timezone;
+	pg_tz	   *tz = pg_tzset(time_zone);
+	Interval	span = {.time = 0, .day = days, .month = 0};
+	TimestampTz result = 0;
+
+	if (tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" not recognized", time_zone)));
+	session_timezone = tz;
+	PG_TRY();
+	{
+		result = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(ts),
+														 IntervalPGetDatum(&span)));
+	}
+	PG_FINALLY();
+	{
+		session_timezone = saved;
+	}
+	PG_END_TRY();
+	return result;
+}

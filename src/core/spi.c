@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ * spi.c
+ *	  Small SPI helpers every module shares (plans prepared once per backend, ids
+ *	  collected from results) and sets of customer ids.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "core/spi.h"
+
+/* Prepare a statement once per backend and keep it. */
+SPIPlanPtr
+c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s: %s", SPI_result_code_string(SPI_result), sql);
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+void
+c360_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
+
+/* Execute a statement whose first result column is a customer id; append the ids. */
+List *
+c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, List *ids)
+{
+	c360_exec(plan, values, nulls);
+	return c360_collect_ids(ids);
+}
+
+/* Append the first column of the last statement's rows, customer ids, to ids. */
+List *
+c360_collect_ids(List *ids)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (id != NULL)
+			ids = lappend(ids, id);
+	}
+	return ids;
+}
+
+/* A set of C string ids, for c360_distinct_ids. */
+HTAB *
+c360_id_set(void)
+{
+	HASHCTL		ctl = {.keysize = sizeof(char *), .entrysize = sizeof(char *),
+	.hash = c360_id_hash, .match = c360_id_match, .hcxt = CurrentMemoryContext};
+
+	return hash_create("c360 ids", 1024, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/* The ids not in seen yet, each once; adds them to seen. */
+List *
+c360_distinct_ids(List *ids, HTAB *seen)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, ids)
+	{
+		char	   *id = lfirst(lc);
+		bool		found;
+
+		hash_search(seen, &id, HASH_ENTER, &found);
+		if (!found)
+			out = lappend(out, id);
+	}
+	return out;
+}
+
+/* Hash and match for hash tables keyed by a C string pointer. */
+uint32
+c360_id_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+int
+c360_id_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* A List of C strings as a text[] Datum. */
+Datum
+c360_text_array(List *ids)
+{
+	int			n = list_length(ids);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	ListCell   *lc;
+
+	foreach(lc, ids)
+		elems[foreach_current_index(lc)] = CStringGetTextDatum((char *) lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
