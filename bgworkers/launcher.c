@@ -18,6 +18,7 @@
 
 #include "core/customer360.h"
 #include "core/shmem.h"
+#include "sources/kinds.h"
 #include "utils/snapmgr.h"
 #include "worker.h"
 
@@ -87,13 +88,12 @@ want_sources(void)
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
 		char	   *kind = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
 		WorkerSlot *slot = source_slot(name);
+		const C360Kind *k = c360_kind(kind);
 
-		if (slot == NULL)
+		if (slot == NULL || k == NULL)
 			continue;
-		slot->function = strcmp(kind, "postgres-cdc") == 0 ? "c360_pg_source_main" :
-			strcmp(kind, "mysql-cdc") == 0 ? "c360_mysql_source_main" :
-			strcmp(kind, "kafka") == 0 ? "c360_kafka_source_main" : "c360_kafka_sink_main";
-		slot->type = strcmp(kind, "kafka-sink") == 0 ? "c360 sink" : "c360 source";
+		slot->function = k->function;
+		slot->type = k->type;
 		slot->wanted = true;
 	}
 	SPI_finish();

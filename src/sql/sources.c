@@ -19,6 +19,7 @@
 #include "utils/timestamp.h"
 
 #include "core/shmem.h"
+#include "sources/kinds.h"
 #include "sources/pgremote.h"
 
 PG_FUNCTION_INFO_V1(c360_wake_launcher);
@@ -32,10 +33,7 @@ PG_FUNCTION_INFO_V1(c360_pg_drop_remote);
 Datum
 c360_kind_available(PG_FUNCTION_ARGS)
 {
-	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	PG_RETURN_BOOL(strcmp(kind, "postgres-cdc") == 0 || strcmp(kind, "mysql-cdc") == 0 ||
-				   strcmp(kind, "kafka") == 0 || strcmp(kind, "kafka-sink") == 0);
+	PG_RETURN_BOOL(c360_kind(text_to_cstring(PG_GETARG_TEXT_PP(0))) != NULL);
 }
 
 /* c360._pg_drop_remote(conninfo text, slot text, publication text) */
