@@ -115,6 +115,7 @@ static void check_trouble(void);
 static void set_phase_streaming(void);
 static char *position(C360SourceWorker *w);
 static void error_context(C360SourceWorker *w, StringInfo buf);
+static void close_source(C360SourceWorker *w);
 
 static const C360SourceAdapter adapter = {
 	.kind = "Kafka",
@@ -130,6 +131,7 @@ static const C360SourceAdapter adapter = {
 	.housekeeping = housekeeping,
 	.socket = wake_socket,
 	.context = error_context,
+	.close = close_source,
 };
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
@@ -710,6 +712,15 @@ housekeeping(C360SourceWorker *w)
 	refresh_lag(false);
 	refresh_partitions();
 	check_trouble();
+}
+
+/* No group, no commits to the broker: the consumer just goes. */
+static void
+close_source(C360SourceWorker *w)
+{
+	rd_kafka_queue_destroy(ks.queue);
+	rd_kafka_topic_destroy(ks.rkt);
+	rd_kafka_destroy(ks.rk);
 }
 
 /* librdkafka writes to this pipe when the consumer queue fills again. */

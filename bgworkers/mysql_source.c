@@ -161,6 +161,7 @@ static void store_position(const char *file, uint64 pos, const char *gtid);
 static void committed(C360SourceWorker *w);
 static char *position(C360SourceWorker *w);
 static void error_context(C360SourceWorker *w, StringInfo buf);
+static void close_source(C360SourceWorker *w);
 
 static const C360SourceAdapter adapter = {
 	.kind = "MySQL",
@@ -176,6 +177,7 @@ static const C360SourceAdapter adapter = {
 	.housekeeping = housekeeping,
 	.socket = binlog_socket,
 	.context = error_context,
+	.close = close_source,
 };
 
 void
@@ -936,6 +938,16 @@ housekeeping(C360SourceWorker *w)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("no binlog event or heartbeat from the MySQL server for %d s",
 						SILENCE_LIMIT_MS / 1000)));
+}
+
+static void
+close_source(C360SourceWorker *w)
+{
+	if (ms.rpl)
+		mariadb_rpl_close(ms.rpl);
+	if (ms.repl)
+		mysql_close(ms.repl);
+	mysql_close(ms.conn);
 }
 
 static pgsocket

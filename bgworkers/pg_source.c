@@ -134,6 +134,7 @@ static void send_feedback(bool force);
 static char *position(C360SourceWorker *w);
 static pgsocket stream_socket(C360SourceWorker *w);
 static void error_context(C360SourceWorker *w, StringInfo buf);
+static void close_source(C360SourceWorker *w);
 
 static const C360SourceAdapter adapter = {
 	.kind = "PostgreSQL",
@@ -149,6 +150,7 @@ static const C360SourceAdapter adapter = {
 	.housekeeping = feedback,
 	.socket = stream_socket,
 	.context = error_context,
+	.close = close_source,
 };
 
 void
@@ -595,6 +597,14 @@ read_message(C360SourceWorker *w)
 		return false;
 	handle_message(buf, len);
 	return true;
+}
+
+/* Tell the source what is durable, then end the replication connection. */
+static void
+close_source(C360SourceWorker *w)
+{
+	send_feedback(true);
+	walrcv_disconnect(ps.conn);
 }
 
 static pgsocket

@@ -350,6 +350,7 @@ check_mapping(void)
 	if (!moved)
 		return;
 	elog(LOG, "c360 source \"%s\": a table was mapped; restarting to copy it", sw.src->name);
+	sw.adapter->close(&sw);
 	proc_exit(0);
 }
 

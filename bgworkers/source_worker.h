@@ -107,6 +107,9 @@ typedef struct C360SourceAdapter
 
 	/* what the error context adds after the source's name (position, relation); may be NULL */
 	void		(*context) (C360SourceWorker *w, StringInfo buf);
+
+	/* close the connections before a planned exit (the process ends on errors) */
+	void		(*close) (C360SourceWorker *w);
 } C360SourceAdapter;
 
 /*

@@ -91,6 +91,7 @@ static Datum column_array(const C360Input *in, int col, List *rows, bool events_
 static InputPlans *input_plans(C360InputId input);
 static bool deferring(void);
 static void defer_dirty(const C360Dirty *dirty);
+static void apply_context(void *arg);
 
 C360Batch *
 c360_apply_begin(void)
@@ -137,7 +138,14 @@ c360_apply_finish(C360Batch *batch)
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 		if (batch->changes[i] != NIL)
+		{
+			ErrorContextCallback ctx = {.callback = apply_context, .arg = (void *) &c360_inputs[i],
+			.previous = error_context_stack};
+
+			error_context_stack = &ctx;
 			apply_input(i, batch->changes[i], &clock, &dirty);
+			error_context_stack = ctx.previous;
+		}
 
 	if (deferring())
 		defer_dirty(&dirty);
@@ -145,6 +153,15 @@ c360_apply_finish(C360Batch *batch)
 		c360_maintain_refresh(&dirty, &clock, exclusive);
 	SPI_finish();
 	return batch->nchanges;
+}
+
+/* An error while a batch's changes of one input are applied says which input (mirror). */
+static void
+apply_context(void *arg)
+{
+	const C360Input *in = arg;
+
+	errcontext("applying the batch's changes of input \"%s\" (mirror c360.%s)", in->name, in->name);
 }
 
 /*
