@@ -235,6 +235,24 @@ mapped(void)
 		"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {\"product_id\": [1]}, "
 		"\"context\": {\"session\": {\"id\": \"s1\"}}}", STRLEN, MAXB,
 		"field \"properties.product_id\" is a JSON array");
+	/* a field a mapping names feeds only its column: category_id mapped to the field
+	 * event_id, the input column event_id (mapped to messageId) does not read it either */
+	map[c360_column_by_name(in, "category_id")] = "event_id";
+	ch = ok(C360_BEHAVIORAL_EVENTS, NULL,
+			"{\"messageId\": \"m7\", \"userId\": \"u1\", \"event\": \"x\", \"event_id\": \"cat7\", "
+			"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {\"product_id\": 1}, "
+			"\"context\": {\"session\": {\"id\": \"s1\"}}}");
+	value_is(ch, "category_id", "cat7");
+	value_is(ch, "event_id", "m7");
+	map[c360_column_by_name(in, "category_id")] = NULL;
+	map[c360_column_by_name(in, "event_id")] = NULL;
+	map[c360_column_by_name(in, "session_id")] = "event_id";
+	bad(C360_BEHAVIORAL_EVENTS, NULL,
+		"{\"userId\": \"u1\", \"event\": \"x\", \"event_id\": \"e8\", "
+		"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {\"product_id\": 1}}",
+		STRLEN, MAXB, "required field \"event_id\" is missing");
+	map[c360_column_by_name(in, "event_id")] = "messageId";
+	map[c360_column_by_name(in, "session_id")] = "context.session.id";
 	/* a mapped required column that is null is refused as before */
 	bad(C360_BEHAVIORAL_EVENTS, NULL,
 		"{\"messageId\": \"m6\", \"userId\": null, \"event\": \"x\", "

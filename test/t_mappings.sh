@@ -18,6 +18,7 @@
 #      "properties": {"product_id"}, "context": {"sessionId"}}) onto behavioral_events with
 #      paths; a message without properties.product_id goes to dead letters with the reason
 #      and the stream goes on; mirror = the good events, verify() empty
+#   6  the mappings are in pg_dump's output
 # Runs against the cluster of test/run.sh (PGHOST/PGPORT/PGUSER, customer360 preloaded,
 # workers in c360_workers).  Every wait is a bounded poll.  Exit 0 only if every check passed.
 set -euo pipefail
@@ -377,6 +378,16 @@ q -c "SELECT 1 FROM c360.dead_letters WHERE source = 'map_kafka' AND payload::js
 state_is map_kafka streaming || die "map_kafka is not streaming after the dead letter: $(state_of map_kafka)"
 poll 30 "verify() empty" verify_empty || die "verify() is not empty after the Kafka stream"
 say "  $(wc -l <"$TMP/events.mirror") events equal, m200 in dead letters with its reason, verify() empty"
+
+# ---------------------------------------------------------------------------------------------
+say "6. the mappings are in pg_dump's output (c360.source_tables is dumped with the extension)"
+"$PG_BIN/pg_dump" -d "$DB" --data-only >"$TMP/dump.sql" 2>"$TMP/dump.err" ||
+    die "pg_dump failed: $(tail -n 3 "$TMP/dump.err")"
+for want in '"total_amount": "amount"' '"product_id": "properties.product_id"' '"status": "st"'; do
+    awk '/^COPY c360.source_tables /,/^\\\.$/' "$TMP/dump.sql" | grep -qF "$want" ||
+        die "pg_dump's c360.source_tables has no $want"
+done
+say "  every mapping in the dump"
 
 if [ "${#failures[@]}" -gt 0 ]; then
     echo "t_mappings: ${#failures[@]} failures"

@@ -35,6 +35,7 @@ static bool tombstone(const C360Input *in, C360InputId input, char *key, C360Cha
 static bool object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t,
 						 char **error);
 static json_t *path_value(json_t *root, const char *path);
+static bool path_claimed(const C360Input *in, char *const *paths, const char *field);
 static bool scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
 						char **error);
 static char *real_text(double d);
@@ -165,7 +166,8 @@ tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out, c
 /*
  * The object's fields that feed columns of the input, as text: the field of the column's
  * name, or the one at the path the mapping names.  A mapped path that is not in the
- * message is an error: the mapping, or the message, is wrong.
+ * message is an error: the mapping, or the message, is wrong.  As for the other kinds of
+ * source, a field a mapping names feeds only the column mapped to it.
  */
 static bool
 object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t, char **error)
@@ -173,7 +175,11 @@ object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t
 	for (int col = 0; col < in->ncols; col++)
 	{
 		const char *path = paths ? paths[col] : NULL;
-		json_t	   *v = path ? path_value(root, path) : json_object_get(root, in->cols[col].name);
+		json_t	   *v;
+
+		if (path == NULL && paths != NULL && path_claimed(in, paths, in->cols[col].name))
+			continue;
+		v = path ? path_value(root, path) : json_object_get(root, in->cols[col].name);
 
 		if (v == NULL)
 		{
@@ -187,6 +193,16 @@ object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t
 			return false;
 	}
 	return true;
+}
+
+/* Whether a mapping names field (a top-level one) for some column. */
+static bool
+path_claimed(const C360Input *in, char *const *paths, const char *field)
+{
+	for (int c = 0; c < in->ncols; c++)
+		if (paths[c] && strcmp(paths[c], field) == 0)
+			return true;
+	return false;
 }
 
 /* The value at a dot-separated path of object fields, or NULL when it is not there. */
