@@ -597,7 +597,7 @@ add_message(KafkaPartition *p, rd_kafka_message_t *m)
 	int64_t		ms = rd_kafka_message_timestamp(m, NULL);
 
 	if (c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len, ks.max_bytes,
-						  &ch, &error))
+						  ks.table->map, &ch, &error))
 	{
 		ch->position = position;
 		c360_apply_add(ks.w->batch, ch);

@@ -124,7 +124,6 @@ static BinlogCharset charset_of(void *ctx, int collation);
 static void *decoder_alloc(void *ctx, size_t size);
 static void split_remote(C360SourceTable *t, char **db, char **table);
 static char *quote_ident_my(const char *name);
-static char *lower_ascii(const char *name);
 static char *quote_literal_my(MYSQL *m, const char *value);
 static void resume(C360SourceWorker *w);
 static void load_position(void);
@@ -150,6 +149,7 @@ static C360SourceTable *truncated_table(const char *db, const char *sql);
 static void handle_table_map(const uint8 *body, size_t len);
 static void resolve_map(TableMap *map);
 static bool column_seen(const C360Input *in, List *seen, const char *name);
+static void check_mapped_column(C360SourceTable *t, List *found, int c, const char *remote);
 static void handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static C360Tuple *row_tuple(TableMap *map, BinlogRow *row);
 static char *to_input_text(const BinlogColumn *c, Oid type, const char *value);
@@ -440,20 +440,6 @@ quote_ident_my(const char *name)
 	}
 	appendStringInfoChar(&buf, '`');
 	return buf.data;
-}
-
-/*
- * A MySQL column name in lower case, to match input columns the way MySQL matches names.
- * ASCII only (the input columns are), and no catalog access: it runs between transactions.
- */
-static char *
-lower_ascii(const char *name)
-{
-	char	   *s = pstrdup(name);
-
-	for (char *p = s; *p; p++)
-		*p = pg_ascii_tolower((unsigned char) *p);
-	return s;
 }
 
 static char *
@@ -748,7 +734,7 @@ remote_columns(C360SourceTable *t)
 						  "cannot see it)", t->remote);
 	while ((row = mysql_fetch_row(res)) != NULL)
 	{
-		int			c = c360_column_by_name(in, lower_ascii(row[0]));
+		int			c = c360_source_input_column(t, row[0], true);
 		RemoteColumn *rc;
 
 		if (c < 0)
@@ -761,17 +747,14 @@ remote_columns(C360SourceTable *t)
 		if (!castable(rc->kind, in->cols[c].type))
 			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
 						  "column \"%s\" of source table %s has type %s, which does not cast to "
-							  "the %s column of input \"%s\"", row[0], t->remote, row[1],
-							  mirror_type_name(in->cols[c].type), in->name);
+							  "the %s column \"%s\" of input \"%s\"", row[0], t->remote, row[1],
+							  mirror_type_name(in->cols[c].type), in->cols[c].name, in->name);
 		cols = lappend(cols, rc);
 		names = lappend(names, (char *) in->cols[c].name);
 	}
 	mysql_free_result(res);
 	for (int c = 0; c < in->ncols; c++)
-		if (in->cols[c].required && !list_member_ptr(names, in->cols[c].name))
-			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-						  "source table %s has no column \"%s\", which input \"%s\" requires",
-							  t->remote, in->cols[c].name, in->name);
+		check_mapped_column(t, names, c, t->remote);
 	c360_source_set_columns(ms.w->src, t, names);
 	return cols;
 }
@@ -1201,7 +1184,7 @@ resolve_map(TableMap *map)
 	for (int i = 0; i < map->tm.ncols; i++)
 	{
 		const BinlogColumn *c = &map->tm.cols[i];
-		map->colmap[i] = c360_column_by_name(in, lower_ascii(c->name));
+		map->colmap[i] = c360_source_input_column(t, c->name, true);
 		if (map->colmap[i] < 0)
 			continue;
 		if (!castable(c->kind, in->cols[map->colmap[i]].type))
@@ -1214,23 +1197,49 @@ resolve_map(TableMap *map)
 	if (t->columns == NIL)
 	{
 		for (int c = 0; c < in->ncols; c++)
-			if (in->cols[c].required && !list_member_ptr(seen, in->cols[c].name))
-				c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-						  "source table %s has no column \"%s\", which input \"%s\" requires",
-								  remote, in->cols[c].name, in->name);
+			check_mapped_column(t, seen, c, remote);
 		c360_worker_begin("c360 source columns");
 		c360_source_set_columns(ms.w->src, t, seen);
 		c360_worker_commit();
 		return;
 	}
 	foreach(lc, t->columns)
+	{
+		int			c = c360_column_by_name(in, lfirst(lc));
+
 		if (!column_seen(in, seen, lfirst(lc)))
 			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-						  "column \"%s\" of source table %s was dropped on the source; it feeds "
-							  "input \"%s\". Re-add it, or accept its loss, then run "
-							  "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
-							  ms.w->src->name);
+						  "column %s of source table %s was dropped on the source; it feeds "
+							  "input \"%s\". Re-add it, or %s, then run c360.resume_source('%s')",
+							  c >= 0 ? c360_source_column_desc(t, c) : psprintf("\"%s\"", (char *) lfirst(lc)),
+							  remote, in->name,
+							  c >= 0 && t->map[c] ? "map the table without it (c360.map_table)" :
+							  "accept its loss", ms.w->src->name);
+	}
 	list_free(seen);
+}
+
+/*
+ * An input column the remote table does not feed (found lacks it): a mistake when a mapping
+ * names it, or when the input requires it.
+ */
+static void
+check_mapped_column(C360SourceTable *t, List *found, int c, const char *remote)
+{
+	const C360Input *in = &c360_inputs[t->input];
+
+	if (list_member_ptr(found, in->cols[c].name))
+		return;
+	if (t->map[c] != NULL)
+		c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+						  "input column \"%s\" of input \"%s\" is mapped to column \"%s\", which "
+						  "source table %s does not have; fix the mapping with c360.map_table(), "
+						  "then run c360.resume_source('%s')", in->cols[c].name, in->name,
+						  t->map[c], remote, ms.w->src->name);
+	if (in->cols[c].required)
+		c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+						  "source table %s has no column \"%s\", which input \"%s\" requires",
+						  remote, in->cols[c].name, in->name);
 }
 
 static bool

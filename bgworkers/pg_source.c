@@ -394,9 +394,11 @@ snapshot_table(C360SourceTable *t)
 	initStringInfo(&sql);
 	foreach(lc, cols)
 	{
+		int			c = c360_column_by_name(in, lfirst(lc));
+
 		appendStringInfo(&sql, "%s%s::text", foreach_current_index(lc) ? ", " : "",
-						 quote_identifier(lfirst(lc)));
-		colmap[foreach_current_index(lc)] = c360_column_by_name(in, lfirst(lc));
+						 quote_identifier(c360_source_remote_column(t, c)));
+		colmap[foreach_current_index(lc)] = c;
 	}
 	ps.w->status->snapshot_total += pg_strtoint64(c360_pgremote_value(
 		c360_pgremote_exec(ps.conn, psprintf("SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint "
@@ -537,26 +539,30 @@ remote_columns(C360SourceTable *t)
 		bool		isnull;
 		char	   *name = TextDatumGetCString(slot_getattr(slot, 1, &isnull));
 		Oid			type = DatumGetObjectId(slot_getattr(slot, 2, &isnull));
-		int			c = c360_column_by_name(in, name);
+		int			c = c360_source_input_column(t, name, false);
 
 		if (c < 0)
 			continue;
 		if (!castable(type, in->cols[c].type))
 			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
 							  "column \"%s\" of source table %s has type %s, which does not cast to the "
-						 "%s column of input \"%s\"", name, t->remote, type_name(type),
-						 type_name(in->cols[c].type), in->name);
-		cols = lappend(cols, name);
+						 "%s column \"%s\" of input \"%s\"", name, t->remote, type_name(type),
+						 type_name(in->cols[c].type), in->cols[c].name, in->name);
+		cols = lappend(cols, (char *) in->cols[c].name);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	for (int c = 0; c < in->ncols; c++)
 	{
-		ListCell   *lc;
-		bool		found = false;
-
-		foreach(lc, cols)
-			found |= strcmp(lfirst(lc), in->cols[c].name) == 0;
-		if (in->cols[c].required && !found)
+		if (list_member_ptr(cols, in->cols[c].name))
+			continue;
+		/* a mapping that names a column the table lacks is a mistake, required or not */
+		if (t->map[c] != NULL)
+			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+							  "input column \"%s\" of input \"%s\" is mapped to column \"%s\", "
+							  "which source table %s does not have; fix the mapping with "
+							  "c360.map_table(), then run c360.resume_source('%s')",
+							  in->cols[c].name, in->name, t->map[c], t->remote, ps.w->src->name);
+		if (in->cols[c].required)
 			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
 							  "source table %s has no column \"%s\", which input \"%s\" requires",
 						 t->remote, in->cols[c].name, in->name);
@@ -753,7 +759,7 @@ handle_relation(LogicalRepRelation *rel)
 		 * accepted: a retyped column's values are cast one by one (dead letters for those
 		 * that do not fit) until the next schema change shows up.
 		 */
-		r->colmap[i] = c360_column_by_name(in, rel->attnames[i]);
+		r->colmap[i] = c360_source_input_column(r->table, rel->attnames[i], false);
 		if (r->colmap[i] >= 0 && !learning &&
 			!castable(rel->atttyps[i], in->cols[r->colmap[i]].type))
 			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
@@ -766,16 +772,20 @@ handle_relation(LogicalRepRelation *rel)
 		learn_columns(r, rel, remote);
 	foreach(lc, r->table->columns)
 	{
+		int			c = c360_column_by_name(in, lfirst(lc));
 		bool		found = false;
 
+		/* the remote column that fed the input column at the snapshot */
 		for (int i = 0; i < rel->natts && !found; i++)
-			found = strcmp(rel->attnames[i], lfirst(lc)) == 0;
+			found = c >= 0 && r->colmap[i] == c;
 		if (!found)
 			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-							  "column \"%s\" of source table %s was dropped on the source; it feeds "
-						 "input \"%s\". Re-add it, or accept its loss, then run "
-						 "c360.resume_source('%s')", (char *) lfirst(lc), remote, in->name,
-						 ps.w->src->name);
+							  "column %s of source table %s was dropped on the source; it feeds "
+						 "input \"%s\". Re-add it, or %s, then run c360.resume_source('%s')",
+						 c >= 0 ? c360_source_column_desc(r->table, c) : quote_identifier(lfirst(lc)),
+						 remote, in->name,
+						 c >= 0 && r->table->map[c] ? "map the table without it (c360.map_table)" :
+						 "accept its loss", ps.w->src->name);
 	}
 }
 
@@ -815,6 +825,12 @@ learn_columns(RemoteRel *r, LogicalRepRelation *rel, const char *remote)
 			found = r->colmap[i] == c;
 		if (found)
 			cols = lappend(cols, (char *) in->cols[c].name);
+		else if (r->table->map[c] != NULL)
+			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
+							  "input column \"%s\" of input \"%s\" is mapped to column \"%s\", "
+							  "which source table %s does not have; fix the mapping with "
+							  "c360.map_table(), then run c360.resume_source('%s')",
+							  in->cols[c].name, in->name, r->table->map[c], remote, ps.w->src->name);
 		else if (in->cols[c].required)
 			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
 							  "source table %s has no column \"%s\", which input \"%s\" requires",

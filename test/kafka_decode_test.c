@@ -17,6 +17,7 @@
 #define STRLEN ((size_t) -1)		/* bad(): the payload's strlen */
 
 static int	failures = 0;
+static char *const *paths = NULL;	/* the column mapping ok() and bad() decode with */
 
 static void
 check(bool cond, const char *what, const char *detail)
@@ -35,7 +36,7 @@ ok(C360InputId input, const char *key, const char *payload)
 	C360Change *ch;
 	char	   *error;
 	bool		good = c360_kafka_decode(input, key, key ? strlen(key) : 0, payload,
-										 payload ? strlen(payload) : 0, MAXB, &ch, &error);
+										 payload ? strlen(payload) : 0, MAXB, paths, &ch, &error);
 
 	check(good, payload ? payload : "(tombstone)", good ? NULL : error);
 	return good ? ch : NULL;
@@ -51,7 +52,8 @@ bad(C360InputId input, const char *key, const char *payload, size_t len, size_t 
 
 	if (len == STRLEN)
 		len = payload ? strlen(payload) : 0;
-	good = c360_kafka_decode(input, key, key ? strlen(key) : 0, payload, len, max, &ch, &error);
+	good = c360_kafka_decode(input, key, key ? strlen(key) : 0, payload, len, max, paths, &ch,
+							 &error);
 
 	check(!good, psprintf("expected a dead letter for %.80s", payload ? payload : "(tombstone)"), NULL);
 	if (!good)
@@ -183,12 +185,90 @@ payload_text(void)
 	check(strlen(t) < 1100 && strstr(t, "(5000 bytes in all)") != NULL, "oversized payload cut", t);
 }
 
+/* A Segment-style track event mapped onto behavioral_events with paths. */
+static void
+mapped(void)
+{
+	const C360Input *in = &c360_inputs[C360_BEHAVIORAL_EVENTS];
+	char	   *map[C360_MAX_COLS] = {0};
+	C360Change *ch;
+
+	map[c360_column_by_name(in, "event_id")] = "messageId";
+	map[c360_column_by_name(in, "customer_id")] = "userId";
+	map[c360_column_by_name(in, "event_time")] = "timestamp";
+	map[c360_column_by_name(in, "event_type")] = "event";
+	map[c360_column_by_name(in, "product_id")] = "properties.product_id";
+	map[c360_column_by_name(in, "session_id")] = "context.session.id";
+	paths = map;
+
+	ch = ok(C360_BEHAVIORAL_EVENTS, NULL,
+			"{\"messageId\": \"m1\", \"userId\": \"u1\", \"event\": \"product_view\", "
+			"\"timestamp\": \"2030-01-01T00:00:00Z\", \"category_id\": \"c9\", "
+			"\"event_id\": \"not this\", "
+			"\"properties\": {\"product_id\": 42}, \"context\": {\"session\": {\"id\": \"s1\"}}}");
+	value_is(ch, "event_id", "m1");
+	value_is(ch, "customer_id", "u1");
+	value_is(ch, "event_type", "product_view");
+	value_is(ch, "event_time", "2030-01-01T00:00:00Z");
+	value_is(ch, "product_id", "42");
+	value_is(ch, "session_id", "s1");
+	value_is(ch, "category_id", "c9");	/* unmapped: the top-level field of its name */
+	/* a mapped path whose value is null is a null */
+	ch = ok(C360_BEHAVIORAL_EVENTS, NULL,
+			"{\"messageId\": \"m2\", \"userId\": \"u1\", \"event\": \"x\", "
+			"\"timestamp\": 1700000000000, \"properties\": {\"product_id\": null}, "
+			"\"context\": {\"session\": {\"id\": \"s1\"}}}");
+	value_is(ch, "product_id", NULL);
+	value_is(ch, "event_time", "2023-11-14 22:13:20.000000+00");
+	bad(C360_BEHAVIORAL_EVENTS, NULL,
+		"{\"messageId\": \"m3\", \"userId\": \"u1\", \"event\": \"x\", "
+		"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {}, "
+		"\"context\": {\"session\": {\"id\": \"s1\"}}}", STRLEN, MAXB,
+		"no field properties.product_id, which input column product_id is mapped to");
+	bad(C360_BEHAVIORAL_EVENTS, NULL,
+		"{\"messageId\": \"m4\", \"userId\": \"u1\", \"event\": \"x\", "
+		"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": \"flat\", "
+		"\"context\": {\"session\": {\"id\": \"s1\"}}}", STRLEN, MAXB,
+		"no field properties.product_id");
+	bad(C360_BEHAVIORAL_EVENTS, NULL,
+		"{\"messageId\": \"m5\", \"userId\": \"u1\", \"event\": \"x\", "
+		"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {\"product_id\": [1]}, "
+		"\"context\": {\"session\": {\"id\": \"s1\"}}}", STRLEN, MAXB,
+		"field \"properties.product_id\" is a JSON array");
+	/* a field a mapping names feeds only its column: category_id mapped to the field
+	 * event_id, the input column event_id (mapped to messageId) does not read it either */
+	map[c360_column_by_name(in, "category_id")] = "event_id";
+	ch = ok(C360_BEHAVIORAL_EVENTS, NULL,
+			"{\"messageId\": \"m7\", \"userId\": \"u1\", \"event\": \"x\", \"event_id\": \"cat7\", "
+			"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {\"product_id\": 1}, "
+			"\"context\": {\"session\": {\"id\": \"s1\"}}}");
+	value_is(ch, "category_id", "cat7");
+	value_is(ch, "event_id", "m7");
+	map[c360_column_by_name(in, "category_id")] = NULL;
+	map[c360_column_by_name(in, "event_id")] = NULL;
+	map[c360_column_by_name(in, "session_id")] = "event_id";
+	bad(C360_BEHAVIORAL_EVENTS, NULL,
+		"{\"userId\": \"u1\", \"event\": \"x\", \"event_id\": \"e8\", "
+		"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {\"product_id\": 1}}",
+		STRLEN, MAXB, "required field \"event_id\" is missing");
+	map[c360_column_by_name(in, "event_id")] = "messageId";
+	map[c360_column_by_name(in, "session_id")] = "context.session.id";
+	/* a mapped required column that is null is refused as before */
+	bad(C360_BEHAVIORAL_EVENTS, NULL,
+		"{\"messageId\": \"m6\", \"userId\": null, \"event\": \"x\", "
+		"\"timestamp\": \"2030-01-01T00:00:00Z\", \"properties\": {\"product_id\": 1}, "
+		"\"context\": {\"session\": {\"id\": \"s1\"}}}", STRLEN, MAXB,
+		"required field \"customer_id\" is null");
+	paths = NULL;
+}
+
 int
 main(void)
 {
 	events();
 	identities();
 	payload_text();
+	mapped();
 	if (failures > 0)
 	{
 		printf("%d decoder checks failed\n", failures);

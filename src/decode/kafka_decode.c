@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  * kafka_decode.c
  *	  A Kafka message as a change record.  The value is a JSON object whose fields
- *	  are named like the input's columns (other fields are ignored).  A keyed input
+ *	  are named like the input's columns (other fields are ignored), or that holds
+ *	  them at the paths the table's column mapping names ("properties.product_id":
+ *	  field product_id of the object in field properties).  A keyed input
  *	  (all but behavioral_events) takes its key column from the message key, and a
  *	  message with a null value, a tombstone, deletes that key.  What cannot become
  *	  a change comes back as a reason for the dead letter; casting the values is
@@ -30,8 +32,12 @@
 static bool fail(char **error, const char *fmt,...) pg_attribute_printf(2, 3);
 static bool tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out,
 					  char **error);
-static bool object_tuple(const C360Input *in, json_t *root, C360Tuple *t, char **error);
-static bool scalar_text(const C360Input *in, int col, json_t *v, char **text, char **error);
+static bool object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t,
+						 char **error);
+static json_t *path_value(json_t *root, const char *path);
+static bool path_claimed(const C360Input *in, char *const *paths, const char *field);
+static bool scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
+						char **error);
 static char *real_text(double d);
 static bool epoch_ms_text(const char *field, double ms, char **text, char **error);
 static bool key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error);
@@ -41,12 +47,14 @@ static const char *json_type_name(const json_t *v);
 
 /*
  * Decode one message of the input's topic.  True with *out set, or false with *error
- * set to the reason.  key may be NULL (no key), payload NULL (a tombstone).
+ * set to the reason.  key may be NULL (no key), payload NULL (a tombstone).  paths, when
+ * not NULL, has an entry per input column: the dot-separated path of the field that
+ * feeds it, or NULL for the top-level field of the column's name.
  */
 bool
 c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 				  const char *payload, size_t len, size_t max_bytes,
-				  C360Change **out, char **error)
+				  char *const *paths, C360Change **out, char **error)
 {
 	const C360Input *in = &c360_inputs[input];
 	char	   *keytext = NULL;
@@ -80,7 +88,7 @@ c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 		return ok;
 	}
 	t = palloc0(sizeof(C360Tuple));
-	ok = object_tuple(in, root, t, error);
+	ok = object_tuple(in, root, paths, t, error);
 	json_decref(root);
 	if (!ok || !key_from_message(in, t, keytext, error) || !required_present(in, t, error))
 		return false;
@@ -155,24 +163,67 @@ tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out, c
 	return true;
 }
 
-/* The object's fields that name columns of the input, as text. */
+/*
+ * The object's fields that feed columns of the input, as text: the field of the column's
+ * name, or the one at the path the mapping names.  A mapped path that is not in the
+ * message is an error: the mapping, or the message, is wrong.  As for the other kinds of
+ * source, a field a mapping names feeds only the column mapped to it.
+ */
 static bool
-object_tuple(const C360Input *in, json_t *root, C360Tuple *t, char **error)
+object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t, char **error)
 {
-	const char *field;
-	json_t	   *v;
-
-	json_object_foreach(root, field, v)
+	for (int col = 0; col < in->ncols; col++)
 	{
-		int			col = c360_column_by_name(in, field);
+		const char *path = paths ? paths[col] : NULL;
+		json_t	   *v;
 
-		if (col < 0)
+		if (path == NULL && paths != NULL && path_claimed(in, paths, in->cols[col].name))
 			continue;
+		v = path ? path_value(root, path) : json_object_get(root, in->cols[col].name);
+
+		if (v == NULL)
+		{
+			if (path)
+				return fail(error, "no field %s, which input column %s is mapped to", path,
+							in->cols[col].name);
+			continue;
+		}
 		t->present[col] = true;
-		if (!scalar_text(in, col, v, &t->values[col], error))
+		if (!scalar_text(in, col, path ? path : in->cols[col].name, v, &t->values[col], error))
 			return false;
 	}
 	return true;
+}
+
+/* Whether a mapping names field (a top-level one) for some column. */
+static bool
+path_claimed(const C360Input *in, char *const *paths, const char *field)
+{
+	for (int c = 0; c < in->ncols; c++)
+		if (paths[c] && strcmp(paths[c], field) == 0)
+			return true;
+	return false;
+}
+
+/* The value at a dot-separated path of object fields, or NULL when it is not there. */
+static json_t *
+path_value(json_t *root, const char *path)
+{
+	const char *p = path;
+	json_t	   *v = root;
+
+	for (;;)
+	{
+		const char *dot = strchr(p, '.');
+		size_t		n = dot ? (size_t) (dot - p) : strlen(p);
+
+		if (!json_is_object(v))
+			return NULL;
+		v = json_object_getn(v, p, n);
+		if (v == NULL || dot == NULL)
+			return v;
+		p = dot + 1;
+	}
 }
 
 /*
@@ -180,9 +231,9 @@ object_tuple(const C360Input *in, json_t *root, C360Tuple *t, char **error)
  * column is epoch milliseconds.  Objects and arrays are refused.
  */
 static bool
-scalar_text(const C360Input *in, int col, json_t *v, char **text, char **error)
+scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
+			char **error)
 {
-	const char *field = in->cols[col].name;
 	bool		is_time = in->cols[col].type == TIMESTAMPTZOID;
 
 	*text = NULL;

@@ -14,7 +14,7 @@
 
 extern bool c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 							  const char *payload, size_t len, size_t max_bytes,
-							  C360Change **out, char **error);
+							  char *const *paths, C360Change **out, char **error);
 extern char *c360_kafka_payload_text(const char *payload, size_t len, size_t max_bytes);
 
 #endif							/* C360_KAFKA_DECODE_H */

@@ -31,19 +31,22 @@ static void set_last_error(const char *name, const char *message, bool stop);
 static void exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
 					  const char *nulls);
 static bool since_known(void);
+static bool column_known(const char *column);
+static void load_column_map(C360SourceTable *t, const char *json, MemoryContext cxt);
 
 /* The named source and its mapped tables, read in the current transaction. */
 C360Source *
 c360_source_load(const char *name)
 {
 	static SPIPlanPtr source_plan;
-	static SPIPlanPtr tables_plan[2];	/* by since_known(): a database updated meanwhile */
+	static SPIPlanPtr tables_plan[3];	/* by version: a database updated meanwhile */
 	static SPIPlanPtr positions_plan;
 	MemoryContext cxt = CurrentMemoryContext;
 	C360Source *src = palloc0(sizeof(C360Source));
 	Oid			types[1] = {TEXTOID};
 	Datum		arg = CStringGetTextDatum(name);
 	bool		known = since_known();
+	int			version = known ? (column_known("column_map") ? 2 : 1) : 0;
 	bool		isnull;
 
 	SPI_connect();
@@ -67,10 +70,14 @@ c360_source_load(const char *name)
 		MemoryContextSwitchTo(spi);
 	}
 
-	c360_exec(c360_plan(&tables_plan[known], known ?
-						"SELECT remote, input, columns, snapshot_position FROM c360.source_tables "
-						"WHERE source = $1 ORDER BY remote" :
-						"SELECT remote, input, columns, '' FROM c360.source_tables "
+	/* 0.3 has no snapshot_position (all tables stream), no column_map before 0.4 */
+	c360_exec(c360_plan(&tables_plan[version], version == 2 ?
+						"SELECT remote, input, columns, snapshot_position, column_map::text "
+						"FROM c360.source_tables WHERE source = $1 ORDER BY remote" :
+						version == 1 ?
+						"SELECT remote, input, columns, snapshot_position, NULL::text "
+						"FROM c360.source_tables WHERE source = $1 ORDER BY remote" :
+						"SELECT remote, input, columns, '', NULL::text FROM c360.source_tables "
 						"WHERE source = $1 ORDER BY remote", 1, types), &arg, NULL);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -83,6 +90,8 @@ c360_source_load(const char *name)
 		t->input = c360_input_by_name(SPI_getvalue(tup, desc, 2));
 		if (SPI_getvalue(tup, desc, 4) != NULL)
 			t->since = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 4));
+		if (SPI_getvalue(tup, desc, 5) != NULL)
+			load_column_map(t, SPI_getvalue(tup, desc, 5), cxt);
 		if (!isnull)
 		{
 			Datum	   *elems;
@@ -119,6 +128,89 @@ c360_source_load(const char *name)
 	}
 	SPI_finish();
 	return src;
+}
+
+/*
+ * A table's column_map ({"input column": "remote column or path"}) into t->map.  map_table
+ * checked it; a key that is no input column (a hand-edited catalog) is refused here too.
+ */
+static void
+load_column_map(C360SourceTable *t, const char *json, MemoryContext cxt)
+{
+	const C360Input *in = &c360_inputs[t->input];
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			col = -1;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the column mapping of %s (c360.source_tables.column_map) is not a JSON object",
+						t->remote)));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *name = pnstrdup(v.val.string.val, v.val.string.len);
+
+			col = c360_column_by_name(in, name);
+			if (col < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("the column mapping of %s names \"%s\", which is no column of input \"%s\"",
+								t->remote, name, in->name)));
+		}
+		else if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvString || v.val.string.len == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("the column mapping of %s maps input column \"%s\" to something that is not a column name",
+								t->remote, in->cols[col].name)));
+			t->map[col] = MemoryContextStrdup(cxt, pnstrdup(v.val.string.val, v.val.string.len));
+		}
+	}
+}
+
+/* The remote column (Kafka: the path) that feeds input column col of the table. */
+const char *
+c360_source_remote_column(const C360SourceTable *t, int col)
+{
+	return t->map[col] ? t->map[col] : c360_inputs[t->input].cols[col].name;
+}
+
+/*
+ * The input column the remote column feeds, or -1.  A column a mapping names feeds the
+ * input column mapped to it; an input column that is mapped is fed by nothing else, not
+ * even a remote column of its own name.  nocase: names compare without regard to ASCII
+ * case (MySQL's column names).
+ */
+int
+c360_source_input_column(const C360SourceTable *t, const char *remote, bool nocase)
+{
+	const C360Input *in = &c360_inputs[t->input];
+
+	for (int c = 0; c < in->ncols; c++)
+		if (t->map[c] && (nocase ? pg_strcasecmp(t->map[c], remote) : strcmp(t->map[c], remote)) == 0)
+			return c;
+	for (int c = 0; c < in->ncols; c++)
+		if (t->map[c] == NULL &&
+			(nocase ? pg_strcasecmp(in->cols[c].name, remote) : strcmp(in->cols[c].name, remote)) == 0)
+			return c;
+	return -1;
+}
+
+/* How errors name a remote column: "amount" (mapped to input column "total_amount"). */
+char *
+c360_source_column_desc(const C360SourceTable *t, int col)
+{
+	if (t->map[col] == NULL)
+		return psprintf("\"%s\"", c360_inputs[t->input].cols[col].name);
+	return psprintf("\"%s\" (mapped to input column \"%s\")", t->map[col],
+					c360_inputs[t->input].cols[col].name);
 }
 
 /* The stored position part as loaded with the source, or NULL. */
@@ -391,8 +483,15 @@ c360_source_mapping_moved(C360Source *src)
 static bool
 since_known(void)
 {
+	return column_known("snapshot_position");
+}
+
+/* Whether c360.source_tables has the column (added by a later version's update). */
+static bool
+column_known(const char *column)
+{
 	return get_attnum(get_relname_relid("source_tables", get_namespace_oid("c360", false)),
-					  "snapshot_position") != InvalidAttrNumber;
+					  column) != InvalidAttrNumber;
 }
 
 /* Remember that the source created object on the remote side, for drop_source to remove. */

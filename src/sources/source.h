@@ -19,6 +19,9 @@ typedef struct C360SourceTable
 	char	   *since;			/* the table's changes apply from this source position on
 								 * (its own snapshot holds those before); "": from the start
 								 * of the stream; NULL: not copied yet */
+	char	   *map[C360_MAX_COLS]; /* c360.source_tables.column_map: the remote column (for
+									 * Kafka the dot-separated path) feeding each input
+									 * column; NULL: the remote column of its own name */
 } C360SourceTable;
 
 typedef struct C360Source
@@ -43,6 +46,9 @@ typedef struct C360SourcePosition
 extern C360Source *c360_source_load(const char *name);
 extern char *c360_source_option(C360Source *src, const char *key, const char *dflt);
 extern C360SourceTable *c360_source_table(C360Source *src, const char *remote);
+extern const char *c360_source_remote_column(const C360SourceTable *t, int col);
+extern int	c360_source_input_column(const C360SourceTable *t, const char *remote, bool nocase);
+extern char *c360_source_column_desc(const C360SourceTable *t, int col);
 extern char *c360_source_position(C360Source *src, const char *part);
 extern int64 c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz source_commit_at);
 extern void c360_source_set_phase(C360Source *src, const char *phase);
