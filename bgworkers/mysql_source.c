@@ -149,7 +149,6 @@ static C360SourceTable *truncated_table(const char *db, const char *sql);
 static void handle_table_map(const uint8 *body, size_t len);
 static void resolve_map(TableMap *map);
 static bool column_seen(const C360Input *in, List *seen, const char *name);
-static void check_mapped_column(C360SourceTable *t, List *found, int c, const char *remote);
 static void handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static C360Tuple *row_tuple(TableMap *map, BinlogRow *row);
 static char *to_input_text(const BinlogColumn *c, Oid type, const char *value);
@@ -754,7 +753,7 @@ remote_columns(C360SourceTable *t)
 	}
 	mysql_free_result(res);
 	for (int c = 0; c < in->ncols; c++)
-		check_mapped_column(t, names, c, t->remote);
+		c360_source_check_column(ms.w->src, t, names, c, t->remote);
 	c360_source_set_columns(ms.w->src, t, names);
 	return cols;
 }
@@ -1197,7 +1196,7 @@ resolve_map(TableMap *map)
 	if (t->columns == NIL)
 	{
 		for (int c = 0; c < in->ncols; c++)
-			check_mapped_column(t, seen, c, remote);
+			c360_source_check_column(ms.w->src, t, seen, c, remote);
 		c360_worker_begin("c360 source columns");
 		c360_source_set_columns(ms.w->src, t, seen);
 		c360_worker_commit();
@@ -1217,29 +1216,6 @@ resolve_map(TableMap *map)
 							  "accept its loss", ms.w->src->name);
 	}
 	list_free(seen);
-}
-
-/*
- * An input column the remote table does not feed (found lacks it): a mistake when a mapping
- * names it, or when the input requires it.
- */
-static void
-check_mapped_column(C360SourceTable *t, List *found, int c, const char *remote)
-{
-	const C360Input *in = &c360_inputs[t->input];
-
-	if (list_member_ptr(found, in->cols[c].name))
-		return;
-	if (t->map[c] != NULL)
-		c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-						  "input column \"%s\" of input \"%s\" is mapped to column \"%s\", which "
-						  "source table %s does not have; fix the mapping with c360.map_table(), "
-						  "then run c360.resume_source('%s')", in->cols[c].name, in->name,
-						  t->map[c], remote, ms.w->src->name);
-	if (in->cols[c].required)
-		c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-						  "source table %s has no column \"%s\", which input \"%s\" requires",
-						  remote, in->cols[c].name, in->name);
 }
 
 static bool

@@ -552,21 +552,7 @@ remote_columns(C360SourceTable *t)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	for (int c = 0; c < in->ncols; c++)
-	{
-		if (list_member_ptr(cols, in->cols[c].name))
-			continue;
-		/* a mapping that names a column the table lacks is a mistake, required or not */
-		if (t->map[c] != NULL)
-			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-							  "input column \"%s\" of input \"%s\" is mapped to column \"%s\", "
-							  "which source table %s does not have; fix the mapping with "
-							  "c360.map_table(), then run c360.resume_source('%s')",
-							  in->cols[c].name, in->name, t->map[c], t->remote, ps.w->src->name);
-		if (in->cols[c].required)
-			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-							  "source table %s has no column \"%s\", which input \"%s\" requires",
-						 t->remote, in->cols[c].name, in->name);
-	}
+		c360_source_check_column(ps.w->src, t, cols, c, t->remote);
 	c360_source_set_columns(ps.w->src, t, cols);
 	return cols;
 }
@@ -818,24 +804,14 @@ learn_columns(RemoteRel *r, LogicalRepRelation *rel, const char *remote)
 	List	   *cols = NIL;
 
 	for (int c = 0; c < in->ncols; c++)
-	{
-		bool		found = false;
-
-		for (int i = 0; i < rel->natts && !found; i++)
-			found = r->colmap[i] == c;
-		if (found)
-			cols = lappend(cols, (char *) in->cols[c].name);
-		else if (r->table->map[c] != NULL)
-			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-							  "input column \"%s\" of input \"%s\" is mapped to column \"%s\", "
-							  "which source table %s does not have; fix the mapping with "
-							  "c360.map_table(), then run c360.resume_source('%s')",
-							  in->cols[c].name, in->name, r->table->map[c], remote, ps.w->src->name);
-		else if (in->cols[c].required)
-			c360_source_error(ERRCODE_UNDEFINED_COLUMN,
-							  "source table %s has no column \"%s\", which input \"%s\" requires",
-							  remote, in->cols[c].name, in->name);
-	}
+		for (int i = 0; i < rel->natts; i++)
+			if (r->colmap[i] == c)
+			{
+				cols = lappend(cols, (char *) in->cols[c].name);
+				break;
+			}
+	for (int c = 0; c < in->ncols; c++)
+		c360_source_check_column(ps.w->src, r->table, cols, c, remote);
 	c360_worker_begin("c360 source schema");
 	c360_source_set_columns(ps.w->src, r->table, cols);
 	c360_worker_commit();

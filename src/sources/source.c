@@ -213,6 +213,33 @@ c360_source_column_desc(const C360SourceTable *t, int col)
 					c360_inputs[t->input].cols[col].name);
 }
 
+/*
+ * An input column the remote table does not feed (found, the input columns it feeds,
+ * lacks it): a mistake when a mapping names it, or when the input requires it.  remote
+ * names the table in the message.
+ */
+void
+c360_source_check_column(C360Source *src, C360SourceTable *t, List *found, int c,
+						 const char *remote)
+{
+	const C360Input *in = &c360_inputs[t->input];
+
+	if (list_member_ptr(found, in->cols[c].name))
+		return;
+	if (t->map[c] != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("input column \"%s\" of input \"%s\" is mapped to column \"%s\", which "
+						"source table %s does not have; fix the mapping with c360.map_table(), "
+						"then run c360.resume_source('%s')", in->cols[c].name, in->name,
+						t->map[c], remote, src->name)));
+	if (in->cols[c].required)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("source table %s has no column \"%s\", which input \"%s\" requires",
+						remote, in->cols[c].name, in->name)));
+}
+
 /* The stored position part as loaded with the source, or NULL. */
 char *
 c360_source_position(C360Source *src, const char *part)

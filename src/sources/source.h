@@ -50,6 +50,8 @@ extern const char *c360_source_remote_column(const C360SourceTable *t, int col);
 extern int	c360_source_input_column(const C360SourceTable *t, const char *remote, bool nocase);
 extern char *c360_source_column_desc(const C360SourceTable *t, int col);
 extern char *c360_source_position(C360Source *src, const char *part);
+extern void c360_source_check_column(C360Source *src, C360SourceTable *t, List *found, int c,
+									 const char *remote);
 extern int64 c360_source_apply(C360Source *src, C360Batch *batch, TimestampTz source_commit_at);
 extern void c360_source_set_phase(C360Source *src, const char *phase);
 extern void c360_source_set_columns(C360Source *src, C360SourceTable *t, List *columns);
