@@ -140,6 +140,34 @@ mysql_cli() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Start on a port that looked free, and on another one if that start fails: the port can be
+# taken before the server binds it, by another run or by a client connection's ephemeral
+# port (the kernel's range, 32768-60999, holds the test ports too).  Each try starts over
+# in a fresh DIR.
+#   pg_start_free DIR FROM [postgresql.conf line]...   sets PG_PORT
+#   mysql_start_free DIR FROM [my.cnf line]...         sets MY_PORT
+pg_start_free() {
+    local dir=$1 from=$2 try; shift 2
+    for try in 1 2 3 4 5; do
+        PG_PORT=$(free_port $((from + (try - 1) * 10))) || return 1
+        rm -rf "$dir"
+        pg_start "$dir" "$PG_PORT" "$@" && return 0
+        echo "(the server did not start on port $PG_PORT; trying another port)"
+    done
+    return 1
+}
+
+mysql_start_free() {
+    local dir=$1 from=$2 try; shift 2
+    for try in 1 2 3 4 5; do
+        MY_PORT=$(free_port $((from + (try - 1) * 10))) || return 1
+        rm -rf "$dir"
+        mysql_start "$dir" "$MY_PORT" "$@" && return 0
+        echo "(MariaDB did not start on port $MY_PORT; trying another port)"
+    done
+    return 1
+}
+
 # Another run may share the machine: the first free port of PORT..PORT+99.
 free_port() {
     local port=$1

@@ -308,27 +308,26 @@ kafka_writer() {
 
 # ---------------------------------------------------------------------------------------------
 say "servers"
-LOCAL_PORT=$(free_port 55410)
 LOCAL_DIR=$(mktemp -d /tmp/c360-dur-local.XXXXXX)
-pg_start "$LOCAL_DIR" "$LOCAL_PORT" \
+pg_start_free "$LOCAL_DIR" 55410 \
     "fsync = on" \
     "shared_preload_libraries = 'customer360'" \
     "c360.database = '$DB'" \
     "c360.tick_interval = 200" \
     "max_worker_processes = 32" || die "the local server did not start"
+LOCAL_PORT=$PG_PORT
 export PGPORT=$LOCAL_PORT
 psql -X -q -d postgres -c "CREATE DATABASE $DB"
 q -c "CREATE EXTENSION customer360" -c "CREATE SCHEMA dur"
 [ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on the local server"
 [ "$(q -c "SHOW fsync")" = on ] || die "fsync is $(q -c "SHOW fsync") on the local server"
 
-SRC_PORT=$(free_port $((LOCAL_PORT + 1)))
 SRC_DIR=$(mktemp -d /tmp/c360-dur-src.XXXXXX)
-pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
+pg_start_free "$SRC_DIR" $((LOCAL_PORT + 1)) "wal_level = logical" "max_replication_slots = 10" \
     "max_wal_senders = 10" "log_min_messages = warning" || die "the source server did not start"
+SRC_PORT=$PG_PORT
 
-MY_PORT=$(free_port 33410)
-mysql_start "$MY_DIR" "$MY_PORT" || die "MariaDB did not start"
+mysql_start_free "$MY_DIR" 33410 || die "MariaDB did not start"
 MY_STARTED=1
 TOOL=$TMP/mysql_decode
 cc -O2 -Wall -o "$TOOL" test/mysql_decode.c src/decode/binlog_decode.c -Isrc -I/usr/include/mariadb -lmariadb ||

@@ -246,9 +246,8 @@ say "  mapped again without it: copied again, $(wc -l <"$TMP/orders.mirror") ord
 
 # ---------------------------------------------------------------------------------------------
 say "4. MariaDB: crm.clients -> customers, renamed columns"
-MY_PORT=$(free_port "$MY_PORT") || die "no free port for MariaDB"
 MYDIR=$(mktemp -d /tmp/c360-mapmy.XXXXXX)
-mysql_start "$MYDIR" "$MY_PORT" || die "could not start MariaDB"
+mysql_start_free "$MYDIR" "$MY_PORT" || die "could not start MariaDB"
 my <<'SQL'
 CREATE DATABASE crm CHARACTER SET utf8mb4;
 USE crm;

@@ -137,8 +137,8 @@ COMMIT;
 SQL
 }
 
+mysql_start_free "$MYDIR" "$MY_PORT" || die "MariaDB did not start"
 step "MariaDB on 127.0.0.1:$MY_PORT in $MYDIR"
-mysql_start "$MYDIR" "$MY_PORT"
 cc -O2 -Wall -o "$TOOL" test/mysql_decode.c src/decode/binlog_decode.c -Isrc -I/usr/include/mariadb -lmariadb
 mysql_cli "$MY_PORT" <test/mysql_crm.sql
 
