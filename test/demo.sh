@@ -126,8 +126,7 @@ pg_start "$SHOP" "$SHOP_PORT" "wal_level = logical" "max_replication_slots = 4" 
 pg_psql "$SHOP_PORT" -d postgres -c "CREATE DATABASE shop"
 note "shop         PostgreSQL 15 on :$SHOP_PORT (wal_level = logical), database shop"
 
-MY_PORT=$(free_port $((33350 + RANDOM % 40)))
-mysql_start "$CRM" "$MY_PORT" 8>&- 9>&- || die "could not start MariaDB"
+mysql_start_free "$CRM" $((33350 + RANDOM % 40)) 8>&- 9>&- || die "could not start MariaDB"
 note "crm          MariaDB $(crm -e 'SELECT VERSION()' | cut -d- -f1) on :$MY_PORT (binlog_format = ROW)"
 
 broker_start "$DIR" customer_events:1 identity_links:1 vip_at_risk:1 8>&- 9>&- || die "the test Kafka broker did not start"
