@@ -146,24 +146,17 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # in a fresh DIR.
 #   pg_start_free DIR FROM [postgresql.conf line]...   sets PG_PORT
 #   mysql_start_free DIR FROM [my.cnf line]...         sets MY_PORT
-pg_start_free() {
-    local dir=$1 from=$2 try; shift 2
-    for try in 1 2 3 4 5; do
-        PG_PORT=$(free_port $((from + (try - 1) * 10))) || return 1
-        rm -rf "$dir"
-        pg_start "$dir" "$PG_PORT" "$@" && return 0
-        echo "(the server did not start on port $PG_PORT; trying another port)"
-    done
-    return 1
-}
+pg_start_free() { start_free pg_start PG_PORT "$@"; }
+mysql_start_free() { start_free mysql_start MY_PORT "$@"; }
 
-mysql_start_free() {
-    local dir=$1 from=$2 try; shift 2
+start_free() { # START VAR DIR FROM [line]...
+    local start=$1 var=$2 dir=$3 from=$4 try port; shift 4
     for try in 1 2 3 4 5; do
-        MY_PORT=$(free_port $((from + (try - 1) * 10))) || return 1
+        port=$(free_port $((from + (try - 1) * 10))) || return 1
+        printf -v "$var" '%s' "$port"
         rm -rf "$dir"
-        mysql_start "$dir" "$MY_PORT" "$@" && return 0
-        echo "(MariaDB did not start on port $MY_PORT; trying another port)"
+        "$start" "$dir" "$port" "$@" && return 0
+        echo "(the server did not start on port $port; trying another port)"
     done
     return 1
 }
