@@ -30,6 +30,8 @@ static bool is_data_error(int sqlerrcode);
 static void set_last_error(const char *name, const char *message, bool stop);
 static void exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args,
 					  const char *nulls);
+static bool exists_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types,
+						Datum *args);
 static bool since_known(void);
 static bool column_known(const char *column);
 static void load_column_map(C360SourceTable *t, const char *json, MemoryContext cxt);
@@ -451,14 +453,9 @@ c360_source_sole_feed(C360Source *src, C360SourceTable *t)
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		args[3] = {CStringGetTextDatum(src->name),
 		CStringGetTextDatum(c360_inputs[t->input].name), CStringGetTextDatum(t->remote)};
-	bool		sole;
 
-	SPI_connect();
-	c360_exec(c360_plan(&plan, "SELECT 1 FROM c360.source_tables WHERE input = $2"
-						" AND (source, remote) <> ($1, $3) LIMIT 1", 3, types), args, NULL);
-	sole = SPI_processed == 0;
-	SPI_finish();
-	return sole;
+	return !exists_args(&plan, "SELECT 1 FROM c360.source_tables WHERE input = $2"
+						" AND (source, remote) <> ($1, $3) LIMIT 1", 3, types, args);
 }
 
 /*
@@ -540,14 +537,9 @@ c360_source_created(C360Source *src, const char *object)
 	static SPIPlanPtr plan;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		args[2] = {CStringGetTextDatum(src->name), CStringGetTextDatum(object)};
-	bool		created;
 
-	SPI_connect();
-	c360_exec(c360_plan(&plan, "SELECT 1 FROM c360.sources WHERE name = $1"
-						" AND created_objects ? $2", 2, types), args, NULL);
-	created = SPI_processed == 1;
-	SPI_finish();
-	return created;
+	return exists_args(&plan, "SELECT 1 FROM c360.sources WHERE name = $1"
+					   " AND created_objects ? $2", 2, types, args);
 }
 
 void
@@ -610,4 +602,17 @@ exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args
 	SPI_connect();
 	c360_exec(c360_plan(cache, sql, nargs, types), args, nulls);
 	SPI_finish();
+}
+
+/* Whether the query finds a row. */
+static bool
+exists_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types, Datum *args)
+{
+	bool		found;
+
+	SPI_connect();
+	c360_exec(c360_plan(cache, sql, nargs, types), args, NULL);
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
 }
