@@ -7,12 +7,34 @@
 #include "postgres.h"
 
 #include "commands/extension.h"
+#include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/timestamp.h"
 
 #include "core/customer360.h"
 #include "core/maintain.h"
 #include "worker.h"
+
+/*
+ * Between ticks, backfill new traits one chunk per transaction (a chunk waits for the
+ * batches on its customers, and they for it, as batches do), for at most one tick
+ * interval.  Returns whether a trait is still backfilling.
+ */
+static bool
+backfill_traits(void)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), c360_tick_interval_ms);
+	int64		n = 0;
+
+	while (n >= 0 && GetCurrentTimestamp() < until)
+	{
+		CHECK_FOR_INTERRUPTS();
+		c360_worker_begin("c360 trait backfill");
+		n = c360_maintain_backfill(false);
+		c360_worker_commit();
+	}
+	return n >= 0;
+}
 
 void
 c360_ticker_main(Datum arg)
@@ -37,6 +59,6 @@ c360_ticker_main(Datum arg)
 		}
 		c360_maintain_tick(GetCurrentTimestamp(), false);
 		c360_worker_commit();
-		c360_worker_wait(c360_tick_interval_ms);
+		c360_worker_wait(backfill_traits() ? 0 : c360_tick_interval_ms);
 	}
 }

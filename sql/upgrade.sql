@@ -76,3 +76,18 @@ SELECT late_dropped FROM c360.erased;
 SELECT c360.tick('2030-07-01 00:00+00') >= 0 AS ticked;
 SELECT customer_id, total_orders, lifecycle_stage FROM c360.customer_360 ORDER BY 1;
 SELECT * FROM c360.verify();
+
+-- 0.5's computed traits on the updated database with its data: computed at once, kept
+-- through changes and ticks, gone with drop_trait
+SELECT c360.create_trait('orders_90d', 'orders', 'count(*)', lookback => '90 days');
+SELECT c360.create_trait('last_event_type', 'behavioral_events',
+                         '(array_agg(event_type ORDER BY event_time DESC))[1]');
+SELECT customer_id, orders_90d, last_event_type FROM c360.customer_360 ORDER BY 1;
+SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "o5", "customer_id": "c2", "total_amount": 3, "created_at": "2030-06-30 10:00+00"}');
+SELECT c360.tick('2030-09-27 00:00+00') >= 0 AS ticked;
+SELECT customer_id, orders_90d, last_event_type FROM c360.customer_360 ORDER BY 1;
+SELECT * FROM c360.verify();
+SELECT c360.drop_trait('orders_90d');
+SELECT count(*) AS orders_90d_columns FROM pg_attribute
+WHERE attrelid = 'c360.customer_360'::regclass AND attname = 'orders_90d' AND NOT attisdropped;
+SELECT * FROM c360.verify();

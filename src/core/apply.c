@@ -65,6 +65,7 @@ typedef struct InputResult
 	List	   *upserts;		/* KeyState * */
 	List	   *deletes;		/* KeyState * */
 	List	   *ids;			/* customer ids (raw ids for events, values for identity) */
+	List	   *links;			/* identity: the links' customer ids (their traits) */
 } InputResult;
 
 static bool needs_exclusive_clock(C360Batch *batch);
@@ -189,6 +190,8 @@ c360_apply_flush(void)
 		return 0;
 	dirty.full = deferred->full;
 	dirty.behaviour = deferred->behaviour;
+	memcpy(dirty.inputs, deferred->inputs, sizeof(dirty.inputs));
+	memcpy(dirty.truncated, deferred->truncated, sizeof(dirty.truncated));
 	deferred = NULL;
 
 	SPI_connect();
@@ -215,6 +218,12 @@ defer_dirty(const C360Dirty *dirty)
 		deferred->full = lappend(deferred->full, pstrdup(lfirst(lc)));
 	foreach(lc, dirty->behaviour)
 		deferred->behaviour = lappend(deferred->behaviour, pstrdup(lfirst(lc)));
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		foreach(lc, dirty->inputs[i])
+			deferred->inputs[i] = lappend(deferred->inputs[i], pstrdup(lfirst(lc)));
+		deferred->truncated[i] |= dirty->truncated[i];
+	}
 	MemoryContextSwitchTo(old);
 }
 
@@ -296,6 +305,8 @@ apply_run(C360InputId input, List *changes, const C360Clock *clock, C360Dirty *d
 	if (fresh)
 		emptied[input] = MyProc->lxid;
 	attribution_changed(input, res.ids, dirty);
+	if (input == C360_IDENTITY_GRAPH)
+		dirty->inputs[input] = list_concat(dirty->inputs[input], res.links);
 }
 
 static void
@@ -306,6 +317,7 @@ truncate_input(C360InputId input, C360Dirty *dirty)
 	if (c360_clock_held_alone())
 		emptied[input] = MyProc->lxid;
 	attribution_changed(input, ids, dirty);
+	dirty->truncated[input] = true;
 }
 
 /*
@@ -319,9 +331,17 @@ attribution_changed(C360InputId input, List *ids, C360Dirty *dirty)
 	if (input == C360_IDENTITY_GRAPH)
 		dirty->behaviour = c360_rollup_resolve(ids, dirty->behaviour);
 	else if (input != C360_BEHAVIORAL_EVENTS)
+	{
 		dirty->full = list_concat(dirty->full, ids);
+		dirty->inputs[input] = list_concat(dirty->inputs[input], ids);
+	}
 	else if (ids != NIL)
-		dirty->behaviour = c360_rollup_owners(c360_text_array(ids), dirty->behaviour);
+	{
+		List	   *owners = c360_rollup_owners(c360_text_array(ids), NIL);
+
+		dirty->behaviour = list_concat(dirty->behaviour, owners);
+		dirty->inputs[input] = list_concat(dirty->inputs[input], owners);
+	}
 }
 
 /*
@@ -357,12 +377,15 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 	 */
 	if (dirty->by_difference)
 	{
-		List	   *ids = list_concat_copy(dirty->full, dirty->behaviour);
+		List	   *owners = c360_rollup_owners(columns[in->customer_col], NIL);
 
-		ids = c360_rollup_owners(columns[in->customer_col], ids);
-		c360_maintain_lock(c360_text_array(ids));
+		c360_maintain_lock(c360_text_array(list_concat(list_concat_copy(dirty->full,
+																	   dirty->behaviour),
+													   owners)));
 		dirty->locked = true;
 		c360_rollup_insert_events_delta(columns, clock, dirty);
+		dirty->inputs[C360_BEHAVIORAL_EVENTS] = list_concat(dirty->inputs[C360_BEHAVIORAL_EVENTS],
+															owners);
 		return;
 	}
 	dirty->behaviour = c360_rollup_insert_events(columns, dirty->behaviour);
@@ -496,7 +519,8 @@ static InputResult
 diff_keys(C360InputId input, HTAB *keys)
 {
 	const C360Input *in = &c360_inputs[input];
-	InputResult res = {NIL, NIL, NIL};
+	InputResult res = {NIL, NIL, NIL, NIL};
+	int			cust = in->customer_col;
 	HASH_SEQ_STATUS seq;
 	KeyState   *ks;
 	int			idcol = input == C360_IDENTITY_GRAPH ?
@@ -517,11 +541,15 @@ diff_keys(C360InputId input, HTAB *keys)
 			check_required(in, ks->nulls);
 			res.upserts = lappend(res.upserts, ks);
 			res.ids = lappend(res.ids, TextDatumGetCString(ks->vals[idcol]));
+			res.links = lappend(res.links, TextDatumGetCString(ks->vals[cust]));
 		}
 		else
 			res.deletes = lappend(res.deletes, ks);
 		if (ks->stored)
+		{
 			res.ids = lappend(res.ids, TextDatumGetCString(ks->stored_vals[idcol]));
+			res.links = lappend(res.links, TextDatumGetCString(ks->stored_vals[cust]));
+		}
 	}
 	return res;
 }

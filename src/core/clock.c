@@ -7,17 +7,29 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "core/clock.h"
 #include "core/spi.h"
 
-static SPIPlanPtr clock_plan;
+static SPIPlanPtr clock_plan[2];
+
+/* Whether c360.clock has its catalog version (version 0.5 on). */
+static bool
+versioned_clock(void)
+{
+	Oid			nsp = get_namespace_oid("c360", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("clock", nsp) : InvalidOid;
+
+	return OidIsValid(rel) && get_attnum(rel, "catalog_version") != InvalidAttrNumber;
+}
 
 /*
  * Take the clock lock and read the clock with a fresh snapshot (under READ COMMITTED a new
@@ -27,6 +39,7 @@ void
 c360_clock_lock(bool exclusive, C360Clock *clock)
 {
 	bool		isnull;
+	bool		versioned = versioned_clock();
 
 	if (exclusive)
 		DirectFunctionCall2(pg_advisory_xact_lock_int4,
@@ -35,7 +48,9 @@ c360_clock_lock(bool exclusive, C360Clock *clock)
 		DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
 							Int32GetDatum(C360_LOCK_CLOCK), Int32GetDatum(0));
 
-	c360_exec(c360_plan(&clock_plan, "SELECT as_of, time_zone FROM c360.clock", 0, NULL),
+	c360_exec(c360_plan(&clock_plan[versioned],
+						versioned ? "SELECT as_of, time_zone, catalog_version FROM c360.clock" :
+						"SELECT as_of, time_zone, 0::bigint FROM c360.clock", 0, NULL),
 			  NULL, NULL);
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -44,6 +59,8 @@ c360_clock_lock(bool exclusive, C360Clock *clock)
 	clock->as_of = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc, 1, &isnull));
 	clock->time_zone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	clock->catalog_version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 3, &isnull));
 	c360_clock_bounds(clock);
 }
 
@@ -76,16 +93,25 @@ c360_clock_bounds(C360Clock *clock)
 	clock->d365 = c360_timestamp_shift_days(clock->as_of, -365, clock->time_zone);
 }
 
-/*
- * ts + days, with Postgres's own timestamptz + interval arithmetic as if the session's
- * TimeZone were time_zone: every backend, whatever its own TimeZone, gets the same bounds.
- */
+/* ts + days, as c360_timestamp_shift does it */
 TimestampTz
 c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
 {
+	Interval	span = {.time = 0, .day = days, .month = 0};
+
+	return c360_timestamp_shift(ts, &span, false, time_zone);
+}
+
+/*
+ * ts + span (or ts - span when back), with Postgres's own timestamptz +/- interval
+ * arithmetic as if the session's TimeZone were time_zone: every backend, whatever its own
+ * TimeZone, gets the same bounds.
+ */
+TimestampTz
+c360_timestamp_shift(TimestampTz ts, const Interval *span, bool back, const char *time_zone)
+{
 	pg_tz	   *saved = session_timezone;
 	pg_tz	   *tz = pg_tzset(time_zone);
-	Interval	span = {.time = 0, .day = days, .month = 0};
 	TimestampTz result = 0;
 
 	if (tz == NULL)
@@ -95,9 +121,10 @@ c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
 	session_timezone = tz;
 	PG_TRY();
 	{
-		result = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+		result = DatumGetTimestampTz(DirectFunctionCall2(back ? timestamptz_mi_interval :
+														 timestamptz_pl_interval,
 														 TimestampTzGetDatum(ts),
-														 IntervalPGetDatum(&span)));
+														 IntervalPGetDatum(span)));
 	}
 	PG_FINALLY();
 	{

@@ -27,6 +27,7 @@ typedef struct C360Clock
 	TimestampTz d30;
 	TimestampTz d90;
 	TimestampTz d365;
+	int64		catalog_version;	/* bumped when a trait is created or dropped (0.5) */
 } C360Clock;
 
 extern void c360_clock_lock(bool exclusive, C360Clock *clock);
@@ -34,5 +35,7 @@ extern void c360_clock_bounds(C360Clock *clock);
 extern void c360_clock_lock_alone(void);
 extern bool c360_clock_held_alone(void);
 extern TimestampTz c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone);
+extern TimestampTz c360_timestamp_shift(TimestampTz ts, const Interval *span, bool back,
+										const char *time_zone);
 
 #endif							/* C360_CLOCK_H */

@@ -21,6 +21,7 @@ char	   *c360_database = NULL;
 int			c360_batch_size = 1000;
 int			c360_batch_ms = 100;
 int			c360_tick_interval_ms = 1000;
+int			c360_trait_backfill_chunk = 10000;
 bool		c360_loaded_at_startup = false;
 
 void		_PG_init(void);
@@ -63,6 +64,11 @@ _PG_init(void)
 							"Longest a source worker collects changes before applying them.",
 							NULL, &c360_batch_ms, 100, 1, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("c360.trait_backfill_chunk",
+							"Profile rows a new trait is computed for per transaction while it backfills.",
+							"c360.create_trait computes a trait at once on a profile of at most this many rows.",
+							&c360_trait_backfill_chunk, 10000, 10, 10000000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("c360.tick_interval",
 							"How often the ticker moves the profile clock to now(); 0 stops it.",
 							NULL, &c360_tick_interval_ms, 1000, 0, 86400000,

@@ -12,6 +12,7 @@ extern char *c360_database;
 extern int	c360_batch_size;
 extern int	c360_batch_ms;
 extern int	c360_tick_interval_ms;
+extern int	c360_trait_backfill_chunk;
 extern bool c360_loaded_at_startup;
 
 #endif							/* CUSTOMER360_H */

@@ -10,6 +10,8 @@
 #include "postgres.h"
 #include "nodes/pg_list.h"
 
+#include "core/change.h"
+
 /*
  * The customers a batch touched: full ones need every summary recomputed; behaviour ones
  * only the event columns (and the time-dependent stage), from their stored profile row;
@@ -21,6 +23,9 @@ typedef struct C360Dirty
 	List	   *behaviour;
 	List	   *timed;			/* only time passed: counters exact, stage and expiry not */
 	List	   *written;		/* profile rows already brought up to date (by difference) */
+	/* per input, the customers whose rows of it changed: whose traits over it to recompute */
+	List	   *inputs[C360_NUM_INPUTS];
+	bool		truncated[C360_NUM_INPUTS]; /* every customer's traits over it */
 	bool		by_difference;	/* the batch may update profiles by difference */
 	bool		locked;			/* the batch already holds its customers' locks */
 } C360Dirty;

@@ -21,10 +21,12 @@
 #include "utils/timestamp.h"
 
 #include "core/clock.h"
+#include "core/customer360.h"
 #include "core/maintain.h"
 #include "core/rollup.h"
 #include "core/segment.h"
 #include "core/spi.h"
+#include "core/traits.h"
 
 /* Customer locks are striped: a batch never needs more than this many lock entries. */
 #define C360_STRIPES		1024
@@ -32,8 +34,6 @@
 static int	cmp_int(const void *a, const void *b);
 static void split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour,
 						List **timed);
-static List *exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs,
-						Oid *types, Datum *args, List *ids);
 
 static SPIPlanPtr lock_ids_plan;
 
@@ -88,7 +88,6 @@ static SPIPlanPtr lock_ids_plan;
  */
 #define IDS_SMALL "SELECT DISTINCT x AS customer_id FROM unnest($1::text[]) x"
 #define IDS_BULK "SELECT x AS customer_id FROM unnest($1::text[]) x"
-#define BULK_IDS 5000
 
 /*
  * lifecycle_stage from a last order date, the next instant it changes, and next_change_at:
@@ -307,13 +306,17 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 	List	   *behaviour = NIL;
 	List	   *timed = NIL;
 
+	List	   *traits = NIL;
+
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+		traits = list_concat(traits, dirty->inputs[i]);
 	if (dirty->full == NIL && dirty->behaviour == NIL && dirty->timed == NIL &&
-		dirty->written == NIL)
+		dirty->written == NIL && traits == NIL)
 		return 0;
 	split_dirty(dirty, &full, &recount, &behaviour, &timed);
 	if (!exclusive && !dirty->locked)
-		c360_maintain_lock(c360_text_array(list_concat(list_concat_copy(full, behaviour),
-													   timed)));
+		c360_maintain_lock(c360_text_array(list_concat(list_concat(list_concat_copy(full, behaviour),
+																   timed), traits)));
 
 	args[1] = TimestampTzGetDatum(clock->d30);
 	args[2] = TimestampTzGetDatum(clock->d90);
@@ -323,21 +326,22 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 	{
 		args[0] = c360_text_array(full);
 		args[5] = c360_text_array(recount);
-		changed = exec_sized(&plans[0], refresh_sql, list_length(full), 6, types, args,
+		changed = c360_exec_sized(&plans[0], refresh_sql, list_length(full), 6, types, args,
 							 changed);
 	}
 	if (behaviour != NIL)
 	{
 		args[0] = c360_text_array(behaviour);
-		changed = exec_sized(&plans[1], refresh_behaviour_sql, list_length(behaviour), 5,
+		changed = c360_exec_sized(&plans[1], refresh_behaviour_sql, list_length(behaviour), 5,
 							 types, args, changed);
 	}
 	if (timed != NIL)
 	{
 		args[0] = c360_text_array(timed);
-		changed = exec_sized(&plans[2], refresh_time_sql, list_length(timed), 5,
+		changed = c360_exec_sized(&plans[2], refresh_time_sql, list_length(timed), 5,
 							 types, args, changed);
 	}
+	changed = c360_traits_refresh(dirty, clock, changed);
 	/* a row written by difference may have been refreshed as well: count it once */
 	changed = c360_distinct_ids(changed, c360_id_set());
 	c360_segments_refresh(changed);
@@ -379,34 +383,6 @@ split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviou
 		else
 			*timed = lappend(*timed, id);
 	}
-}
-
-/*
- * Run one of a statement's two forms: the prepared one for a batch's few hundred customers,
- * or, for a bulk set, one planned for these values.
- */
-static List *
-exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oid *types,
-		   Datum *args, List *ids)
-{
-	int			rc;
-	int			guc_level;
-
-	if (n < BULK_IDS)
-		return c360_exec_ids(c360_plan(plan, sql[0], nargs, types), args, NULL, ids);
-
-	/*
-	 * A bulk plan's cost is far above jit_above_cost, and compiling this statement's many
-	 * expressions takes longer than running them: seconds, for nothing.
-	 */
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
-							 0, false);
-	rc = SPI_execute_with_args(sql[1], nargs, types, args, NULL, false, 0);
-	AtEOXact_GUC(true, guc_level);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	return c360_collect_ids(ids);
 }
 
 /*
@@ -506,6 +482,8 @@ c360_maintain_tick(TimestampTz to, bool strict)
 										  6, band_types),
 								args, NULL, dirty.timed);
 
+	c360_traits_tick(&from, &clock, &dirty);
+
 	changed = c360_maintain_refresh(&dirty, &clock, true);
 	SPI_finish();
 	return changed;
@@ -528,7 +506,80 @@ c360_maintain_rebuild(void)
 								  "SELECT customer_id FROM c360.customer_360", 0, NULL),
 							 NULL, NULL, NIL);
 	all.behaviour = all.full;	/* the stored behaviour is what a rebuild distrusts */
+	all.inputs[C360_CUSTOMERS] = all.full;	/* and every trait */
 	changed = c360_maintain_refresh(&all, &clock, true);
 	SPI_finish();
 	return changed;
+}
+
+/*
+ * Backfill the oldest trait still backfilling: the next chunk of c360.trait_backfill_chunk
+ * profile rows in customer_id order, or, when all_at_once (create_trait on a small profile,
+ * holding the clock), every row.  A chunk holds the clock shared and its customers' locks,
+ * as one batch does, so sources and the ticker wait for at most about one batch.  Rows a
+ * batch touches meanwhile get the trait from the maintainer, which maintains backfilling
+ * traits too.  Returns the rows computed, or -1 when no trait is backfilling.
+ */
+int64
+c360_maintain_backfill(bool all_at_once)
+{
+	static SPIPlanPtr trait_plan;
+	static SPIPlanPtr first_plan;
+	static SPIPlanPtr next_plan;
+	static SPIPlanPtr done_plan;
+	Oid			types[4] = {TEXTOID, INT4OID, INT8OID, BOOLOID};
+	Datum		args[4];
+	char		nulls[4] = "    ";
+	C360Clock	clock;
+	C360InputId input;
+	char	   *name;
+	char	   *through;
+	List	   *ids;
+	int64		n;
+
+	SPI_connect();
+	if (!c360_traits_known())
+	{
+		SPI_finish();
+		return -1;
+	}
+	c360_clock_lock(all_at_once, &clock);
+	c360_exec(c360_plan(&trait_plan, "SELECT name, input, backfilled_through FROM c360.column_catalog"
+						" WHERE state = 'backfilling' ORDER BY created_at, name LIMIT 1 FOR UPDATE",
+						0, NULL), NULL, NULL);
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return -1;
+	}
+	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	input = c360_input_by_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	through = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+
+	args[0] = through ? CStringGetTextDatum(through) : (Datum) 0;
+	args[1] = Int32GetDatum(all_at_once ? INT_MAX : c360_trait_backfill_chunk);
+	if (through == NULL)
+		ids = c360_exec_ids(c360_plan(&first_plan, "SELECT customer_id FROM c360.customer_360"
+									  " ORDER BY customer_id LIMIT $2", 2, types), args, NULL, NIL);
+	else
+		ids = c360_exec_ids(c360_plan(&next_plan, "SELECT customer_id FROM c360.customer_360"
+									  " WHERE customer_id > $1 ORDER BY customer_id LIMIT $2",
+									  2, types), args, NULL, NIL);
+	n = list_length(ids);
+	if (!all_at_once && ids != NIL)
+		c360_maintain_lock(c360_text_array(ids));
+	c360_segments_refresh(c360_traits_recompute(input, ids, &clock, NIL));
+
+	args[0] = CStringGetTextDatum(name);
+	args[1] = ids != NIL ? CStringGetTextDatum(llast(ids)) : (Datum) 0;
+	nulls[1] = ids != NIL ? ' ' : 'n';
+	args[2] = Int64GetDatum(n);
+	args[3] = BoolGetDatum(all_at_once || n < c360_trait_backfill_chunk);
+	types[1] = TEXTOID;
+	c360_exec(c360_plan(&done_plan, "UPDATE c360.column_catalog SET backfilled = backfilled + $3,"
+						" backfilled_through = CASE WHEN $4 THEN NULL ELSE $2 END,"
+						" state = CASE WHEN $4 THEN 'ready' ELSE state END WHERE name = $1",
+						4, types), args, nulls);
+	SPI_finish();
+	return n;
 }

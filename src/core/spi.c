@@ -11,6 +11,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "core/spi.h"
 
@@ -117,4 +118,32 @@ c360_text_array(List *ids)
 	foreach(lc, ids)
 		elems[foreach_current_index(lc)] = CStringGetTextDatum((char *) lfirst(lc));
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Run one of a statement's two forms: the prepared one for a batch's few hundred customers,
+ * or, for a bulk set, one planned for these values.
+ */
+List *
+c360_exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oid *types,
+		   Datum *args, List *ids)
+{
+	int			rc;
+	int			guc_level;
+
+	if (n < C360_BULK_IDS)
+		return c360_exec_ids(c360_plan(plan, sql[0], nargs, types), args, NULL, ids);
+
+	/*
+	 * A bulk plan's cost is far above jit_above_cost, and compiling this statement's many
+	 * expressions takes longer than running them: seconds, for nothing.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+							 0, false);
+	rc = SPI_execute_with_args(sql[1], nargs, types, args, NULL, false, 0);
+	AtEOXact_GUC(true, guc_level);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	return c360_collect_ids(ids);
 }

@@ -24,4 +24,13 @@ extern List *c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, Li
 extern List *c360_collect_ids(List *ids);
 extern Datum c360_text_array(List *ids);
 
+/*
+ * A statement over a set of customers ($1) comes in two forms: a batch's few hundred are
+ * planned once, for index probes per customer; a bulk set (a snapshot's, a rebuild's, a
+ * backfill's) of at least C360_BULK_IDS is planned for its real size.
+ */
+#define C360_BULK_IDS 5000
+extern List *c360_exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs,
+							 Oid *types, Datum *args, List *ids);
+
 #endif							/* C360_SPI_H */

@@ -1,0 +1,631 @@
+/*-------------------------------------------------------------------------
+ * traits.c
+ *	  Computed traits (docs/ARCHITECTURE.md, "Computed traits").  Each trait is a
+ *	  row of c360.column_catalog: an aggregate over one input, with an optional
+ *	  filter and lookback window.  From those rows this file generates, per input,
+ *	  the statement that recomputes every trait over that input for a set of
+ *	  customers, the statement that finds whose windowed traits a tick changes, and
+ *	  the independent reference query verify() compares with.  The generated text is
+ *	  what runs; c360.trait_statements() shows it.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "core/spi.h"
+#include "core/traits.h"
+
+/* The generated statements of one input, for the catalog version they were made from. */
+typedef struct InputStatements
+{
+	List	   *traits;			/* C360Trait *, this input's */
+	char	   *refresh[2];		/* small and bulk forms */
+	SPIPlanPtr	refresh_plan;
+	char	   *tick;			/* NULL: no windowed trait */
+	SPIPlanPtr	tick_plan;
+} InputStatements;
+
+static MemoryContext traits_cxt;
+static Oid	loaded_catalog = InvalidOid;
+static int64 loaded_version = -1;
+static List *loaded_traits;
+static InputStatements statements[C360_NUM_INPUTS];
+
+static List *read_catalog(void);
+static void forget(void);
+static void forget_on_abort(XactEvent event, void *arg);
+static InputStatements *input_statements(const C360Clock *clock, C360InputId input);
+static char *refresh_sql(C360InputId input, List *traits, bool bulk);
+static char *tick_sql(C360InputId input, List *traits);
+static char *reference_sql(const C360Trait *t);
+static void append_aggregate(StringInfo s, const C360Trait *t, const char *cond);
+static char *condition(const C360Trait *t, bool outer_join, const char *bound);
+static Datum *window_bounds(List *traits, const C360Clock *clock, Datum *args, Oid *types);
+
+/* A raw id's owner: its winning identity link's customer, else itself. */
+#define EVENT_OWNER "COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir" \
+	" WHERE ir.identity_value = i.customer_id), i.customer_id)"
+
+/*
+ * The raw ids of the customers in d: their linked identity values, and the id itself
+ * unless it is an identity value linked to someone else.  As the behaviour columns
+ * attribute events (src/core/maintain.c).
+ */
+#define RAW_IDS_CTE \
+"raw AS (\n" \
+"  SELECT d._c360_id, r._c360_raw FROM d CROSS JOIN LATERAL (\n" \
+"    SELECT ir.identity_value FROM c360.identity_resolved ir WHERE ir.customer_id = d._c360_id\n" \
+"    UNION\n" \
+"    SELECT d._c360_id WHERE NOT EXISTS\n" \
+"      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d._c360_id)\n" \
+"  ) r(_c360_raw))"
+
+/* The natural time of an input: what a lookback counts from when no column is named. */
+const char *
+c360_trait_natural_time(C360InputId input)
+{
+	switch (input)
+	{
+		case C360_ORDERS:
+		case C360_SUPPORT_TICKETS:
+			return "created_at";
+		case C360_BEHAVIORAL_EVENTS:
+			return "event_time";
+		default:
+			return NULL;
+	}
+}
+
+static const char *
+key_column(C360InputId input)
+{
+	return quote_identifier(c360_inputs[input].cols[c360_inputs[input].key_col].name);
+}
+
+static const char *
+customer_column(C360InputId input)
+{
+	return quote_identifier(c360_inputs[input].cols[c360_inputs[input].customer_col].name);
+}
+
+/* c360.column_catalog, or InvalidOid before version 0.5 */
+static Oid
+catalog_relid(void)
+{
+	Oid			nsp = get_namespace_oid("c360", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("column_catalog", nsp) : InvalidOid;
+}
+
+bool
+c360_traits_known(void)
+{
+	return OidIsValid(catalog_relid());
+}
+
+/*
+ * The traits, as of the clock's catalog version, cached per backend: a batch reads the
+ * version with the clock, and only a new version (create_trait, drop_trait) reloads.
+ * Before version 0.5 there is no catalog and no trait.
+ */
+List *
+c360_traits_load(const C360Clock *clock)
+{
+	Oid			catalog = catalog_relid();
+	MemoryContext old;
+
+	if (!OidIsValid(catalog))
+		return NIL;
+	if (catalog == loaded_catalog && clock->catalog_version == loaded_version)
+		return loaded_traits;
+	forget();
+	if (traits_cxt == NULL)
+	{
+		traits_cxt = AllocSetContextCreate(TopMemoryContext, "c360 traits",
+										   ALLOCSET_SMALL_SIZES);
+		RegisterXactCallback(forget_on_abort, NULL);
+	}
+	old = MemoryContextSwitchTo(traits_cxt);
+	loaded_traits = read_catalog();
+	MemoryContextSwitchTo(old);
+	loaded_catalog = catalog;
+	loaded_version = clock->catalog_version;
+	return loaded_traits;
+}
+
+/* Every trait, in creation order, allocated in the current memory context. */
+static List *
+read_catalog(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *traits = NIL;
+	int			rc = SPI_execute("SELECT name, input, func, arg, order_by, descending, filter,"
+								 " lookback, time_column, state = 'ready'"
+								 " FROM c360.column_catalog ORDER BY created_at, name",
+								 true, 0);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read c360.column_catalog: %s", SPI_result_code_string(rc));
+	/* SPI returns in its own context: the list is the caller's */
+	MemoryContextSwitchTo(cxt);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		C360Trait  *t = MemoryContextAllocZero(cxt, sizeof(C360Trait));
+		bool		isnull;
+		Datum		lookback;
+		char	   *v;
+
+#define FIELD(n) ((v = SPI_getvalue(row, desc, n)) ? MemoryContextStrdup(cxt, v) : NULL)
+		t->name = FIELD(1);
+		t->input = c360_input_by_name(SPI_getvalue(row, desc, 2));
+		t->func = FIELD(3);
+		t->arg = FIELD(4);
+		t->order_by = FIELD(5);
+		t->descending = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+		t->filter = FIELD(7);
+		lookback = SPI_getbinval(row, desc, 8, &isnull);
+		if (!isnull)
+		{
+			t->lookback = MemoryContextAlloc(cxt, sizeof(Interval));
+			memcpy(t->lookback, DatumGetIntervalP(lookback), sizeof(Interval));
+		}
+		t->time_column = FIELD(9);
+		t->ready = DatumGetBool(SPI_getbinval(row, desc, 10, &isnull));
+#undef FIELD
+		traits = lappend(traits, t);
+	}
+	return traits;
+}
+
+static void
+forget(void)
+{
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		if (statements[i].refresh_plan)
+			SPI_freeplan(statements[i].refresh_plan);
+		if (statements[i].tick_plan)
+			SPI_freeplan(statements[i].tick_plan);
+	}
+	memset(statements, 0, sizeof(statements));
+	if (traits_cxt)
+		MemoryContextReset(traits_cxt);
+	loaded_traits = NIL;
+	loaded_catalog = InvalidOid;
+	loaded_version = -1;
+}
+
+/*
+ * A catalog version read in a transaction that rolled back (a create_trait that failed)
+ * may be handed out again for another catalog: forget what was loaded under it.  Plans are
+ * left alone here (no SPI at abort); the next load frees them.
+ */
+static void
+forget_on_abort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		loaded_version = -1;
+}
+
+static InputStatements *
+input_statements(const C360Clock *clock, C360InputId input)
+{
+	InputStatements *st = &statements[input];
+	ListCell   *lc;
+	MemoryContext old;
+
+	List	   *traits = c360_traits_load(clock);
+
+	st = &statements[input];	/* the load may have forgotten it */
+	if (st->refresh[0] != NULL)
+		return st;
+	old = MemoryContextSwitchTo(traits_cxt);
+	st->traits = NIL;
+	foreach(lc, traits)
+		if (((C360Trait *) lfirst(lc))->input == input)
+			st->traits = lappend(st->traits, lfirst(lc));
+	if (st->traits != NIL)
+	{
+		st->refresh[0] = refresh_sql(input, st->traits, false);
+		st->refresh[1] = refresh_sql(input, st->traits, true);
+		st->tick = tick_sql(input, st->traits);
+	}
+	MemoryContextSwitchTo(old);
+	return st;
+}
+
+/*
+ * Recompute every trait over one input for the customers in ids, as of the clock, and
+ * write the rows whose values changed.  Appends the written customers to changed.
+ */
+List *
+c360_traits_recompute(C360InputId input, List *ids, const C360Clock *clock, List *changed)
+{
+	InputStatements *st;
+	Datum		args[FUNC_MAX_ARGS];
+	Oid			types[FUNC_MAX_ARGS];
+	int			nargs;
+
+	if (c360_traits_load(clock) == NIL)
+		return changed;
+	st = input_statements(clock, input);
+	if (st->traits == NIL || ids == NIL)
+		return changed;
+	/* the bulk form does not dedupe: a customer twice would be aggregated twice */
+	ids = c360_distinct_ids(ids, c360_id_set());
+	args[0] = c360_text_array(ids);
+	types[0] = TEXTARRAYOID;
+	nargs = 1 + (window_bounds(st->traits, clock, &args[1], &types[1]) - &args[1]);
+	return c360_exec_sized(&st->refresh_plan, (const char *const *) st->refresh,
+						   list_length(ids), nargs, types, args, changed);
+}
+
+/*
+ * Each windowed trait's bound as of the clock (as_of - lookback in the profile's zone),
+ * in trait order, into args; returns the end of what it filled.
+ */
+static Datum *
+window_bounds(List *traits, const C360Clock *clock, Datum *args, Oid *types)
+{
+	ListCell   *lc;
+
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (t->lookback == NULL)
+			continue;
+		*types++ = TIMESTAMPTZOID;
+		*args++ = TimestampTzGetDatum(c360_timestamp_shift(clock->as_of, t->lookback, true,
+														   clock->time_zone));
+	}
+	return args;
+}
+
+/*
+ * The traits of the dirty customers, input by input: an input's traits are recomputed for
+ * the customers whose rows of that input changed, and for those whose customer row did
+ * (a new profile row has every trait to compute).  Event traits also follow the
+ * re-attributed customers (dirty->behaviour).  A batch that touches none of a trait's
+ * input costs that trait nothing.
+ */
+List *
+c360_traits_refresh(C360Dirty *dirty, const C360Clock *clock, List *changed)
+{
+	if (c360_traits_load(clock) == NIL)
+		return changed;
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		List	   *ids;
+
+		if (input_statements(clock, i)->traits == NIL)
+			continue;
+		if (dirty->truncated[i])
+		{
+			if (SPI_execute("SELECT customer_id FROM c360.customer_360", true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read the profile's customer ids");
+			ids = c360_collect_ids(NIL);
+		}
+		else
+		{
+			ids = list_concat_copy(dirty->inputs[i], dirty->inputs[C360_CUSTOMERS]);
+			if (i == C360_BEHAVIORAL_EVENTS)
+				ids = list_concat(ids, dirty->behaviour);
+		}
+		changed = c360_traits_recompute(i, ids, clock, changed);
+	}
+	return changed;
+}
+
+/*
+ * The clock moves from `from` to `to`: the rows of each input whose time lies between a
+ * windowed trait's old and new bound (whichever way it moved: a DST fall-back moves it
+ * back) entered or left that trait's window.  Their customers' traits over that input are
+ * recomputed.
+ */
+void
+c360_traits_tick(const C360Clock *from, const C360Clock *to, C360Dirty *dirty)
+{
+	if (c360_traits_load(to) == NIL)
+		return;
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		InputStatements *st = input_statements(to, i);
+		Datum		old_bounds[FUNC_MAX_ARGS];
+		Datum		new_bounds[FUNC_MAX_ARGS];
+		Datum		args[FUNC_MAX_ARGS];
+		Oid			types[FUNC_MAX_ARGS];
+		int			n;
+
+		if (st->tick == NULL)
+			continue;
+		n = window_bounds(st->traits, from, old_bounds, types) - old_bounds;
+		window_bounds(st->traits, to, new_bounds, types);
+		for (int b = 0; b < n; b++)
+		{
+			TimestampTz x = DatumGetTimestampTz(old_bounds[b]);
+			TimestampTz y = DatumGetTimestampTz(new_bounds[b]);
+
+			args[2 * b] = TimestampTzGetDatum(Min(x, y));
+			args[2 * b + 1] = TimestampTzGetDatum(Max(x, y));
+			types[2 * b] = types[2 * b + 1] = TIMESTAMPTZOID;
+		}
+		dirty->inputs[i] = c360_exec_ids(c360_plan(&st->tick_plan, st->tick, 2 * n, types),
+										 args, NULL, dirty->inputs[i]);
+	}
+}
+
+/*
+ * The statement that recomputes the traits over one input for the customers in $1:
+ *
+ *   WITH d AS (the customers), v AS (one aggregate per trait, over the customers' rows of
+ *   the input, each filtered by its own filter and window; a customer with no row gets
+ *   count 0 and NULL otherwise, as SQL's aggregates over no rows)
+ *   UPDATE the profile rows whose values differ (by binary image, so that a numeric's
+ *   scale counts, as verify() sees it).
+ *
+ * $2.. are the windowed traits' bounds, in trait order.  The customers' own columns are
+ * prefixed _c360_ so that a trait's expressions, written over the input's columns, can
+ * name any of them unqualified.
+ */
+static char *
+refresh_sql(C360InputId input, List *traits, bool bulk)
+{
+	StringInfoData s;
+	StringInfoData cols;
+	int			param = 2;
+	ListCell   *lc;
+
+	initStringInfo(&s);
+	initStringInfo(&cols);
+	appendStringInfo(&s, "WITH d AS (SELECT %sx AS _c360_id FROM unnest($1::text[]) x),\n",
+					 bulk ? "" : "DISTINCT ");
+	if (input == C360_BEHAVIORAL_EVENTS)
+		appendStringInfoString(&s, RAW_IDS_CTE ",\n");
+	appendStringInfoString(&s, "v AS (\n  SELECT d._c360_id");
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+		char	   *bound = t->lookback ? psprintf("$%d", param++) : NULL;
+
+		appendStringInfoString(&s, ",\n         ");
+		append_aggregate(&s, t, condition(t, true, bound));
+		appendStringInfo(&s, " AS %s", quote_identifier(t->name));
+		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", quote_identifier(t->name));
+	}
+	if (input == C360_BEHAVIORAL_EVENTS)
+		appendStringInfoString(&s, "\n  FROM d LEFT JOIN raw ON raw._c360_id = d._c360_id\n"
+							   "  LEFT JOIN c360.behavioral_events i ON i.customer_id = raw._c360_raw");
+	else
+		appendStringInfo(&s, "\n  FROM d LEFT JOIN c360.%s i ON i.%s = d._c360_id",
+						 c360_inputs[input].name, customer_column(input));
+	appendStringInfoString(&s, "\n  GROUP BY d._c360_id)\nUPDATE c360.customer_360 p SET ");
+	foreach(lc, traits)
+		appendStringInfo(&s, "%s = v.%s, ", quote_identifier(((C360Trait *) lfirst(lc))->name),
+						 quote_identifier(((C360Trait *) lfirst(lc))->name));
+	appendStringInfoString(&s, "profile_updated_at = clock_timestamp()\n"
+						   "FROM v WHERE p.customer_id = v._c360_id\n  AND NOT record_image_eq(ROW(");
+	foreach(lc, traits)
+		appendStringInfo(&s, "%sp.%s", foreach_current_index(lc) ? ", " : "",
+						 quote_identifier(((C360Trait *) lfirst(lc))->name));
+	appendStringInfoString(&s, "), ROW(");
+	foreach(lc, traits)
+		appendStringInfo(&s, "%sv.%s", foreach_current_index(lc) ? ", " : "",
+						 quote_identifier(((C360Trait *) lfirst(lc))->name));
+	appendStringInfoString(&s, "))\nRETURNING p.customer_id");
+	return s.data;
+}
+
+/*
+ * The customers some of whose rows of the input lie between a windowed trait's old bound
+ * ($1, $3, ...) and new bound ($2, $4, ...) and pass its filter: their traits change.
+ * NULL when no trait over the input has a window.
+ */
+static char *
+tick_sql(C360InputId input, List *traits)
+{
+	StringInfoData s;
+	int			param = 1;
+	ListCell   *lc;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "SELECT DISTINCT %s FROM c360.%s i WHERE ",
+					 input == C360_BEHAVIORAL_EVENTS ? EVENT_OWNER :
+					 psprintf("i.%s", customer_column(input)), c360_inputs[input].name);
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+		const char *tc;
+
+		if (t->lookback == NULL)
+			continue;
+		tc = quote_identifier(t->time_column);
+		appendStringInfo(&s, "%s(i.%s > $%d AND i.%s <= $%d", param > 1 ? "\n   OR " : "", tc,
+						 param, tc, param + 1);
+		if (t->filter)
+			appendStringInfo(&s, " AND (%s)", t->filter);
+		appendStringInfoChar(&s, ')');
+		param += 2;
+	}
+	return param > 1 ? s.data : NULL;
+}
+
+/*
+ * A trait's aggregate, filtered by cond.  first/last values break ties by the input's key,
+ * descending, as the article's last_order_status does.
+ */
+static void
+append_aggregate(StringInfo s, const C360Trait *t, const char *cond)
+{
+	bool		first = strcmp(t->func, "first") == 0;
+
+	if (strcmp(t->func, "count_star") == 0)
+		appendStringInfoString(s, "count(*)");
+	else if (strcmp(t->func, "count_distinct") == 0)
+		appendStringInfo(s, "count(DISTINCT (%s))", t->arg);
+	else if (strcmp(t->func, "mode") == 0)
+		appendStringInfo(s, "mode() WITHIN GROUP (ORDER BY (%s))", t->arg);
+	else if (first)
+		appendStringInfo(s, "(array_agg((%s) ORDER BY (%s)%s, i.%s DESC)", t->arg, t->order_by,
+						 t->descending ? " DESC" : "", key_column(t->input));
+	else
+		appendStringInfo(s, "%s((%s))", t->func, t->arg);
+	appendStringInfo(s, " FILTER (WHERE %s)", cond);
+	if (first)
+		appendStringInfoString(s, ")[1]");
+}
+
+/*
+ * Which rows of the input a trait counts: present (a customer with no row meets one
+ * NULL-extended row), passing the filter, and later than the window's bound.
+ */
+static char *
+condition(const C360Trait *t, bool outer_join, const char *bound)
+{
+	StringInfoData c;
+
+	initStringInfo(&c);
+	if (outer_join)
+		appendStringInfo(&c, "i.%s IS NOT NULL", key_column(t->input));
+	if (t->filter)
+		appendStringInfo(&c, "%s(%s)", c.len ? " AND " : "", t->filter);
+	if (t->lookback)
+		appendStringInfo(&c, "%si.%s > %s", c.len ? " AND " : "",
+						 quote_identifier(t->time_column), bound);
+	if (c.len == 0)
+		appendStringInfoString(&c, "true");
+	return c.data;
+}
+
+/*
+ * The reference for one trait, the way the definition reads: the aggregate over every row
+ * of the input grouped by customer (events through the winning identity links, as
+ * reference_profile() attributes them), with the window's bound from
+ * c360.window_start($1, lookback).  Rows: (customer_id, trait, profile value, reference
+ * value) where the two differ, as text.
+ */
+static char *
+reference_sql(const C360Trait *t)
+{
+	StringInfoData s;
+	const char *name = quote_identifier(t->name);
+	bool		counts = strncmp(t->func, "count", 5) == 0;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "WITH ");
+	if (t->lookback)
+	{
+		char	   *lookback = DatumGetCString(DirectFunctionCall1(interval_out,
+																   IntervalPGetDatum(t->lookback)));
+
+		appendStringInfo(&s, "b AS (SELECT c360.window_start($1, %s::interval) AS _c360_bound),\n",
+						 quote_literal_cstr(lookback));
+	}
+	if (t->input == C360_BEHAVIORAL_EVENTS)
+		appendStringInfoString(&s,
+							   "resolved AS (SELECT DISTINCT ON (identity_value) identity_value, customer_id\n"
+							   "  FROM c360.identity_graph\n"
+							   "  ORDER BY identity_value, created_at DESC NULLS LAST, identity_id DESC),\n"
+							   "rows_ AS (SELECT COALESCE(ri.customer_id, e.customer_id) AS _c360_id, e.*\n"
+							   "  FROM c360.behavioral_events e\n"
+							   "  LEFT JOIN resolved ri ON ri.identity_value = e.customer_id),\n");
+	else
+		appendStringInfo(&s, "rows_ AS (SELECT i.%s AS _c360_id, i.* FROM c360.%s i),\n",
+						 customer_column(t->input), c360_inputs[t->input].name);
+	appendStringInfoString(&s, "a AS (SELECT i._c360_id, ");
+	append_aggregate(&s, t, condition(t, false, "b._c360_bound"));
+	appendStringInfo(&s, " AS v\n  FROM rows_ i%s GROUP BY i._c360_id),\n",
+					 t->lookback ? " CROSS JOIN b" : "");
+	appendStringInfo(&s,
+					 "r AS (SELECT c.customer_id, CASE WHEN a._c360_id IS NULL THEN %s ELSE a.v END AS v\n"
+					 "  FROM c360.customers c LEFT JOIN a ON a._c360_id = c.customer_id)\n"
+					 "SELECT p.customer_id, %s::text, p.%s::text, r.v::text\n"
+					 "FROM c360.customer_360 p JOIN r USING (customer_id)\n"
+					 "WHERE p.%s::text IS DISTINCT FROM r.v::text",
+					 counts ? "0" : "NULL", quote_literal_cstr(t->name), name, name);
+	return s.data;
+}
+
+/*
+ * verify()'s part for the traits that are ready (a trait still backfilling has rows not
+ * computed yet): one query, $1 the instant.
+ */
+char *
+c360_traits_verify_sql(void)
+{
+	StringInfoData s;
+	ListCell   *lc;
+
+	initStringInfo(&s);
+	foreach(lc, read_catalog())
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (!t->ready)
+			continue;
+		appendStringInfo(&s, "%sSELECT * FROM (\n%s\n) t%d", s.len ? "\nUNION ALL\n" : "",
+						 reference_sql(t), foreach_current_index(lc));
+	}
+	if (s.len == 0)
+		appendStringInfoString(&s, "SELECT NULL::text, NULL::text, NULL::text, NULL::text WHERE false");
+	return s.data;
+}
+
+/* A generated statement, as it runs: purpose is "refresh", "bulk refresh", "tick" or "reference". */
+char *
+c360_traits_statement(C360InputId input, const char *purpose)
+{
+	List	   *traits = NIL;
+	ListCell   *lc;
+
+	foreach(lc, read_catalog())
+		if (((C360Trait *) lfirst(lc))->input == input)
+			traits = lappend(traits, lfirst(lc));
+	if (traits == NIL)
+		return NULL;
+	if (strcmp(purpose, "refresh") == 0)
+		return refresh_sql(input, traits, false);
+	if (strcmp(purpose, "bulk refresh") == 0)
+		return refresh_sql(input, traits, true);
+	if (strcmp(purpose, "tick") == 0)
+		return tick_sql(input, traits);
+	return NULL;
+}
+
+/* The reference query of one trait (c360.trait_statements()). */
+char *
+c360_trait_reference(const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, read_catalog())
+		if (strcmp(((C360Trait *) lfirst(lc))->name, name) == 0)
+			return reference_sql(lfirst(lc));
+	return NULL;
+}
+
+/*
+ * A query whose one column is the trait's aggregate over the whole input: analyzed, it
+ * says the trait's type, and type errors (sum of text) surface with Postgres's messages.
+ */
+char *
+c360_trait_probe_sql(const C360Trait *t)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "SELECT ");
+	append_aggregate(&s, t, condition(t, false, "now()"));
+	appendStringInfo(&s, " FROM c360.%s i", c360_inputs[t->input].name);
+	return s.data;
+}
