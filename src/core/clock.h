@@ -12,7 +12,7 @@
 
 /*
  * Advisory lock keys (the two-int4 form).  The clock lock is taken shared by every apply
- * batch and exclusively by tick, rebuild, segment creation and batches that re-attribute
+ * batch and exclusively by tick, rebuild, segment and trait creation and batches that re-attribute
  * events; customer locks are striped; the outbox lock orders segment_changes commits.
  */
 #define C360_LOCK_CLOCK		0x63333630	/* "c360" */
