@@ -6,7 +6,8 @@
 #   - the click stream: the test Kafka broker (test/kafka_broker) with `customer_events`
 #     (behavioural events) and `identity_links` (cookie -> customer, the identity graph).
 # Four sources (postgres-cdc, mysql-cdc, two kafka) stream them into c360.customer_360; a
-# segment (vip_at_risk) is published by a Kafka sink.  Then changes at the sources (a ticket
+# segment (vip_at_risk) is published by a Kafka sink; two computed traits (cart adds in 7
+# days, favourite category in 90 days) and a segment on one are added.  Then changes at the sources (a ticket
 # opened in the CRM, an anonymous cookie's clicks and its identity link, an order in the
 # shop, a tier upgrade in the CRM) show up in the profile within about a second, and the sink
 # publishes the segment's exit and enter.  Ends with source_status and verify() (empty).
@@ -323,6 +324,26 @@ kc -C -b "$B" -t vip_at_risk -o 0 -c 1 -e -q -f '    key %k, headers %h\n    %s\
 SEEN=$(wc -l <"$DIR/topic.txt")
 
 # ---------------------------------------------------------------------------------------------
+step "Your own columns: two computed traits, and a segment on one"
+note "A trait is a column of customer_360 defined in SQL; the maintainer keeps it exact with every change and tick."
+TRAIT_SQL=$(cat <<'SQL'
+SELECT c360.create_trait('cart_adds_7d', 'behavioral_events', 'count(*)',
+       $$event_type = 'add_to_cart'$$, lookback => '7 days');
+SELECT c360.create_trait('fav_category_90d', 'behavioral_events',
+       'mode() WITHIN GROUP (ORDER BY category_id)', lookback => '90 days');
+SELECT c360.create_segment('cart_browsers', 'cart_adds_7d >= 2',
+       ARRAY['customer_id', 'email', 'cart_adds_7d', 'fav_category_90d']);
+SQL
+)
+printf '%s\n' "$TRAIT_SQL" | shown
+CART_MEMBERS=$(printf '%s\n' "$TRAIT_SQL" | val | sed -n 3p)
+table -c "SELECT name, input, aggregate, lookback, type, state FROM c360.traits"
+table -c "SELECT customer_id, cart_adds_7d, fav_category_90d FROM c360.customer_360
+          ORDER BY cart_adds_7d DESC, customer_id LIMIT 3"
+note "cart_browsers has $CART_MEMBERS members"
+TRAITS_SQL="SELECT customer_id, cart_adds_7d, fav_category_90d FROM c360.customer_360 WHERE customer_id = "
+
+# ---------------------------------------------------------------------------------------------
 # The customer of the story: the VIP at risk with the highest lifetime value and no open ticket.
 HERO=$(val -c "SELECT customer_id FROM c360.customer_360
                WHERE loyalty_tier IN ('gold', 'platinum') AND lifecycle_stage IN ('at_risk', 'lapsing')
@@ -376,6 +397,8 @@ echo "$LINK" | kc -P -b "$B" -t identity_links -K: || die "kcat could not produc
 wait_profile "$HERO" "$t" "events_last_30d = $((H_EVENTS + 6)) AND sessions_last_30d = $((H_SESSIONS + 2))" \
     "the cookie's 6 events (2 sessions) in the profile of $HERO"
 profile "$HERO"
+note "and its traits: the cookie's six views were of bags"
+table -c "$TRAITS_SQL'$HERO'"
 
 step "Live: $HERO places an order in the shop (PostgreSQL); no longer at risk"
 ORDER_SQL="INSERT INTO orders VALUES ('O-LIVE-1', '$HERO', 'processing', 249.00, 3, 'app', now(), now());"
@@ -429,4 +452,4 @@ if [ "$n" != 0 ]; then
 fi
 
 echo
-echo "Demo complete in $(elapsed "$T0")s: four sources, one profile, one segment on Kafka; stopping the servers."
+echo "Demo complete in $(elapsed "$T0")s: four sources, one profile with two traits of your own, segments, one on Kafka; stopping the servers."

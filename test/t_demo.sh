@@ -9,6 +9,7 @@
 #      bounded poll (it fails itself otherwise), and it prints "Demo complete";
 #   2. the four sources (shop postgres-cdc, crm mysql-cdc, clicks and identity kafka) are
 #      streaming in the final c360.source_status, and the sink vip_to_kafka is streaming;
+#      the traits cart_adds_7d and fav_category_90d are ready and segment cart_browsers exists;
 #   3. the story customer's profile rows, as printed before and after each source change:
 #      open_support_tickets +1 after the CRM ticket, events_last_30d +6 and
 #      sessions_last_30d +2 after the cookie's identity link, total_orders +1, a higher
@@ -45,6 +46,12 @@ for s in shop:postgres-cdc crm:mysql-cdc clicks:kafka identity:kafka; do
 done
 grep -Eq '^ +vip_to_kafka +\| vip_at_risk +\| streaming +\|' "$OUT" ||
     fail "the sink vip_to_kafka is not shown streaming in c360.sink_status"
+
+# 2b. the traits step: both traits ready, the segment on one created
+for t in cart_adds_7d fav_category_90d; do
+    grep -Eq "^ +$t +\| behavioral_events +\|.*\| ready *$" "$OUT" || fail "trait $t is not shown ready in c360.traits"
+done
+grep -Eq 'cart_browsers has [0-9]+ members' "$OUT" || fail "the demo did not create segment cart_browsers"
 
 # 3. the story customer: "Live: C0023, our top VIP at risk, ..."; its profile rows (8 columns:
 # customer_id, tier, orders, ltv, stage, open_tix, events_30d, sessions_30d) in print order:
