@@ -205,6 +205,15 @@ SELECT c360.create_trait('x', 'orders', 'max(total_amount) FROM c360.orders; SEL
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS traits FROM c360.traits;
 
+-- Erasure removes the profile row with its traits; a late order of the erased customer is
+-- dropped by the tombstone and changes no trait.
+SELECT c360.erase_customer('b');
+SELECT c360.apply_change('orders', 'insert', NULL,
+  '{"order_id": "b9", "customer_id": "b", "order_status": "placed", "total_amount": 1, "created_at": "2030-03-16 10:00+00"}');
+SELECT customer_id, orders_n, spend FROM c360.customer_360 ORDER BY 1;
+SELECT count(*) AS orders_of_b FROM c360.orders WHERE customer_id = 'b';
+SELECT * FROM c360.verify();
+
 -- Rebuild recomputes traits too; a trait's generated statements can be read.
 UPDATE c360.customer_360 SET spend = 0, cart_adds_7d = 99;
 SELECT count(*) > 0 AS corrupted FROM c360.verify();
