@@ -266,8 +266,39 @@ c360_traits_recompute(C360InputId input, List *ids, const C360Clock *clock, List
 	args[0] = c360_text_array(ids);
 	types[0] = TEXTARRAYOID;
 	nargs = 1 + (window_bounds(st->traits, clock, &args[1], &types[1]) - &args[1]);
+	if (common_window(st->traits) != NULL)
+	{
+		/* the earliest bound, as the last parameter */
+		args[nargs] = args[1];
+		for (int i = 2; i < nargs; i++)
+			args[nargs] = TimestampTzGetDatum(Min(DatumGetTimestampTz(args[nargs]),
+												  DatumGetTimestampTz(args[i])));
+		types[nargs++] = TIMESTAMPTZOID;
+	}
 	return c360_exec_sized(&st->refresh_plan, (const char *const *) st->refresh,
 						   list_length(ids), nargs, types, args, changed);
+}
+
+/*
+ * The time column every trait over the input counts from, when every one of them has a
+ * window: then only rows later than the earliest bound can count, and the statement reads
+ * no other (through the input's index on (customer, time), where there is one).
+ */
+static const char *
+common_window(List *traits)
+{
+	const char *tc = NULL;
+	ListCell   *lc;
+
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (t->lookback == NULL || (tc != NULL && strcmp(tc, t->time_column) != 0))
+			return NULL;
+		tc = t->time_column;
+	}
+	return tc;
 }
 
 /*
@@ -409,6 +440,8 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 	else
 		appendStringInfo(&s, "\n  FROM d LEFT JOIN c360.%s i ON i.%s = d._c360_id",
 						 c360_inputs[input].name, customer_column(input));
+	if (common_window(traits) != NULL)
+		appendStringInfo(&s, " AND i.%s > $%d", quote_identifier(common_window(traits)), param);
 	appendStringInfoString(&s, "\n  GROUP BY d._c360_id)\nUPDATE c360.customer_360 p SET ");
 	foreach(lc, traits)
 		appendStringInfo(&s, "%s = v.%s, ", quote_identifier(((C360Trait *) lfirst(lc))->name),
