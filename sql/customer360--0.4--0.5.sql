@@ -235,7 +235,8 @@ BEGIN
 END
 $$;
 
--- The traits, their definitions, types and state.
+-- The traits, their definitions, types and state.  Like c360.source_status, for monitoring
+-- roles too (GRANT SELECT ON c360.traits).
 CREATE VIEW c360.traits AS
 SELECT t.name, t.input, t.aggregate, t.filter, t.lookback, t.time_column, t.type, t.state,
        t.backfilled AS rows_backfilled,
@@ -246,6 +247,13 @@ SELECT t.name, t.input, t.aggregate, t.filter, t.lookback, t.time_column, t.type
 FROM c360.column_catalog t
 CROSS JOIN (SELECT reltuples FROM pg_class WHERE oid = 'c360.customer_360'::regclass) c
 ORDER BY t.created_at, t.name;
+REVOKE ALL ON c360.traits FROM PUBLIC;
+
+-- Defining and backfilling traits changes the profile table: not for everyone.
+REVOKE ALL ON FUNCTION c360.create_trait(text, text, text, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360.drop_trait(text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE c360.backfill_traits() FROM PUBLIC;
+REVOKE ALL ON FUNCTION c360._trait_backfill(boolean) FROM PUBLIC;
 
 -- verify() covers the traits: the article's columns as before (now _verify_columns), and
 -- each ready trait against its reference.
