@@ -49,6 +49,7 @@ static char *reference_sql(const C360Trait *t);
 static void append_aggregate(StringInfo s, const C360Trait *t, const char *cond);
 static char *condition(const C360Trait *t, bool outer_join, const char *bound);
 static Datum *window_bounds(List *traits, const C360Clock *clock, Datum *args, Oid *types);
+static const char *common_window(List *traits);
 
 /* A raw id's owner: its winning identity link's customer, else itself. */
 #define EVENT_OWNER "COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir" \
