@@ -513,27 +513,28 @@ c360_maintain_rebuild(void)
 }
 
 /*
- * Backfill the oldest trait still backfilling: the next chunk of c360.trait_backfill_chunk
- * profile rows in customer_id order, or, when all_at_once (create_trait on a small profile,
- * holding the clock), every row.  A chunk holds the clock shared and its customers' locks,
- * as one batch does, so sources and the ticker wait for at most about one batch.  Rows a
- * batch touches meanwhile get the trait from the maintainer, which maintains backfilling
- * traits too.  Returns the rows computed, or -1 when no trait is backfilling.
+ * Backfill the traits still backfilling, all in one pass: the next chunk of
+ * c360.trait_backfill_chunk profile rows in customer_id order after the least-advanced
+ * trait's last one, or, when all_at_once (create_trait on a small profile, holding the
+ * clock), every row.  Only the backfilling traits are computed, one statement per input.  A
+ * chunk holds the clock shared and its customers' locks, as one batch does, so sources and
+ * the ticker wait for at most about one batch.  Rows a batch touches meanwhile get the
+ * traits from the maintainer, which maintains backfilling traits too.  Returns the rows
+ * computed, or -1 when no trait is backfilling.
  */
 int64
 c360_maintain_backfill(bool all_at_once)
 {
-	static SPIPlanPtr trait_plan;
+	static SPIPlanPtr lock_plan;
+	static SPIPlanPtr cursor_plan;
 	static SPIPlanPtr first_plan;
 	static SPIPlanPtr next_plan;
 	static SPIPlanPtr done_plan;
-	Oid			types[4] = {TEXTOID, INT4OID, INT8OID, BOOLOID};
-	Datum		args[4];
-	char		nulls[4] = "    ";
+	Oid			types[3] = {TEXTOID, INT4OID, BOOLOID};
+	Datum		args[3];
 	C360Clock	clock;
-	C360InputId input;
-	char	   *name;
 	char	   *through;
+	List	   *names;
 	List	   *ids;
 	int64		n;
 
@@ -544,17 +545,20 @@ c360_maintain_backfill(bool all_at_once)
 		return -1;
 	}
 	c360_clock_lock(all_at_once, &clock);
-	c360_exec(c360_plan(&trait_plan, "SELECT name, input, backfilled_through FROM c360.column_catalog"
-						" WHERE state = 'backfilling' ORDER BY created_at, name LIMIT 1 FOR UPDATE",
-						0, NULL), NULL, NULL);
-	if (SPI_processed == 0)
+	/* one backfill at a time: the ticker's and a CALL backfill_traits() wait for each other */
+	c360_exec(c360_plan(&lock_plan, "SELECT 1 FROM c360.column_catalog WHERE state = 'backfilling'"
+						" FOR UPDATE", 0, NULL), NULL, NULL);
+	/* the least-advanced trait first: the chunk starts after its last row */
+	names = c360_exec_ids(c360_plan(&cursor_plan, "SELECT name, backfilled_through"
+									" FROM c360.column_catalog WHERE state = 'backfilling'"
+									" ORDER BY backfilled_through NULLS FIRST", 0, NULL),
+						  NULL, NULL, NIL);
+	if (names == NIL)
 	{
 		SPI_finish();
 		return -1;
 	}
-	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	input = c360_input_by_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	through = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	through = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 
 	args[0] = through ? CStringGetTextDatum(through) : (Datum) 0;
 	args[1] = Int32GetDatum(all_at_once ? INT_MAX : c360_trait_backfill_chunk);
@@ -568,18 +572,21 @@ c360_maintain_backfill(bool all_at_once)
 	n = list_length(ids);
 	if (!all_at_once && ids != NIL)
 		c360_maintain_lock(c360_text_array(ids));
-	c360_segments_refresh(c360_traits_recompute(input, ids, &clock, NIL));
+	c360_segments_refresh(c360_traits_backfill(names, ids, &clock));
 
-	args[0] = CStringGetTextDatum(name);
-	args[1] = ids != NIL ? CStringGetTextDatum(llast(ids)) : (Datum) 0;
-	nulls[1] = ids != NIL ? ' ' : 'n';
-	args[2] = Int64GetDatum(n);
-	args[3] = BoolGetDatum(all_at_once || n < c360_trait_backfill_chunk);
+	/* each trait counts the rows past its own last one; at the end, all are ready */
+	args[0] = c360_text_array(ids);
+	args[1] = ids != NIL ? CStringGetTextDatum(llast(ids)) : CStringGetTextDatum("");
+	args[2] = BoolGetDatum(all_at_once || n < c360_trait_backfill_chunk);
+	types[0] = TEXTARRAYOID;
 	types[1] = TEXTOID;
-	c360_exec(c360_plan(&done_plan, "UPDATE c360.column_catalog SET backfilled = backfilled + $3,"
-						" backfilled_through = CASE WHEN $4 THEN NULL ELSE $2 END,"
-						" state = CASE WHEN $4 THEN 'ready' ELSE state END WHERE name = $1",
-						4, types), args, nulls);
+	c360_exec(c360_plan(&done_plan, "UPDATE c360.column_catalog SET"
+						" backfilled = backfilled + (SELECT count(*) FROM unnest($1::text[]) x"
+						"   WHERE backfilled_through IS NULL OR x > backfilled_through),"
+						" backfilled_through = CASE WHEN $3 THEN NULL"
+						"   ELSE greatest(backfilled_through, $2) END,"
+						" state = CASE WHEN $3 THEN 'ready' ELSE state END"
+						" WHERE state = 'backfilling'", 3, types), args, NULL);
 	SPI_finish();
 	return n;
 }

@@ -126,13 +126,19 @@ c360_text_array(List *ids)
  */
 List *
 c360_exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oid *types,
-		   Datum *args, List *ids)
+				Datum *args, List *ids)
+{
+	if (n < C360_BULK_IDS)
+		return c360_exec_ids(c360_plan(plan, sql[0], nargs, types), args, NULL, ids);
+	return c360_exec_bulk(sql[1], nargs, types, args, ids);
+}
+
+/* A statement over a bulk set of customers, planned for these values. */
+List *
+c360_exec_bulk(const char *sql, int nargs, Oid *types, Datum *args, List *ids)
 {
 	int			rc;
 	int			guc_level;
-
-	if (n < C360_BULK_IDS)
-		return c360_exec_ids(c360_plan(plan, sql[0], nargs, types), args, NULL, ids);
 
 	/*
 	 * A bulk plan's cost is far above jit_above_cost, and compiling this statement's many
@@ -141,7 +147,7 @@ c360_exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oi
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
 							 0, false);
-	rc = SPI_execute_with_args(sql[1], nargs, types, args, NULL, false, 0);
+	rc = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
 	AtEOXact_GUC(true, guc_level);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));

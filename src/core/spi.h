@@ -32,5 +32,6 @@ extern Datum c360_text_array(List *ids);
 #define C360_BULK_IDS 5000
 extern List *c360_exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs,
 							 Oid *types, Datum *args, List *ids);
+extern List *c360_exec_bulk(const char *sql, int nargs, Oid *types, Datum *args, List *ids);
 
 #endif							/* C360_SPI_H */

@@ -50,6 +50,9 @@ static void append_aggregate(StringInfo s, const C360Trait *t, const char *cond)
 static char *condition(const C360Trait *t, bool outer_join, const char *bound);
 static Datum *window_bounds(List *traits, const C360Clock *clock, Datum *args, Oid *types);
 static const char *common_window(List *traits);
+static bool named_in(List *names, const char *name);
+static int	refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *args,
+						 Oid *types);
 
 /* A raw id's owner: its winning identity link's customer, else itself. */
 #define EVENT_OWNER "COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir" \
@@ -264,20 +267,77 @@ c360_traits_recompute(C360InputId input, List *ids, const C360Clock *clock, List
 		return changed;
 	/* the bulk form does not dedupe: a customer twice would be aggregated twice */
 	ids = c360_distinct_ids(ids, c360_id_set());
+	nargs = refresh_args(st->traits, ids, clock, args, types);
+	return c360_exec_sized(&st->refresh_plan, (const char *const *) st->refresh,
+						   list_length(ids), nargs, types, args, changed);
+}
+
+/*
+ * Compute the named traits (those backfilling) for the customers in ids (distinct), input
+ * by input, with statements for those traits alone.  Returns the customers written.
+ */
+List *
+c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
+{
+	List	   *changed = NIL;
+
+	if (ids == NIL)
+		return NIL;
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	{
+		List	   *traits = NIL;
+		ListCell   *lc;
+		Datum		args[FUNC_MAX_ARGS];
+		Oid			types[FUNC_MAX_ARGS];
+		int			nargs;
+
+		foreach(lc, c360_traits_load(clock))
+		{
+			C360Trait  *t = lfirst(lc);
+
+			if (t->input == i && named_in(names, t->name))
+				traits = lappend(traits, t);
+		}
+		if (traits == NIL)
+			continue;
+		nargs = refresh_args(traits, ids, clock, args, types);
+		changed = c360_exec_bulk(refresh_sql(i, traits, true), nargs, types, args, changed);
+	}
+	return changed;
+}
+
+static bool
+named_in(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The parameters of a refresh statement: the customers, each windowed trait's bound, and
+ * the earliest bound when every trait has a window on one column.  Returns their number.
+ */
+static int
+refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *args, Oid *types)
+{
+	int			nargs;
+
 	args[0] = c360_text_array(ids);
 	types[0] = TEXTARRAYOID;
-	nargs = 1 + (window_bounds(st->traits, clock, &args[1], &types[1]) - &args[1]);
-	if (common_window(st->traits) != NULL)
+	nargs = 1 + (window_bounds(traits, clock, &args[1], &types[1]) - &args[1]);
+	if (common_window(traits) != NULL)
 	{
-		/* the earliest bound, as the last parameter */
 		args[nargs] = args[1];
 		for (int i = 2; i < nargs; i++)
 			args[nargs] = TimestampTzGetDatum(Min(DatumGetTimestampTz(args[nargs]),
 												  DatumGetTimestampTz(args[i])));
 		types[nargs++] = TIMESTAMPTZOID;
 	}
-	return c360_exec_sized(&st->refresh_plan, (const char *const *) st->refresh,
-						   list_length(ids), nargs, types, args, changed);
+	return nargs;
 }
 
 /*
