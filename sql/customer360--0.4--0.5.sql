@@ -120,10 +120,10 @@ DECLARE
     tc text;
     typ text;
 BEGIN
-    IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
+    IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' OR name LIKE '\_c360%' THEN
         RAISE EXCEPTION 'invalid trait name "%"', name
             USING ERRCODE = 'invalid_name',
-                  HINT = 'Use up to 40 lower-case letters, digits and underscores.';
+                  HINT = 'Use up to 40 lower-case letters, digits and underscores, not starting with _c360 (the generated statements'' own names).';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = 'c360.customer_360'::regclass
                AND a.attname = create_trait.name AND NOT a.attisdropped) THEN

@@ -199,6 +199,8 @@ SELECT c360.create_trait('total_orders', 'orders', 'count(*)');                -
 \echo :LAST_ERROR_SQLSTATE
 SELECT c360.create_trait('Bad-Name', 'orders', 'count(*)');
 \echo :LAST_ERROR_SQLSTATE
+SELECT c360.create_trait('_c360_id', 'orders', 'count(*)');
+\echo :LAST_ERROR_SQLSTATE
 SELECT c360.create_trait('x', 'orders', 'sum(total_amount); DROP TABLE c360.orders');
 \echo :LAST_ERROR_SQLSTATE
 SELECT c360.create_trait('x', 'orders', 'max(total_amount) FROM c360.orders; SELECT max(1)');
