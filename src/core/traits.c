@@ -45,7 +45,8 @@ static void forget_on_abort(XactEvent event, void *arg);
 static InputStatements *input_statements(const C360Clock *clock, C360InputId input);
 static char *refresh_sql(C360InputId input, List *traits, bool bulk);
 static char *tick_sql(C360InputId input, List *traits);
-static char *reference_sql(const C360Trait *t);
+static char *reference_sql(C360InputId input, List *traits);
+static List *input_traits(List *traits, C360InputId input, bool ready);
 static void append_aggregate(StringInfo s, const C360Trait *t, const char *cond);
 static char *condition(const C360Trait *t, bool outer_join, const char *bound);
 static Datum *window_bounds(List *traits, const C360Clock *clock, Datum *args, Oid *types);
@@ -602,52 +603,86 @@ condition(const C360Trait *t, bool outer_join, const char *bound)
 }
 
 /*
- * The reference for one trait, the way the definition reads: the aggregate over every row
- * of the input grouped by customer (events through the winning identity links, as
- * reference_profile() attributes them), with the window's bound from
+ * The reference for the traits over one input, the way their definition reads: each
+ * aggregate over every row of the input grouped by customer (events through the winning
+ * identity links, as reference_profile() attributes them), with each window's bound from
  * c360.window_start($1, lookback).  Rows: (customer_id, trait, profile value, reference
- * value) where the two differ, as text.
+ * value) where the two differ, as text.  One scan of the input for all its traits.
  */
 static char *
-reference_sql(const C360Trait *t)
+reference_sql(C360InputId input, List *traits)
 {
 	StringInfoData s;
-	const char *name = quote_identifier(t->name);
-	bool		counts = strncmp(t->func, "count", 5) == 0;
+	StringInfoData bounds;
+	StringInfoData values;
+	int			nbound = 0;
+	ListCell   *lc;
 
 	initStringInfo(&s);
-	appendStringInfoString(&s, "WITH ");
-	if (t->lookback)
+	initStringInfo(&bounds);
+	initStringInfo(&values);
+	appendStringInfoString(&s, "a AS (\n  SELECT i._c360_id");
+	foreach(lc, traits)
 	{
-		char	   *lookback = DatumGetCString(DirectFunctionCall1(interval_out,
-																   IntervalPGetDatum(t->lookback)));
+		C360Trait  *t = lfirst(lc);
+		const char *name = quote_identifier(t->name);
+		char	   *bound = NULL;
 
-		appendStringInfo(&s, "b AS (SELECT c360.window_start($1, %s::interval) AS _c360_bound),\n",
-						 quote_literal_cstr(lookback));
+		if (t->lookback)
+		{
+			bound = psprintf("b._c360_b%d", ++nbound);
+			appendStringInfo(&bounds, "%sc360.window_start($1, %s::interval) AS _c360_b%d",
+							 nbound > 1 ? ", " : "",
+							 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
+																					IntervalPGetDatum(t->lookback)))),
+							 nbound);
+		}
+		appendStringInfoString(&s, ",\n         ");
+		append_aggregate(&s, t, condition(t, false, bound));
+		appendStringInfo(&s, " AS %s", name);
+		appendStringInfo(&values, "%s(%s, p.%s::text, %s%s::text)",
+						 values.len ? ",\n    " : "", quote_literal_cstr(t->name), name,
+						 strncmp(t->func, "count", 5) == 0 ? "COALESCE(a." : "a.",
+						 strncmp(t->func, "count", 5) == 0 ? psprintf("%s, 0)", name) : name);
 	}
-	if (t->input == C360_BEHAVIORAL_EVENTS)
-		appendStringInfoString(&s,
-							   "resolved AS (SELECT DISTINCT ON (identity_value) identity_value, customer_id\n"
-							   "  FROM c360.identity_graph\n"
-							   "  ORDER BY identity_value, created_at DESC NULLS LAST, identity_id DESC),\n"
-							   "rows_ AS (SELECT COALESCE(ri.customer_id, e.customer_id) AS _c360_id, e.*\n"
-							   "  FROM c360.behavioral_events e\n"
-							   "  LEFT JOIN resolved ri ON ri.identity_value = e.customer_id),\n");
-	else
-		appendStringInfo(&s, "rows_ AS (SELECT i.%s AS _c360_id, i.* FROM c360.%s i),\n",
-						 customer_column(t->input), c360_inputs[t->input].name);
-	appendStringInfoString(&s, "a AS (SELECT i._c360_id, ");
-	append_aggregate(&s, t, condition(t, false, "b._c360_bound"));
-	appendStringInfo(&s, " AS v\n  FROM rows_ i%s GROUP BY i._c360_id),\n",
-					 t->lookback ? " CROSS JOIN b" : "");
+	appendStringInfo(&s, "\n  FROM rows_ i%s GROUP BY i._c360_id)\n", nbound ? " CROSS JOIN b" : "");
 	appendStringInfo(&s,
-					 "r AS (SELECT c.customer_id, CASE WHEN a._c360_id IS NULL THEN %s ELSE a.v END AS v\n"
-					 "  FROM c360.customers c LEFT JOIN a ON a._c360_id = c.customer_id)\n"
-					 "SELECT p.customer_id, %s::text, p.%s::text, r.v::text\n"
-					 "FROM c360.customer_360 p JOIN r USING (customer_id)\n"
-					 "WHERE p.%s::text IS DISTINCT FROM r.v::text",
-					 counts ? "0" : "NULL", quote_literal_cstr(t->name), name, name);
-	return s.data;
+					 "SELECT p.customer_id, v.column_name, v.profile_value, v.reference_value\n"
+					 "FROM c360.customer_360 p JOIN c360.customers c USING (customer_id)\n"
+					 "LEFT JOIN a ON a._c360_id = p.customer_id\n"
+					 "CROSS JOIN LATERAL (VALUES\n    %s\n) v(column_name, profile_value, reference_value)\n"
+					 "WHERE v.profile_value IS DISTINCT FROM v.reference_value",
+					 values.data);
+	return psprintf("WITH %s%s%s%s",
+					nbound ? psprintf("b AS (SELECT %s),\n", bounds.data) : "",
+					input == C360_BEHAVIORAL_EVENTS ?
+					"resolved AS (SELECT DISTINCT ON (identity_value) identity_value, customer_id\n"
+					"  FROM c360.identity_graph\n"
+					"  ORDER BY identity_value, created_at DESC NULLS LAST, identity_id DESC),\n"
+					"rows_ AS (SELECT COALESCE(ri.customer_id, e.customer_id) AS _c360_id, e.*\n"
+					"  FROM c360.behavioral_events e\n"
+					"  LEFT JOIN resolved ri ON ri.identity_value = e.customer_id),\n" : "",
+					input == C360_BEHAVIORAL_EVENTS ? "" :
+					psprintf("rows_ AS (SELECT i.%s AS _c360_id, i.* FROM c360.%s i),\n",
+							 customer_column(input), c360_inputs[input].name),
+					s.data);
+}
+
+/* The traits over one input, of those given (ready ones only when ready). */
+static List *
+input_traits(List *traits, C360InputId input, bool ready)
+{
+	List	   *mine = NIL;
+	ListCell   *lc;
+
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (t->input == input && (t->ready || !ready))
+			mine = lappend(mine, t);
+	}
+	return mine;
 }
 
 /*
@@ -658,53 +693,42 @@ char *
 c360_traits_verify_sql(void)
 {
 	StringInfoData s;
-	ListCell   *lc;
+	List	   *traits = read_catalog();
 
 	initStringInfo(&s);
-	foreach(lc, read_catalog())
+	for (int i = 0; i < C360_NUM_INPUTS; i++)
 	{
-		C360Trait  *t = lfirst(lc);
+		List	   *mine = input_traits(traits, i, true);
 
-		if (!t->ready)
-			continue;
-		appendStringInfo(&s, "%sSELECT * FROM (\n%s\n) t%d", s.len ? "\nUNION ALL\n" : "",
-						 reference_sql(t), foreach_current_index(lc));
+		if (mine != NIL)
+			appendStringInfo(&s, "%sSELECT * FROM (\n%s\n) t%d", s.len ? "\nUNION ALL\n" : "",
+							 reference_sql(i, mine), i);
 	}
 	if (s.len == 0)
 		appendStringInfoString(&s, "SELECT NULL::text, NULL::text, NULL::text, NULL::text WHERE false");
 	return s.data;
 }
 
-/* A generated statement, as it runs: purpose is "refresh", "bulk refresh", "tick" or "reference". */
+/*
+ * A generated statement, as it runs: purpose is "refresh", "bulk refresh", "tick" or
+ * "reference" (verify()'s, for the ready traits).
+ */
 char *
 c360_traits_statement(C360InputId input, const char *purpose)
 {
-	List	   *traits = NIL;
-	ListCell   *lc;
+	List	   *traits = read_catalog();
+	List	   *mine = input_traits(traits, input, strcmp(purpose, "reference") == 0);
 
-	foreach(lc, read_catalog())
-		if (((C360Trait *) lfirst(lc))->input == input)
-			traits = lappend(traits, lfirst(lc));
-	if (traits == NIL)
+	if (mine == NIL)
 		return NULL;
 	if (strcmp(purpose, "refresh") == 0)
-		return refresh_sql(input, traits, false);
+		return refresh_sql(input, mine, false);
 	if (strcmp(purpose, "bulk refresh") == 0)
-		return refresh_sql(input, traits, true);
+		return refresh_sql(input, mine, true);
 	if (strcmp(purpose, "tick") == 0)
-		return tick_sql(input, traits);
-	return NULL;
-}
-
-/* The reference query of one trait (c360.trait_statements()). */
-char *
-c360_trait_reference(const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, read_catalog())
-		if (strcmp(((C360Trait *) lfirst(lc))->name, name) == 0)
-			return reference_sql(lfirst(lc));
+		return tick_sql(input, mine);
+	if (strcmp(purpose, "reference") == 0)
+		return reference_sql(input, mine);
 	return NULL;
 }
 

@@ -261,13 +261,13 @@ c360_traits_verify(PG_FUNCTION_ARGS)
 /*
  * c360.trait_statements() RETURNS TABLE (input text, purpose text, statement text): the
  * statements generated from the catalog, as they run: per input with traits, the
- * maintainer's refresh (and its bulk form) and the tick's; per trait, the reference
- * verify() compares with.
+ * maintainer's refresh (and its bulk form), the tick's, and the reference verify() compares
+ * the ready traits with.
  */
 Datum
 c360_trait_statements(PG_FUNCTION_ARGS)
 {
-	static const char *const purposes[] = {"refresh", "bulk refresh", "tick"};
+	static const char *const purposes[] = {"refresh", "bulk refresh", "tick", "reference"};
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -276,21 +276,6 @@ c360_trait_statements(PG_FUNCTION_ARGS)
 		for (int p = 0; p < lengthof(purposes); p++)
 			put_statement(rsinfo, c360_inputs[i].name, purposes[p],
 						  c360_traits_statement(i, purposes[p]));
-	if (SPI_execute("SELECT name, input FROM c360.column_catalog ORDER BY created_at, name",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read c360.column_catalog");
-	{
-		SPITupleTable *names = SPI_tuptable;
-		uint64		n = SPI_processed;
-
-		for (uint64 r = 0; r < n; r++)
-		{
-			char	   *name = SPI_getvalue(names->vals[r], names->tupdesc, 1);
-
-			put_statement(rsinfo, SPI_getvalue(names->vals[r], names->tupdesc, 2),
-						  psprintf("reference of %s", name), c360_trait_reference(name));
-		}
-	}
 	SPI_finish();
 	return (Datum) 0;
 }
