@@ -239,3 +239,13 @@ SELECT name, state, rows_backfilled FROM c360.traits WHERE name = 'has_orders';
 SELECT count(*) FILTER (WHERE has_orders) AS with_orders, count(*) AS profiles FROM c360.customer_360;
 SELECT * FROM c360.verify();
 RESET c360.trait_backfill_chunk;
+
+-- A trait created at once while another still backfills: the backfill computes both, and both
+-- are ready (create_trait does every backfilling trait, not only the oldest).
+SET c360.trait_backfill_chunk = 10;
+SELECT c360.create_trait('orders_total', 'orders', 'count(*)');
+RESET c360.trait_backfill_chunk;
+SELECT c360.create_trait('customer_rows', 'customers', 'count(*)');
+SELECT name, state, rows_backfilled FROM c360.traits WHERE name IN ('orders_total', 'customer_rows');
+SELECT count(*) AS uncomputed FROM c360.customer_360 WHERE orders_total IS NULL OR customer_rows IS NULL;
+SELECT * FROM c360.verify();
