@@ -513,9 +513,9 @@ c360_maintain_rebuild(void)
 }
 
 /*
- * Backfill the traits still backfilling, all in one pass: the next chunk of
- * c360.trait_backfill_chunk profile rows in customer_id order after the least-advanced
- * trait's last one, or, when all_at_once (create_trait on a small profile, holding the
+ * Backfill the traits still backfilling, all in one pass: the next chunk of `rows` profile
+ * rows (0: c360.trait_backfill_chunk trait values' worth) in customer_id order after the
+ * least-advanced trait's last one, or, when all_at_once (create_trait on a small profile, holding the
  * clock), every row.  Only the backfilling traits are computed, one statement per input.  A
  * chunk holds the clock shared and its customers' locks, as one batch does, so sources and
  * the ticker wait for at most about one batch.  Rows a batch touches meanwhile get the
@@ -523,7 +523,7 @@ c360_maintain_rebuild(void)
  * computed, or -1 when no trait is backfilling.
  */
 int64
-c360_maintain_backfill(bool all_at_once)
+c360_maintain_backfill(bool all_at_once, int rows)
 {
 	static SPIPlanPtr lock_plan;
 	static SPIPlanPtr cursor_plan;
@@ -559,9 +559,12 @@ c360_maintain_backfill(bool all_at_once)
 		return -1;
 	}
 	through = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	/* by default a chunk is c360.trait_backfill_chunk trait values, whatever the traits */
+	if (rows <= 0)
+		rows = Max(C360_MIN_CHUNK, c360_trait_backfill_chunk / list_length(names));
 
 	args[0] = through ? CStringGetTextDatum(through) : (Datum) 0;
-	args[1] = Int32GetDatum(all_at_once ? INT_MAX : c360_trait_backfill_chunk);
+	args[1] = Int32GetDatum(all_at_once ? INT_MAX : rows);
 	if (through == NULL)
 		ids = c360_exec_ids(c360_plan(&first_plan, "SELECT customer_id FROM c360.customer_360"
 									  " ORDER BY customer_id LIMIT $2", 2, types), args, NULL, NIL);
@@ -577,7 +580,7 @@ c360_maintain_backfill(bool all_at_once)
 	/* each trait counts the rows past its own last one; at the end, all are ready */
 	args[0] = c360_text_array(ids);
 	args[1] = ids != NIL ? CStringGetTextDatum(llast(ids)) : CStringGetTextDatum("");
-	args[2] = BoolGetDatum(all_at_once || n < c360_trait_backfill_chunk);
+	args[2] = BoolGetDatum(all_at_once || n < rows);
 	types[0] = TEXTARRAYOID;
 	types[1] = TEXTOID;
 	c360_exec(c360_plan(&done_plan, "UPDATE c360.column_catalog SET"

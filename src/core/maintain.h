@@ -18,6 +18,8 @@ extern int64 c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, boo
 extern void c360_maintain_lock(Datum ids);
 extern int64 c360_maintain_tick(TimestampTz to, bool strict);
 extern int64 c360_maintain_rebuild(void);
-extern int64 c360_maintain_backfill(bool all_at_once);
+/* the fewest profile rows a backfill chunk computes */
+#define C360_MIN_CHUNK 100
+extern int64 c360_maintain_backfill(bool all_at_once, int rows);
 
 #endif							/* C360_MAINTAIN_H */

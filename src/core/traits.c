@@ -152,10 +152,15 @@ read_catalog(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *traits = NIL;
+	/*
+	 * Not read-only: a batch that waited on the clock lock for create_trait or drop_trait
+	 * must see the catalog that committed meanwhile (a read-only statement would reuse the
+	 * snapshot from before the wait), as it sees the catalog version.
+	 */
 	int			rc = SPI_execute("SELECT name, input, func, arg, order_by, descending, filter,"
 								 " lookback, time_column, state = 'ready'"
 								 " FROM c360.column_catalog ORDER BY created_at, name",
-								 true, 0);
+								 false, 0);
 
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read c360.column_catalog: %s", SPI_result_code_string(rc));
@@ -403,17 +408,15 @@ c360_traits_refresh(C360Dirty *dirty, const C360Clock *clock, List *changed)
 
 		if (input_statements(clock, i)->traits == NIL)
 			continue;
+		ids = list_concat_copy(dirty->inputs[i], dirty->inputs[C360_CUSTOMERS]);
+		if (i == C360_BEHAVIORAL_EVENTS)
+			ids = list_concat(ids, dirty->behaviour);
 		if (dirty->truncated[i])
 		{
-			if (SPI_execute("SELECT customer_id FROM c360.customer_360", true, 0) != SPI_OK_SELECT)
+			/* everyone, as of now: with the rows this transaction wrote (not read-only) */
+			if (SPI_execute("SELECT customer_id FROM c360.customer_360", false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not read the profile's customer ids");
-			ids = c360_collect_ids(NIL);
-		}
-		else
-		{
-			ids = list_concat_copy(dirty->inputs[i], dirty->inputs[C360_CUSTOMERS]);
-			if (i == C360_BEHAVIORAL_EVENTS)
-				ids = list_concat(ids, dirty->behaviour);
+			ids = c360_collect_ids(ids);
 		}
 		changed = c360_traits_recompute(i, ids, clock, changed);
 	}
@@ -573,6 +576,13 @@ append_aggregate(StringInfo s, const C360Trait *t, const char *cond)
 	else if (first)
 		appendStringInfo(s, "(array_agg((%s) ORDER BY (%s)%s, i.%s DESC)", t->arg, t->order_by,
 						 t->descending ? " DESC" : "", key_column(t->input));
+	else if (strcmp(t->func, "min") == 0 || strcmp(t->func, "max") == 0)
+
+		/*
+		 * Equal values may differ in how they print (numeric 87.35 and 87.350): which one
+		 * min() keeps depends on the order rows come in, so the order is fixed, by key.
+		 */
+		appendStringInfo(s, "%s((%s) ORDER BY i.%s)", t->func, t->arg, key_column(t->input));
 	else
 		appendStringInfo(s, "%s((%s))", t->func, t->arg);
 	appendStringInfo(s, " FILTER (WHERE %s)", cond);
