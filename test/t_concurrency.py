@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-# Concurrency test: four sessions (orders, customers, events + identity links, ticks) maintain
-# the same 40 customers' profiles at once for C360_CONCURRENCY_SECONDS (default 60): no error of
-# any kind (deadlock 40P01, serialization 40001), and verify() empty at every pause and the end,
-# with three segments' members and outbox exact too.
+# Concurrency test: four sessions (orders, customers + support tickets, events + identity links,
+# ticks) maintain the same 40 customers' profiles at once for C360_CONCURRENCY_SECONDS (default
+# 60): no error of any kind (deadlock 40P01, serialization 40001), and verify() empty at every
+# pause and the end, with four segments' members and outbox exact too.
+# The profile carries computed traits over every input (TRAITS: windowed and not, with
+# filters), so the same workload maintains them and verify() checks them; one segment reads
+# two of them.  A fifth session changes the trait catalog under the load (DDL: create_trait,
+# drop_trait, one of them building a time-column index), which takes the clock lock
+# exclusively as segment creation does: no deadlock, no error, and the traits it creates
+# are exact from the next pause on.
 import datetime
 import json
 import os
@@ -22,6 +28,7 @@ START = "2030-01-15 12:00:00+00"
 CUSTOMER_IDS = ["c%02d" % i for i in range(1, 41)]
 COOKIE_IDS = ["k%02d" % i for i in range(1, 31)]
 ORDER_IDS = ["o%03d" % i for i in range(1, 401)]
+TICKET_IDS = ["t%03d" % i for i in range(1, 151)]
 IDENTITY_IDS = ["i%02d" % i for i in range(1, 41)]
 MAX_EVENTS = 8000   # beyond this the events session deletes old events, so verify stays cheap
 
@@ -30,6 +37,8 @@ COLUMNS = {
                   "acquisition_channel", "signup_date", "loyalty_tier", "last_updated"],
     "orders": ["order_id", "customer_id", "order_status", "total_amount", "item_count",
                "channel", "created_at", "updated_at"],
+    "support_tickets": ["ticket_id", "customer_id", "status", "category", "created_at",
+                        "resolved_at"],
     "behavioral_events": ["event_id", "customer_id", "session_id", "event_type", "product_id",
                           "category_id", "event_time"],
     "identity_graph": ["identity_id", "customer_id", "identity_type", "identity_value",
@@ -125,13 +134,14 @@ def replay(model, table, op, old, new):
 
 
 class Shared:
-    def __init__(self, seed):
+    def __init__(self, seed, sessions):
         self.seed = seed
         self.clock = None                 # c360.as_of() in us, as last seen by the ticker
+        self.t0 = None                    # when the sessions started
         self.stop = threading.Event()
         self.pause = threading.Event()
-        self.parked = threading.Barrier(5)
-        self.resumed = threading.Barrier(5)
+        self.parked = threading.Barrier(sessions + 1)     # the sessions and main
+        self.resumed = threading.Barrier(sessions + 1)
         self.errors = []
         self.lock = threading.Lock()
 
@@ -259,7 +269,31 @@ class Orders(Session):
 class Customers(Session):
     def __init__(self, *a):
         super().__init__(*a)
-        self.models = {"customers": {}}
+        self.models = {"customers": {}, "support_tickets": {}}
+
+    def ticket(self, key):
+        return {"ticket_id": key, "customer_id": self.customer(),
+                "status": self.maybe(self.rng.choice(["open", "pending", "resolved", "closed"])),
+                "category": self.maybe(self.rng.choice(["billing", "shipping", "product"])),
+                "created_at": self.ts(), "resolved_at": self.ts()}
+
+    def ticket_change(self):
+        rng = self.rng
+        m = self.models["support_tickets"]
+        k = rng.choice(TICKET_IDS)
+        r = rng.random()
+        if r < 0.4 or k not in m:
+            return self.change("support_tickets", "insert", None, self.ticket(k))
+        if r < 0.7:
+            # resolved, reopened, moved to another customer
+            new = {"status": rng.choice(["open", "resolved", "closed"]), "resolved_at": self.ts()}
+            if rng.random() < 0.4:
+                new["customer_id"] = self.customer()
+            return self.change("support_tickets", "update", {"ticket_id": k}, new)
+        if r < 0.8:
+            return self.change("support_tickets", "update", {"ticket_id": k},
+                               {"ticket_id": rng.choice(TICKET_IDS), "category": "product"})
+        return self.change("support_tickets", "delete", {"ticket_id": k}, None)
 
     def row(self, key):
         return {"customer_id": key, "email": self.maybe("%s@example.com" % key),
@@ -276,6 +310,9 @@ class Customers(Session):
         m = self.models["customers"]
         batch = []
         for _ in range(rng.randint(1, 20)):
+            if rng.random() < 0.4:
+                batch.append(self.ticket_change())
+                continue
             k = self.customer()
             r = rng.random()
             if r < 0.4 or k not in m:
@@ -373,13 +410,84 @@ class Ticker(Session):
         self.shared.clock = int(out[-1])
 
 
-# Segments over columns that every session moves (orders, events, tiers, ticks).  They have
-# no sink, so the outbox keeps every row: the last row per member, in seq order, must say
-# what segment_members says.
+class Ddl(Session):
+    """Changes the trait catalog under the load: DDL's statements, each once, when its share
+    of the run has passed (pauses included); in between, nothing."""
+
+    def __init__(self, *a, seconds):
+        super().__init__(*a)
+        self.seconds = seconds
+        self.pending = None
+        self.done = []      # (statement, its output)
+
+    def step(self):
+        if len(self.done) < len(DDL) and \
+                time.time() - self.shared.t0 >= DDL[len(self.done)][0] * self.seconds:
+            self.pending = DDL[len(self.done)][1]
+            return self.pending
+        self.pending = None
+        time.sleep(0.05)
+        return "SELECT 1;"
+
+    def after(self, out):
+        if self.pending:
+            self.done.append((self.pending, out))
+
+
+# Computed traits (name, input, aggregate, filter, lookback, time column) over every input,
+# created before the load starts: windowed and not, with and without filters, every kind of
+# aggregate; every ticket trait has a window on created_at (so their statement reads only
+# rows after the earliest bound).  The clock moves by up to four days a tick, so windows of a
+# few days see rows enter and leave all the time.
+TRAITS = [
+    ("views_7d", "behavioral_events", "count(*)", "event_type = 'product_view'", "7 days", None),
+    ("fav_type_14d", "behavioral_events", "mode() WITHIN GROUP (ORDER BY event_type)", None, "14 days", None),
+    ("sessions_3d", "behavioral_events", "count(DISTINCT session_id)", None, "3 days", None),
+    ("last_event_type", "behavioral_events", "(array_agg(event_type ORDER BY event_time DESC))[1]", None, None, None),
+    ("first_seen", "behavioral_events", "min(event_time)", None, None, None),
+    ("spend_90d", "orders", "sum(total_amount)", None, "90 days", None),
+    ("last_status", "orders", "(array_agg(order_status ORDER BY created_at DESC))[1]", None, None, None),
+    ("max_items", "orders", "max(item_count)", None, None, None),
+    ("avg_web", "orders", "avg(total_amount)", "channel = 'web'", None, None),
+    ("open_tickets_30d", "support_tickets", "count(*)", "status = 'open'", "30 days", None),
+    ("ticket_categories_60d", "support_tickets", "count(DISTINCT category)", None, "60 days", None),
+    ("any_unresolved_45d", "support_tickets", "bool_or(resolved_at IS NULL)", None, "45 days", None),
+    ("links", "identity_graph", "count(*)", None, None, None),
+    ("cookie_links_30d", "identity_graph", "count(*)", "identity_type = 'cookie'", "30 days", "created_at"),
+    ("last_link_value", "identity_graph", "(array_agg(identity_value ORDER BY created_at DESC))[1]", None, None, None),
+    ("all_gold", "customers", "bool_and(loyalty_tier = 'gold')", None, None, None),
+    ("doomed", "orders", "min(total_amount)", None, None, None),     # dropped under the load
+]
+
+# What the DDL session does under the load, at these shares of the run.  The second
+# create_trait's window is over a column with no index yet: it builds one.
+DDL = [
+    (0.15, "SELECT c360.create_trait('late_views_3d', 'behavioral_events', 'count(*)', "
+           "$f$event_type = 'product_view'$f$, '3 days');"),
+    (0.30, "SELECT c360.drop_trait('doomed');"),
+    (0.45, "SELECT c360.create_trait('updated_30d', 'orders', 'count(*)', lookback => '30 days', "
+           "time_column => 'updated_at');"),
+    (0.60, "SELECT c360.drop_trait('late_views_3d');"),
+    (0.75, "SELECT c360.create_trait('late_link_values', 'identity_graph', "
+           "'count(DISTINCT identity_value)');"),
+]
+FINAL_TRAITS = sorted({t[0] for t in TRAITS} - {"doomed"} | {"updated_30d", "late_link_values"})
+
+
+def trait_sql(name, input, aggregate, filter, lookback, time_column):
+    lit = lambda v: "NULL" if v is None else "$t$%s$t$" % v
+    return "SELECT c360.create_trait(%s, %s, %s, %s, %s::interval, %s);" % (
+        lit(name), lit(input), lit(aggregate), lit(filter), lit(lookback), lit(time_column))
+
+
+# Segments over columns that every session moves (orders, events, tiers, ticks, traits).
+# They have no sink, so the outbox keeps every row: the last row per member, in seq order,
+# must say what segment_members says.
 SEGMENTS = [
     ("big_spenders", "lifetime_value > 300", ["lifetime_value", "total_orders"]),
     ("browsers", "events_last_30d >= 3", ["events_last_30d", "sessions_last_30d", "last_active_at"]),
     ("gold_idle", "loyalty_tier = 'gold' AND lifecycle_stage <> 'active'", ["lifecycle_stage"]),
+    ("viewers", "views_7d >= 2 AND spend_90d > 100", ["views_7d", "spend_90d", "last_status"]),
 ]
 
 # Members whose last outbox row (highest seq) is not an enter or update with their payload,
@@ -419,6 +527,16 @@ def segment_problems(db, what):
     return problems
 
 
+def note_variety(db, varied):
+    """Add to varied the traits that take more than one value (NULL counts as one) over the
+    profile now: a trait that never did proved nothing."""
+    names = db.run("SELECT name FROM c360.column_catalog;")
+    if names:
+        varied.update(db.run(" UNION ALL ".join(
+            "SELECT '%s' FROM c360.customer_360 HAVING count(DISTINCT %s::text)"
+            " + (count(*) > count(%s))::int > 1" % (n, n, n) for n in names) + ";"))
+
+
 def checks(db, sessions, what, mirrors=True):
     """verify() empty, segments exact, and every session's writes in the mirrors."""
     problems = []
@@ -451,17 +569,31 @@ def main():
     db = Psql(dbname)
     db.run("SET TimeZone = 'UTC';\nCREATE EXTENSION customer360;")
     db.run("SELECT c360.tick('%s');" % START)
+    for t in TRAITS:
+        db.run(trait_sql(*t))
+    not_ready = db.run("SELECT name FROM c360.traits WHERE state <> 'ready';")
+    if not_ready:
+        print("FAIL: traits created on an empty profile are not ready: %s" % ", ".join(not_ready))
+        sys.exit(1)
     for name, predicate, columns in SEGMENTS:
         db.run("SELECT c360.create_segment('%s', $p$%s$p$, '{%s}');" % (name, predicate, ",".join(columns)))
-    shared = Shared(seed)
+    # a trait a segment reads cannot go (2BP01); the DO block fails if drop_trait does not refuse
+    db.run("DO $$ BEGIN PERFORM c360.drop_trait('views_7d');"
+           " RAISE EXCEPTION 'drop_trait dropped a trait segment viewers reads';"
+           " EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$;")
+    n_sessions = 5
+    shared = Shared(seed, n_sessions)
     shared.clock = int(db.run("SELECT (extract(epoch FROM c360.as_of()) * 1000000)::bigint;")[0])
 
+    ddl = Ddl("ddl", shared, dbname, 5, seconds=seconds)
     sessions = [Orders("orders", shared, dbname, 1), Customers("customers", shared, dbname, 2),
-                Events("events", shared, dbname, 3), Ticker("ticks", shared, dbname, 4)]
-    t0 = time.time()
+                Events("events", shared, dbname, 3), Ticker("ticks", shared, dbname, 4), ddl]
+    assert len(sessions) == n_sessions
+    t0 = shared.t0 = time.time()
     for s in sessions:
         s.start()
     pauses = 0
+    varied = set()
     paused = 0.0     # the sessions must run side by side for `seconds`, pauses not counted
     problems = []
     rng = random.Random(seed)
@@ -486,6 +618,7 @@ def main():
         # event so far) are compared less often.
         problems = checks(db, sessions, "at pause %d (%.0f s)" % (pauses, time.time() - t0),
                           mirrors=pauses % 10 == 0)
+        note_variety(db, varied)
         try:
             shared.resumed.wait(timeout=300)
         except threading.BrokenBarrierError:
@@ -506,6 +639,21 @@ def main():
 
     if not problems and not shared.errors:
         problems = checks(db, sessions, "at the end")
+    traits = db.run("SELECT name || ' ' || state FROM c360.traits ORDER BY name;")
+    print("traits: " + ", ".join(traits))
+    if not problems and not shared.errors:
+        if len(ddl.done) != len(DDL):
+            problems.append("the DDL session made %d of its %d catalog changes" % (len(ddl.done), len(DDL)))
+        elif sorted(t.split()[0] for t in traits) != FINAL_TRAITS or any(not t.endswith(" ready") for t in traits):
+            problems.append("c360.traits at the end: %s; want %s, all ready" % (traits, FINAL_TRAITS))
+        # every trait took more than one value at some pause: its checks proved something
+        note_variety(db, varied)
+        dull = sorted(set(FINAL_TRAITS) - varied)
+        if dull:
+            problems.append("traits that never took more than one value over the profile: %s"
+                            % ", ".join(dull))
+        print("catalog changes under the load: " + "; ".join(
+            "%s -> %s" % (re.sub(r"\s+", " ", sql)[:70], ",".join(out)) for sql, out in ddl.done))
     for s in sessions:
         print("session %-9s %6d batches, %7d changes" % (s.name, s.batches, s.changes))
     print("%d pauses checked, %.1f s side by side (+%.1f s paused), clock at %s" % (
