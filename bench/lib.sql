@@ -96,6 +96,14 @@ CREATE FUNCTION bench.label(q text) RETURNS text
         WHEN q LIKE 'SELECT DISTINCT x FROM unnest($1::text[]) x' THEN 'maintain.c lock_ids (stripe ids)'
         WHEN q LIKE 'SELECT as_of, time_zone FROM c360.clock' THEN 'maintain.c clock read'
         WHEN q LIKE 'WITH ev AS%' THEN 'rollup.c shift_delta_sql (events left the window)'
+        WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS _c360_id%'
+            THEN 'traits.c refresh_sql (' || substring(q from 'JOIN c360\.(\w+) i ON') || ' traits)'
+        WHEN q LIKE 'WITH d AS (SELECT x AS _c360_id%'
+            THEN 'traits.c refresh_sql bulk (' || substring(q from 'JOIN c360\.(\w+) i ON') || ' traits)'
+        WHEN q ~ '^SELECT DISTINCT .* FROM c360\.\w+ i WHERE \(i\.'
+            THEN 'traits.c tick_sql (' || substring(q from 'FROM c360\.(\w+) i WHERE') || ' windows)'
+        WHEN q LIKE 'SELECT DISTINCT COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir%'
+            THEN 'rollup.c owners (events'' owners)'
         WHEN q LIKE 'SELECT customer_id FROM c360.customer_360 WHERE%' THEN 'maintain.c tick band (last orders)'
         WHEN q LIKE 'UPDATE c360.clock%' THEN 'maintain.c tick set clock'
         WHEN q ~ '^SELECT .* FROM c360\.\w+ WHERE \w+ = ANY\(\$1\) ORDER BY .* FOR UPDATE'
@@ -115,6 +123,7 @@ CREATE FUNCTION bench.snapshot_statements(p_phase text) RETURNS void
            sum(shared_blks_hit), sum(shared_blks_read + shared_blks_dirtied + shared_blks_written)
     FROM pg_stat_statements
     WHERE NOT toplevel AND query NOT LIKE '%bench.%' AND query NOT LIKE '%pg_stat_statements%'
+      AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND query NOT LIKE '%percentile_cont%' AND query NOT LIKE 'SELECT timestamptz $1'
     GROUP BY 2 $$;
 

@@ -9,7 +9,8 @@
 # BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_CHUNKS, BENCH_FLOOR_BATCHES (per way),
 # BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
 # BENCH_KEEP=1 leaves the cluster running for a closer look (it prints how to stop it);
-# BENCH_EXTRAS=0 skips the sources' and sinks' benchmarks that follow the core one.
+# BENCH_EXTRAS=0 skips the benchmarks that follow the core one (computed traits, sources,
+# sinks); BENCH_EXTRAS="traits sink" (names of bench/<name>.sh) runs only those.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -164,10 +165,15 @@ fi
         'statements', (SELECT json_agg(s ORDER BY phase, total_ms DESC) FROM bench.statements s))"
 } | python3 bench/report.py "$OUT/report.txt"
 
-# The sources' and sinks' benchmarks start servers of their own; each prints its report.
+# The traits', sources' and sinks' benchmarks start servers of their own; each prints its
+# report.  The core cluster stops first, so that it takes no share of the machine from them.
+[ "$KEEP" = 1 ] || pg_stop "$DIR"
 status=0
-for extra in bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/sink.sh; do
-    [ -f "$extra" ] && [ "${BENCH_EXTRAS:-1}" != 0 ] || continue
+EXTRAS=${BENCH_EXTRAS:-1}
+for extra in bench/traits.sh bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/sink.sh; do
+    [ -f "$extra" ] && [ "$EXTRAS" != 0 ] || continue
+    name=$(basename "$extra" .sh)
+    [ "$EXTRAS" = 1 ] || [[ " $EXTRAS " == *" $name "* ]] || continue
     say "== $extra =="
     bash "$extra" || { say "$extra failed"; status=1; }
 done
