@@ -133,7 +133,7 @@ c360_exec_sized(SPIPlanPtr *plan, const char *const sql[2], int n, int nargs, Oi
 	return c360_exec_bulk(sql[1], nargs, types, args, ids);
 }
 
-/* A statement over a bulk set of customers, planned for these values. */
+/* A statement over a set of customers, planned for these values (a bulk set, a backfill chunk). */
 List *
 c360_exec_bulk(const char *sql, int nargs, Oid *types, Datum *args, List *ids)
 {

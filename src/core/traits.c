@@ -307,7 +307,9 @@ c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
 		if (traits == NIL)
 			continue;
 		nargs = refresh_args(traits, ids, clock, args, types);
-		changed = c360_exec_bulk(refresh_sql(i, traits, true), nargs, types, args, changed);
+		/* a chunk of a few thousand is planned as a batch is: index probes per customer */
+		changed = c360_exec_bulk(refresh_sql(i, traits, list_length(ids) >= C360_BULK_IDS),
+								 nargs, types, args, changed);
 	}
 	return changed;
 }
