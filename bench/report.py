@@ -112,16 +112,21 @@ def main():
                       key=lambda s: -s["total_ms"])[:5]
         rest = 100 - sum(100 * s["total_ms"] / total for s in stmts if s["phase"] == phase)
         p(f"  {phase}:")
-        for s in rows:
-            p(f"    {100 * s['total_ms'] / total:5.1f}%  {s['mean_ms']:8.2f} ms x {s['calls']:<5}"
-              f" {s['rows'] / max(s['calls'], 1):7.0f} rows/call  {s['label']}")
-        p(f"    {rest:5.1f}%  outside the nested SQL (JSON decode, casts, C bookkeeping, commit)")
+        time_shares(p, rows, total, rest)
 
     text = "\n".join(out) + "\n"
     sys.stdout.write(text)
     with open(sys.argv[1], "w") as f:
         f.write(text)
     return 0 if vf["rows"] == 0 else 1
+
+
+def time_shares(p, rows, total, rest):
+    """Print the statements' shares of a phase's total ms, and what is outside them."""
+    for s in rows:
+        p(f"    {100 * s['total_ms'] / total:5.1f}%  {s['mean_ms']:8.2f} ms x {s['calls']:<5}"
+          f" {s['rows'] / max(s['calls'], 1):7.0f} rows/call  {s['label']}")
+    p(f"    {rest:5.1f}%  outside the nested SQL (JSON decode, casts, C bookkeeping, commit)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import json
 import statistics
 import sys
 
+from report import time_shares
+
 TARGET_RATE = 0.7       # with traits / without, events and order changes
 TARGET_BACKFILL = 2.0   # backfill / CREATE TABLE AS
 
@@ -137,10 +139,7 @@ def main():
             rows = sorted(stmts, key=lambda s: -s["total_ms"])[:6]
             rest = 100 - sum(100 * s["total_ms"] / total for s in stmts)
             p(f"  {ph}, {label}:")
-            for s in rows:
-                p(f"    {100 * s['total_ms'] / total:5.1f}%  {s['mean_ms']:8.2f} ms x {s['calls']:<5}"
-                  f" {s['rows'] / max(s['calls'], 1):7.0f} rows/call  {s['label']}")
-            p(f"    {rest:5.1f}%  outside the nested SQL (JSON decode, casts, C bookkeeping, commit)")
+            time_shares(p, rows, total, rest)
 
     text = "\n".join(out) + "\n"
     sys.stdout.write(text)
