@@ -305,8 +305,7 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 	List	   *recount = NIL;
 	List	   *behaviour = NIL;
 	List	   *timed = NIL;
-
-	List	   *traits = NIL;
+	List	   *traits = NIL;	/* customers whose traits over some input may change */
 
 	for (int i = 0; i < C360_NUM_INPUTS; i++)
 		traits = list_concat(traits, dirty->inputs[i]);

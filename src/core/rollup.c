@@ -16,10 +16,6 @@
 #include "core/clock.h"
 #include "core/rollup.h"
 
-/* The customer a raw id's events belong to: its winning identity link, else itself. */
-#define OWNER_OF(x) "COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir" \
-	" WHERE ir.identity_value = " x "), " x ")"
-
 /*
  * New events ($1..$7: the mirror's columns) into the mirror, taken in key order so that
  * concurrent batches lock index entries in one order, and among duplicates of an event id

@@ -14,6 +14,13 @@
 #include "core/clock.h"
 #include "core/dirty.h"
 
+/*
+ * The customer a raw id's events belong to, as SQL over the raw id x: its winning identity
+ * link (c360.identity_resolved), else itself.
+ */
+#define OWNER_OF(x) "COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir" \
+	" WHERE ir.identity_value = " x "), " x ")"
+
 extern List *c360_rollup_insert_events(Datum *columns, List *ids);
 extern List *c360_rollup_owners(Datum raw_ids, List *ids);
 extern void c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock,

@@ -20,6 +20,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "core/rollup.h"
 #include "core/spi.h"
 #include "core/traits.h"
 
@@ -55,10 +56,6 @@ static bool named_in(List *names, const char *name);
 static int	refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *args,
 						 Oid *types);
 
-/* A raw id's owner: its winning identity link's customer, else itself. */
-#define EVENT_OWNER "COALESCE((SELECT ir.customer_id FROM c360.identity_resolved ir" \
-	" WHERE ir.identity_value = i.customer_id), i.customer_id)"
-
 /*
  * The raw ids of the customers in d: their linked identity values, and the id itself
  * unless it is an identity value linked to someone else.  As the behaviour columns
@@ -72,22 +69,6 @@ static int	refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *
 "    SELECT d._c360_id WHERE NOT EXISTS\n" \
 "      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d._c360_id)\n" \
 "  ) r(_c360_raw))"
-
-/* The natural time of an input: what a lookback counts from when no column is named. */
-const char *
-c360_trait_natural_time(C360InputId input)
-{
-	switch (input)
-	{
-		case C360_ORDERS:
-		case C360_SUPPORT_TICKETS:
-			return "created_at";
-		case C360_BEHAVIORAL_EVENTS:
-			return "event_time";
-		default:
-			return NULL;
-	}
-}
 
 static const char *
 key_column(C360InputId input)
@@ -230,13 +211,11 @@ forget_on_abort(XactEvent event, void *arg)
 static InputStatements *
 input_statements(const C360Clock *clock, C360InputId input)
 {
+	List	   *traits = c360_traits_load(clock);	/* first: a new version resets statements */
 	InputStatements *st = &statements[input];
 	ListCell   *lc;
 	MemoryContext old;
 
-	List	   *traits = c360_traits_load(clock);
-
-	st = &statements[input];	/* the load may have forgotten it */
 	if (st->refresh[0] != NULL)
 		return st;
 	old = MemoryContextSwitchTo(traits_cxt);
@@ -480,12 +459,10 @@ static char *
 refresh_sql(C360InputId input, List *traits, bool bulk)
 {
 	StringInfoData s;
-	StringInfoData cols;
 	int			param = 2;
 	ListCell   *lc;
 
 	initStringInfo(&s);
-	initStringInfo(&cols);
 	appendStringInfo(&s, "WITH d AS (SELECT %sx AS _c360_id FROM unnest($1::text[]) x),\n",
 					 bulk ? "" : "DISTINCT ");
 	if (input == C360_BEHAVIORAL_EVENTS)
@@ -499,7 +476,6 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 		appendStringInfoString(&s, ",\n         ");
 		append_aggregate(&s, t, condition(t, true, bound));
 		appendStringInfo(&s, " AS %s", quote_identifier(t->name));
-		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", quote_identifier(t->name));
 	}
 	if (input == C360_BEHAVIORAL_EVENTS)
 		appendStringInfoString(&s, "\n  FROM d LEFT JOIN raw ON raw._c360_id = d._c360_id\n"
@@ -540,7 +516,7 @@ tick_sql(C360InputId input, List *traits)
 
 	initStringInfo(&s);
 	appendStringInfo(&s, "SELECT DISTINCT %s FROM c360.%s i WHERE ",
-					 input == C360_BEHAVIORAL_EVENTS ? EVENT_OWNER :
+					 input == C360_BEHAVIORAL_EVENTS ? OWNER_OF("i.customer_id") :
 					 psprintf("i.%s", customer_column(input)), c360_inputs[input].name);
 	foreach(lc, traits)
 	{

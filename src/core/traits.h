@@ -41,6 +41,5 @@ extern List *c360_traits_backfill(List *names, List *ids, const C360Clock *clock
 extern char *c360_traits_statement(C360InputId input, const char *purpose);
 extern char *c360_trait_probe_sql(const C360Trait *t);
 extern char *c360_traits_verify_sql(void);
-extern const char *c360_trait_natural_time(C360InputId input);
 
 #endif							/* C360_TRAITS_H */
