@@ -14,10 +14,8 @@
 #include "lib/stringinfo.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
-#include "parser/analyze.h"
 #include "parser/parser.h"
 #include "parser/parsetree.h"
-#include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -26,6 +24,7 @@
 
 #include "core/spi.h"
 #include "core/clock.h"
+#include "core/expr.h"
 #include "core/segment.h"
 
 /*
@@ -36,7 +35,6 @@ static SPIPlanPtr segments_plan = NULL;
 static char *segments_definition = NULL;	/* names, predicates and columns, in order */
 
 static Query *analyze_predicate(const char *predicate);
-static void predicate_error_callback(void *arg);
 static List *predicate_columns(Query *query);
 static SPIPlanPtr segments_statement(void);
 static char *maintain_sql(int nsegments);
@@ -207,35 +205,19 @@ maintain_sql(int nsegments)
 }
 
 /*
- * Parse and analyze "SELECT (predicate) FROM c360.customer_360": unknown columns and type
- * errors surface here with Postgres's own messages; the rest is checked on the tree.
+ * Analyze "SELECT (predicate) FROM c360.customer_360" (src/core/expr.c: unknown columns and
+ * type errors surface with Postgres's own messages); the rest is checked on the tree.
  */
 static Query *
 analyze_predicate(const char *predicate)
 {
-	char	   *sql = psprintf("SELECT (%s) FROM c360.customer_360", predicate);
-	ErrorContextCallback errcallback = {.callback = predicate_error_callback,
-	.arg = (void *) predicate, .previous = error_context_stack};
-	List	   *raw;
-	Query	   *query;
-	Node	   *expr;
+	Query	   *query = c360_analyze_expression(psprintf("SELECT (%s) FROM c360.customer_360",
+														 predicate),
+												strlen("SELECT ("), predicate,
+												"segment predicate", "a segment predicate",
+												"c360.customer_360 columns");
+	Node	   *expr = (Node *) ((TargetEntry *) linitial(query->targetList))->expr;
 
-	error_context_stack = &errcallback;
-	raw = pg_parse_query(sql);
-
-	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a segment predicate must be one expression")));
-	query = parse_analyze_fixedparams(linitial(raw), sql, NULL, 0, NULL);
-	error_context_stack = errcallback.previous;
-	if (query->commandType != CMD_SELECT || list_length(query->targetList) != 1 ||
-		list_length(query->rtable) != 1 || query->limitCount || query->sortClause ||
-		query->setOperations || query->groupClause || query->jointree->quals)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a segment predicate must be one expression over c360.customer_360 columns")));
-	expr = (Node *) ((TargetEntry *) linitial(query->targetList))->expr;
 	if (query->hasSubLinks)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -255,26 +237,6 @@ analyze_predicate(const char *predicate)
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("a segment predicate must be boolean, not %s", format_type_be(exprType(expr)))));
 	return query;
-}
-
-/*
- * Point a parse error into the predicate, not into the caller's statement (as Postgres
- * does for the body of a SQL function).
- */
-static void
-predicate_error_callback(void *arg)
-{
-	const char *predicate = arg;
-	int			pos = geterrposition();
-	int			prefix = strlen("SELECT (");
-
-	if (pos > prefix)
-	{
-		errposition(0);
-		internalerrposition(pos - prefix);
-		internalerrquery(predicate);
-	}
-	errcontext("segment predicate \"%s\"", predicate);
 }
 
 /* The profile columns a predicate reads, in table order. */

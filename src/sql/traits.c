@@ -13,13 +13,12 @@
 #include "funcapi.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
-#include "parser/analyze.h"
 #include "parser/parser.h"
-#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "core/clock.h"
+#include "core/expr.h"
 #include "core/maintain.h"
 #include "core/traits.h"
 
@@ -32,8 +31,7 @@ PG_FUNCTION_INFO_V1(c360_trait_statements);
 PG_FUNCTION_INFO_V1(c360_shift_back);
 
 static const char *aggregate_form(Node *val);
-static Query *analyze_expression(const char *sql, const char *what, const char *expr, int prefix);
-static void expression_context(void *arg);
+static Query *analyze_expression(const char *sql, int prefix, const char *text, const char *what);
 static void put_statement(ReturnSetInfo *rsinfo, const char *input, const char *purpose,
 						  const char *sql);
 
@@ -146,7 +144,7 @@ c360_trait_expression(PG_FUNCTION_ARGS)
 	char	   *expr = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *sql = psprintf("SELECT (%s) FROM c360.%s", expr, c360_inputs[input].name);
-	Query	   *query = analyze_expression(sql, what, expr, strlen("SELECT ("));
+	Query	   *query = analyze_expression(sql, strlen("SELECT ("), expr, what);
 	Node	   *node = (Node *) ((TargetEntry *) linitial(query->targetList))->expr;
 
 	if (query->hasSubLinks)
@@ -186,57 +184,21 @@ c360_trait_type(PG_FUNCTION_ARGS)
 	t.order_by = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	t.descending = PG_GETARG_BOOL(4);
 	sql = c360_trait_probe_sql(&t);
-	query = analyze_expression(sql, "aggregate", sql, 0);
+	query = analyze_expression(sql, 0, sql, "aggregate");
 	node = (Node *) ((TargetEntry *) linitial(query->targetList))->expr;
 	PG_RETURN_TEXT_P(cstring_to_text(format_type_with_typemod(exprType(node), exprTypmod(node))));
 }
 
+/* One of a trait's expressions (what: "filter", "aggregate argument", ...), analyzed. */
 static Query *
-analyze_expression(const char *sql, const char *what, const char *expr, int prefix)
+analyze_expression(const char *sql, int prefix, const char *text, const char *what)
 {
-	const char *arg[3] = {what, expr, (const char *) (intptr_t) prefix};
-	ErrorContextCallback errcallback = {.callback = expression_context,
-	.arg = (void *) arg, .previous = error_context_stack};
-	List	   *raw;
-	Query	   *query;
-
-	error_context_stack = &errcallback;
-	raw = pg_parse_query(sql);
-	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a trait's %s must be one expression", what)));
-	query = parse_analyze_fixedparams(linitial(raw), sql, NULL, 0, NULL);
-	error_context_stack = errcallback.previous;
-	if (query->commandType != CMD_SELECT || list_length(query->targetList) != 1 ||
-		list_length(query->rtable) != 1 || query->limitCount || query->sortClause ||
-		query->setOperations || query->groupClause || query->jointree->quals ||
-		query->havingQual || query->distinctClause)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a trait's %s must be one expression over its input's columns", what)));
-	return query;
-}
-
-/* Point a parse error into the trait's expression, not into the generated query. */
-static void
-expression_context(void *arg)
-{
-	const char *const *a = arg;
-	int			prefix = (int) (intptr_t) a[2];
-	int			pos = geterrposition();
-
-	if (prefix > 0 && pos > prefix)
-	{
-		errposition(0);
-		internalerrposition(pos - prefix);
-		internalerrquery(a[1]);
-	}
-	errcontext("trait %s \"%s\"", a[0], a[1]);
+	return c360_analyze_expression(sql, prefix, text, psprintf("trait %s", what),
+								   psprintf("a trait's %s", what), "its input's columns");
 }
 
 /*
- * c360._trait_backfill(all_at_once boolean) RETURNS bigint: backfill the oldest trait still
+ * c360._trait_backfill(all_at_once boolean) RETURNS bigint: backfill every trait still
  * backfilling by one chunk, or wholly; the rows computed, or -1 when none is backfilling.
  */
 Datum
