@@ -2,6 +2,8 @@
 #   q ...                     psql on the database under test, unaligned, stop on error
 #   say MSG, fail MSG         progress lines stamped with seconds since T0; failures collected
 #   poll SECS DESC CMD...     a bounded wait: CMD every 0.2 s until it succeeds, false after SECS
+#   drop_c360                 a cleanup: drop every sink, source and the extension (the next test in
+#                             the shared database starts from nothing), whatever state they are in
 
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -19,4 +21,13 @@ poll() {
         fi
         sleep 0.2
     done
+}
+
+drop_c360() {
+    if [ -n "$(q -c "SELECT 1 FROM pg_extension WHERE extname = 'customer360'" 2>/dev/null)" ]; then
+        q -c "SELECT c360.drop_sink(name) FROM c360.sinks" >/dev/null 2>&1
+        q -c "SET statement_timeout = '20s'; SELECT c360.drop_source(name) FROM c360.sources" >/dev/null 2>&1 ||
+            q -c "DELETE FROM c360.sources" >/dev/null 2>&1
+        q -c "DROP EXTENSION customer360 CASCADE" >/dev/null 2>&1
+    fi
 }

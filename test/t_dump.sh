@@ -91,12 +91,7 @@ cleanup() {
     set +e
     # the next tests need c360_workers: a run that died between drop and restore recreates it
     db_exists || pq -c "CREATE DATABASE $DB" >/dev/null 2>&1
-    if [ -n "$(q -c "SELECT 1 FROM pg_extension WHERE extname = 'customer360'" 2>/dev/null)" ]; then
-        q -c "SELECT c360.drop_sink(name) FROM c360.sinks" >/dev/null 2>&1
-        q -c "SET statement_timeout = '20s'; SELECT c360.drop_source(name) FROM c360.sources" >/dev/null 2>&1 ||
-            q -c "DELETE FROM c360.sources" >/dev/null 2>&1
-        q -c "DROP EXTENSION customer360 CASCADE" >/dev/null 2>&1
-    fi
+    drop_c360
     pq -c "DROP ROLE IF EXISTS $READER" >/dev/null 2>&1
     for o in $(q -c "SELECT roname FROM pg_replication_origin WHERE roname LIKE 'c360_dump_%'" 2>/dev/null); do
         q -c "SELECT pg_replication_origin_drop('$o')" >/dev/null 2>&1

@@ -52,11 +52,7 @@ cleanup() {
     set +e
     # never a bare wait: the broker is a child too
     for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    if [ -n "$(q -c "SELECT 1 FROM pg_extension WHERE extname = 'customer360'" 2>/dev/null)" ]; then
-        q -c "SET statement_timeout = '20s'; SELECT c360.drop_source(name) FROM c360.sources" >/dev/null 2>&1 ||
-            q -c "DELETE FROM c360.sources" >/dev/null 2>&1
-        q -c "DROP EXTENSION customer360 CASCADE" >/dev/null 2>&1
-    fi
+    drop_c360
     q -c "DROP SCHEMA IF EXISTS kafka_test CASCADE" >/dev/null 2>&1
     broker_stop
     if [ "$rc" -eq 0 ]; then

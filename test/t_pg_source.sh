@@ -66,11 +66,7 @@ cleanup() {
     wait 2>/dev/null
     # leave c360_workers as we found it: sources dropped (slots too, while the source server
     # is up), then the extension
-    if [ -n "$(q -c "SELECT 1 FROM pg_extension WHERE extname = 'customer360'" 2>/dev/null)" ]; then
-        q -c "SET statement_timeout = '20s'; SELECT c360.drop_source(name) FROM c360.sources" >/dev/null 2>&1 ||
-            q -c "DELETE FROM c360.sources" >/dev/null 2>&1
-        q -c "DROP EXTENSION customer360 CASCADE" >/dev/null 2>&1
-    fi
+    drop_c360
     for o in $(q -c "SELECT roname FROM pg_replication_origin WHERE roname LIKE 'c360_shop_%'" 2>/dev/null); do
         q -c "SELECT pg_replication_origin_drop('$o')" >/dev/null 2>&1
     done
