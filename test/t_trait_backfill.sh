@@ -446,7 +446,7 @@ create() { # NAME INPUT AGGREGATE FILTER LOOKBACK: create_trait's result
 }
 n=$(create views_7d behavioral_events 'count(*)' "event_type = 'product_view'" '7 days') || die "create_trait(views_7d) failed"
 [ "$n" = 0 ] || fail "create_trait(views_7d) on $PROFILE rows returned $n, want 0 (backfilled by the ticker)"
-refused=$(q -c "DO \$\$ BEGIN PERFORM c360.create_segment('tb_viewers', 'views_7d > 2');
+refused=$(q -c "DO \$\$ BEGIN PERFORM c360.create_segment('tb_viewers', 'views_7d > 0');
                 RAISE EXCEPTION 'not refused';
                 EXCEPTION WHEN object_not_in_prerequisite_state THEN RAISE NOTICE 'refused'; END \$\$" 2>&1) ||
     fail "create_segment over a backfilling trait was not refused with 55000: $refused"
@@ -533,9 +533,9 @@ if [ "$n" != 0 ]; then
 else
     say "  verify() empty over $PROFILE customers, 6 traits ready ($(elapsed "$t")s)"
 fi
-members=$(q -c "SELECT c360.create_segment('tb_viewers', 'views_7d > 2')") ||
+members=$(q -c "SELECT c360.create_segment('tb_viewers', 'views_7d > 0')") ||
     fail "create_segment over a ready trait failed"
-want=$(q -c "SELECT count(*) FROM c360.customer_360 WHERE views_7d > 2")
+want=$(q -c "SELECT count(*) FROM c360.customer_360 WHERE views_7d > 0")
 [ "$members" = "$want" ] && [ "$members" -gt 0 ] ||
     fail "segment tb_viewers has $members members, the predicate gives $want"
 say "step 5 done in $(elapsed "$t5")s"
