@@ -153,7 +153,6 @@ static void handle_rows(MARIADB_RPL_EVENT *ev, const uint8 *body, size_t len);
 static C360Tuple *row_tuple(TableMap *map, BinlogRow *row);
 static char *to_input_text(const BinlogColumn *c, Oid type, const char *value);
 static bool castable(BinlogKind kind, Oid mirror_type);
-static const char *mirror_type_name(Oid type);
 static void end_transaction(MARIADB_RPL_EVENT *ev);
 static void save_position(C360SourceWorker *w);
 static void store_position(const char *file, uint64 pos, const char *gtid);
@@ -747,7 +746,7 @@ remote_columns(C360SourceTable *t)
 			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
 						  "column \"%s\" of source table %s has type %s, which does not cast to "
 							  "the %s column \"%s\" of input \"%s\"", row[0], t->remote, row[1],
-							  mirror_type_name(in->cols[c].type), in->cols[c].name, in->name);
+							  c360_type_name(in->cols[c].type), in->cols[c].name, in->name);
 		cols = lappend(cols, rc);
 		names = lappend(names, (char *) in->cols[c].name);
 	}
@@ -798,33 +797,23 @@ castable(BinlogKind kind, Oid mirror_type)
 		case TEXTOID:
 			return kind != BINLOG_KIND_OTHER;
 		case NUMERICOID:
+		case FLOAT8OID:
 			return kind == BINLOG_KIND_INTEGER || kind == BINLOG_KIND_DECIMAL ||
 				kind == BINLOG_KIND_FLOAT;
 		case INT4OID:
+		case INT8OID:
 			return kind == BINLOG_KIND_INTEGER || kind == BINLOG_KIND_DECIMAL;
+		case BOOLOID:			/* tinyint(1) and bit(1) arrive as 0 and 1 */
+			return kind == BINLOG_KIND_INTEGER;
 		case TIMESTAMPTZOID:
 			return kind == BINLOG_KIND_DATE || kind == BINLOG_KIND_DATETIME ||
 				kind == BINLOG_KIND_TIMESTAMP;
+		case DATEOID:
+			return kind == BINLOG_KIND_DATE;
+		case JSONBOID:			/* MariaDB's JSON is text; MySQL's binary JSON is not decoded */
+			return kind == BINLOG_KIND_STRING;
 	}
 	return false;
-}
-
-/* A mirror column's type for messages; no catalog access (it runs between transactions). */
-static const char *
-mirror_type_name(Oid type)
-{
-	switch (type)
-	{
-		case TEXTOID:
-			return "text";
-		case NUMERICOID:
-			return "numeric";
-		case INT4OID:
-			return "integer";
-		case TIMESTAMPTZOID:
-			return "timestamp with time zone";
-	}
-	return "unknown";
 }
 
 /*
@@ -1190,7 +1179,7 @@ resolve_map(TableMap *map)
 			c360_source_error(ERRCODE_DATATYPE_MISMATCH,
 						  "column \"%s\" of source table %s changed to type %s, which does not "
 							  "cast to the %s column of input \"%s\"", c->name, remote, c->type_name,
-							  mirror_type_name(in->cols[map->colmap[i]].type), in->name);
+							  c360_type_name(in->cols[map->colmap[i]].type), in->name);
 		seen = lappend(seen, (char *) in->cols[map->colmap[i]].name);
 	}
 	if (t->columns == NIL)

@@ -873,11 +873,20 @@ castable(Oid remote_type, Oid mirror_type)
 			return remote_type == NUMERICOID || remote_type == INT2OID || remote_type == INT4OID ||
 				remote_type == INT8OID || remote_type == FLOAT4OID || remote_type == FLOAT8OID;
 		case INT4OID:
+		case INT8OID:
 			return remote_type == INT2OID || remote_type == INT4OID || remote_type == INT8OID ||
 				remote_type == NUMERICOID;
+		case FLOAT8OID:
+			return remote_type == NUMERICOID || remote_type == INT2OID || remote_type == INT4OID ||
+				remote_type == INT8OID || remote_type == FLOAT4OID || remote_type == FLOAT8OID;
 		case TIMESTAMPTZOID:
 			return remote_type == TIMESTAMPTZOID || remote_type == TIMESTAMPOID ||
 				remote_type == DATEOID;
+		case BOOLOID:
+		case DATEOID:
+			return remote_type == mirror_type;
+		case JSONBOID:
+			return remote_type == JSONBOID || remote_type == JSONOID;
 	}
 	return false;
 }
@@ -906,6 +915,7 @@ type_name(Oid type)
 		case TIMESTAMPTZOID: return "timestamp with time zone";
 		case UUIDOID: return "uuid";
 		case JSONBOID: return "jsonb";
+		case JSONOID: return "json";
 		case BYTEAOID: return "bytea";
 	}
 	return psprintf("type with OID %u", type);

@@ -91,3 +91,15 @@ SELECT c360.drop_trait('orders_90d');
 SELECT count(*) AS orders_90d_columns FROM pg_attribute
 WHERE attrelid = 'c360.customer_360'::regclass AND attname = 'orders_90d' AND NOT attisdropped;
 SELECT * FROM c360.verify();
+
+-- 0.6's inputs of your own on the updated database: the catalog lists the built-in five, an
+-- input of one's own takes changes and a trait, and goes with drop_input
+SELECT name, key, customer_column, time_column FROM c360.inputs WHERE builtin ORDER BY name;
+SELECT c360.create_input('refunds', 'refund_id text, customer_id text, amount numeric, created_at timestamptz',
+                         'refund_id', 'customer_id', 'created_at');
+SELECT c360.apply_change('refunds', 'insert', NULL, '{"refund_id": "f1", "customer_id": "c2", "amount": 4, "created_at": "2030-09-01 00:00+00"}');
+SELECT c360.create_trait('refunded', 'refunds', 'sum(amount)', lookback => '30 days');
+SELECT customer_id, refunded FROM c360.customer_360 ORDER BY 1;
+SELECT * FROM c360.verify();
+SELECT c360.drop_trait('refunded'), c360.drop_input('refunds');
+SELECT to_regclass('c360.refunds') AS refunds_mirror;

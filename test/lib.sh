@@ -2,8 +2,9 @@
 #   q ...                     psql on the database under test, unaligned, stop on error
 #   say MSG, fail MSG         progress lines stamped with seconds since T0; failures collected
 #   poll SECS DESC CMD...     a bounded wait: CMD every 0.2 s until it succeeds, false after SECS
-#   drop_c360                 a cleanup: drop every sink, source and the extension (the next test in
-#                             the shared database starts from nothing), whatever state they are in
+#   drop_c360                 a cleanup: drop every sink, source, the extension and schema c360
+#                             (the next test in the shared database starts from nothing),
+#                             whatever state they are in
 
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -30,4 +31,7 @@ drop_c360() {
             q -c "DELETE FROM c360.sources" >/dev/null 2>&1
         q -c "DROP EXTENSION customer360 CASCADE" >/dev/null 2>&1
     fi
+    # the mirrors of inputs of one's own are the user's tables, in schema c360, which
+    # DROP EXTENSION leaves behind
+    q -c "DROP SCHEMA IF EXISTS c360 CASCADE" >/dev/null 2>&1
 }

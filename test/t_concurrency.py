@@ -9,6 +9,9 @@
 # drop_trait, one of them building a time-column index), which takes the clock lock
 # exclusively as segment creation does: no deadlock, no error, and the traits it creates
 # are exact from the next pause on.
+# An input of one's own (returns, c360.create_input) with traits over it is changed by two
+# sessions: the orders one, and the events one inside its inserts-only batches, which lock
+# every customer the batch touched once, in the statement that updates events by difference.
 import datetime
 import json
 import os
@@ -30,6 +33,8 @@ COOKIE_IDS = ["k%02d" % i for i in range(1, 31)]
 ORDER_IDS = ["o%03d" % i for i in range(1, 401)]
 TICKET_IDS = ["t%03d" % i for i in range(1, 151)]
 IDENTITY_IDS = ["i%02d" % i for i in range(1, 41)]
+RETURN_IDS = {"orders": ["r%03d" % i for i in range(1, 101)],      # each session its own keys
+              "events": ["r%03d" % i for i in range(101, 201)]}
 MAX_EVENTS = 8000   # beyond this the events session deletes old events, so verify stays cheap
 
 COLUMNS = {
@@ -43,7 +48,10 @@ COLUMNS = {
                           "category_id", "event_time"],
     "identity_graph": ["identity_id", "customer_id", "identity_type", "identity_value",
                        "created_at"],
+    "returns": ["return_id", "customer_id", "amount", "reason", "created_at"],
 }
+RETURNS_INPUT = ("SELECT c360.create_input('returns', 'return_id text, customer_id text, amount numeric, "
+                 "reason text, created_at timestamptz', 'return_id', 'customer_id', 'created_at');")
 KEY = {t: cols[0] for t, cols in COLUMNS.items()}
 
 
@@ -197,6 +205,22 @@ class Session(threading.Thread):
         replay(self.models[table], table, op, old, new)
         return {"input": table, "op": op, "old": old, "new": new}
 
+    def return_change(self):
+        """A return of one's own input: inserted, moved to another customer, re-dated, deleted."""
+        rng = self.rng
+        m = self.models["returns"]
+        k = rng.choice(RETURN_IDS[self.name])
+        r = rng.random()
+        if r < 0.5 or k not in m:
+            return self.change("returns", "insert", None, {
+                "return_id": k, "customer_id": self.customer(), "amount": self.numeric(),
+                "reason": self.maybe(rng.choice(["size", "color", "late"])), "created_at": self.ts()})
+        if r < 0.85:
+            new = {"customer_id": self.customer()} if rng.random() < 0.5 else {}
+            new["created_at"] = self.ts()
+            return self.change("returns", "update", {"return_id": k}, new)
+        return self.change("returns", "delete", {"return_id": k}, None)
+
     def run(self):
         try:
             self.db = Psql(self.dbname)
@@ -232,7 +256,7 @@ class Session(threading.Thread):
 class Orders(Session):
     def __init__(self, *a):
         super().__init__(*a)
-        self.models = {"orders": {}}
+        self.models = {"orders": {}, "returns": {}}
 
     def row(self, key):
         return {"order_id": key, "customer_id": self.customer(),
@@ -263,6 +287,8 @@ class Orders(Session):
                                          {"order_id": nk, "total_amount": self.numeric()}))
             else:
                 batch.append(self.change("orders", "delete", {"order_id": k}, None))
+            if rng.random() < 0.2:
+                batch.append(self.return_change())
         return self.apply_sql(batch)
 
 
@@ -332,7 +358,7 @@ class Customers(Session):
 class Events(Session):
     def __init__(self, *a):
         super().__init__(*a)
-        self.models = {"behavioral_events": {}, "identity_graph": {}}
+        self.models = {"behavioral_events": {}, "identity_graph": {}, "returns": {}}
         self.next_id = 0
 
     def event(self, key):
@@ -364,6 +390,8 @@ class Events(Session):
                     self.next_id += 1
                     k = "e%07d" % self.next_id
                 batch.append(self.change("behavioral_events", "insert", None, self.event(k)))
+            for _ in range(rng.randint(0, 3)):
+                batch.append(self.return_change())
         elif r < 0.9 or not ev:
             # Identity links added, moved and deleted, with a few events in the same batch.
             for _ in range(rng.randint(1, 5)):
@@ -457,6 +485,9 @@ TRAITS = [
     ("last_link_value", "identity_graph", "(array_agg(identity_value ORDER BY created_at DESC))[1]", None, None, None),
     ("all_gold", "customers", "bool_and(loyalty_tier = 'gold')", None, None, None),
     ("doomed", "orders", "min(total_amount)", None, None, None),     # dropped under the load
+    ("refunds_30d", "returns", "sum(amount)", None, "30 days", None),
+    ("returns_n", "returns", "count(*)", None, None, None),
+    ("last_reason", "returns", "(array_agg(reason ORDER BY created_at DESC))[1]", None, None, None),
 ]
 
 # What the DDL session does under the load, at these shares of the run.  The second
@@ -545,18 +576,21 @@ def checks(db, sessions, what, mirrors=True):
         problems.append("c360.verify() returned %d row(s) %s:\n  %s" % (n, what, "\n  ".join(
             db.run("SELECT * FROM c360.verify() LIMIT 20;"))))
     problems += segment_problems(db, what)
+    written = {}    # table -> rows, over the sessions (their keys differ)
     for s in sessions if mirrors else []:
         for table, model in s.models.items():
-            js = json.dumps(list(model.values()))
-            out = db.run(
-                "WITH m AS (SELECT r::text AS t FROM jsonb_populate_recordset(NULL::c360.%s, $m$%s$m$) r),\n"
-                "     s AS (SELECT s::text AS t FROM c360.%s s)\n"
-                "SELECT 'written, missing: ' || t FROM (SELECT t FROM m EXCEPT ALL SELECT t FROM s) a\n"
-                "UNION ALL SELECT 'unexpected: ' || t FROM (SELECT t FROM s EXCEPT ALL SELECT t FROM m) b\n"
-                "LIMIT 10;" % (table, js, table))
-            if out:
-                problems.append("mirror %s differs from what session %s wrote %s:\n  %s" % (
-                    table, s.name, what, "\n  ".join(out)))
+            written.setdefault(table, []).extend(model.values())
+    for table, rows in written.items():
+        js = json.dumps(rows)
+        out = db.run(
+            "WITH m AS (SELECT r::text AS t FROM jsonb_populate_recordset(NULL::c360.%s, $m$%s$m$) r),\n"
+            "     s AS (SELECT s::text AS t FROM c360.%s s)\n"
+            "SELECT 'written, missing: ' || t FROM (SELECT t FROM m EXCEPT ALL SELECT t FROM s) a\n"
+            "UNION ALL SELECT 'unexpected: ' || t FROM (SELECT t FROM s EXCEPT ALL SELECT t FROM m) b\n"
+            "LIMIT 10;" % (table, js, table))
+        if out:
+            problems.append("mirror %s differs from what the sessions wrote %s:\n  %s" % (
+                table, what, "\n  ".join(out)))
     return problems
 
 
@@ -569,6 +603,7 @@ def main():
     db = Psql(dbname)
     db.run("SET TimeZone = 'UTC';\nCREATE EXTENSION customer360;")
     db.run("SELECT c360.tick('%s');" % START)
+    db.run(RETURNS_INPUT)
     for t in TRAITS:
         db.run(trait_sql(*t))
     not_ready = db.run("SELECT name FROM c360.traits WHERE state <> 'ready';")

@@ -47,7 +47,7 @@ typedef struct InputPlans
 	SPIPlanPtr	truncate;
 } InputPlans;
 
-static InputPlans plans[C360_NUM_INPUTS];
+static InputPlans plans[C360_MAX_INPUTS];
 
 /*
  * A deferred maintainer (c360_apply_defer): the customers the batches of this transaction
@@ -57,7 +57,7 @@ static C360Dirty *deferred;
 static LocalTransactionId deferred_lxid;
 
 /* Per input, the transaction that emptied it while running alone (see apply_run). */
-static LocalTransactionId emptied[C360_NUM_INPUTS];
+static LocalTransactionId emptied[C360_MAX_INPUTS];
 
 /* The replay of one input's changes: final rows and the keys' customers. */
 typedef struct InputResult
@@ -68,6 +68,7 @@ typedef struct InputResult
 	List	   *links;			/* identity: the links' customer ids (their traits) */
 } InputResult;
 
+static int	apply_order(int n);
 static bool needs_exclusive_clock(C360Batch *batch);
 static bool insert_only(List *changes);
 static bool same_image(Oid type, Datum a, Datum b);
@@ -137,16 +138,18 @@ c360_apply_finish(C360Batch *batch)
 	 */
 	dirty.by_difference = !exclusive && !deferring();
 
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
-		if (batch->changes[i] != NIL)
-		{
-			ErrorContextCallback ctx = {.callback = apply_context, .arg = (void *) &c360_inputs[i],
-			.previous = error_context_stack};
+	for (int n = 0; n < c360_ninputs; n++)
+	{
+		int			i = apply_order(n);
+		ErrorContextCallback ctx = {.callback = apply_context, .arg = (void *) &c360_inputs[i],
+		.previous = error_context_stack};
 
-			error_context_stack = &ctx;
-			apply_input(i, batch->changes[i], &clock, &dirty);
-			error_context_stack = ctx.previous;
-		}
+		if (batch->changes[i] == NIL)
+			continue;
+		error_context_stack = &ctx;
+		apply_input(i, batch->changes[i], &clock, &dirty);
+		error_context_stack = ctx.previous;
+	}
 
 	if (deferring())
 		defer_dirty(&dirty);
@@ -218,13 +221,31 @@ defer_dirty(const C360Dirty *dirty)
 		deferred->full = lappend(deferred->full, pstrdup(lfirst(lc)));
 	foreach(lc, dirty->behaviour)
 		deferred->behaviour = lappend(deferred->behaviour, pstrdup(lfirst(lc)));
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		foreach(lc, dirty->inputs[i])
 			deferred->inputs[i] = lappend(deferred->inputs[i], pstrdup(lfirst(lc)));
 		deferred->truncated[i] |= dirty->truncated[i];
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The n-th input to apply.  Inserted events lock their owners, and every customer the
+ * batch touched, once (see apply_run): they come after every other input but identity
+ * links, which never share a batch that inserts events by difference.  So users' inputs
+ * come before the events.
+ */
+static int
+apply_order(int n)
+{
+	int			users = c360_ninputs - C360_BUILTIN_INPUTS;
+
+	if (n < C360_BEHAVIORAL_EVENTS)
+		return n;
+	if (n < C360_BEHAVIORAL_EVENTS + users)
+		return C360_BUILTIN_INPUTS + n - C360_BEHAVIORAL_EVENTS;
+	return n - users;
 }
 
 /*
@@ -323,13 +344,15 @@ truncate_input(C360InputId input, C360Dirty *dirty)
 /*
  * The customers whose profile the changed rows affect.  ids are the rows' customer ids,
  * but raw ids for events (recounted) and identity values for links (re-resolved).  Events
- * and links change only the behaviour columns of a profile.
+ * and links change only the behaviour columns of a profile, users' inputs only traits.
  */
 static void
 attribution_changed(C360InputId input, List *ids, C360Dirty *dirty)
 {
 	if (input == C360_IDENTITY_GRAPH)
 		dirty->behaviour = c360_rollup_resolve(ids, dirty->behaviour);
+	else if (input >= C360_BUILTIN_INPUTS)
+		dirty->inputs[input] = list_concat(dirty->inputs[input], ids);	/* only traits */
 	else if (input != C360_BEHAVIORAL_EVENTS)
 	{
 		dirty->full = list_concat(dirty->full, ids);
@@ -378,10 +401,11 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 	if (dirty->by_difference)
 	{
 		List	   *owners = c360_rollup_owners(columns[in->customer_col], NIL);
+		List	   *touched = list_concat(list_concat_copy(dirty->full, dirty->behaviour), owners);
 
-		c360_maintain_lock(c360_text_array(list_concat(list_concat_copy(dirty->full,
-																	   dirty->behaviour),
-													   owners)));
+		for (int i = C360_BUILTIN_INPUTS; i < c360_ninputs; i++)
+			touched = list_concat(touched, dirty->inputs[i]);
+		c360_maintain_lock(c360_text_array(touched));
 		dirty->locked = true;
 		c360_rollup_insert_events_delta(columns, clock, dirty);
 		dirty->inputs[C360_BEHAVIORAL_EVENTS] = list_concat(dirty->inputs[C360_BEHAVIORAL_EVENTS],
@@ -565,8 +589,9 @@ same_image(Oid type, Datum a, Datum b)
 	struct varlena *va;
 	struct varlena *vb;
 
-	if (type == INT4OID || type == TIMESTAMPTZOID)
-		return a == b;
+	if (type == INT4OID || type == TIMESTAMPTZOID || type == INT8OID || type == FLOAT8OID ||
+		type == BOOLOID || type == DATEOID)
+		return a == b;			/* the by-value types an input's column may have */
 	va = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(a));
 	vb = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(b));
 	return VARSIZE_ANY_EXHDR(va) == VARSIZE_ANY_EXHDR(vb) &&
@@ -662,8 +687,8 @@ cast_tuple(const C360Input *in, const C360Tuple *t, Datum *vals, bool *nulls,
 static Datum
 cast_value(const C360Input *in, int col, const char *text)
 {
-	static FmgrInfo finfo[C360_NUM_INPUTS][C360_MAX_COLS];
-	static Oid	ioparam[C360_NUM_INPUTS][C360_MAX_COLS];
+	static FmgrInfo finfo[C360_MAX_INPUTS][C360_MAX_COLS];
+	static Oid	ioparam[C360_MAX_INPUTS][C360_MAX_COLS];
 	Oid			type = in->cols[col].type;
 	int			input = in - c360_inputs;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -787,7 +812,8 @@ input_plans(C360InputId input)
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM c360.%s RETURNING %s", in->name,
-					 input == C360_IDENTITY_GRAPH ? "identity_value" : "customer_id");
+					 input == C360_IDENTITY_GRAPH ? "identity_value" :
+					 in->cols[in->customer_col].name);
 	c360_plan(&p->truncate, sql.data, 0, NULL);
 
 	resetStringInfo(&sql);

@@ -12,7 +12,7 @@
 
 typedef struct C360Batch
 {
-	List	   *changes[C360_NUM_INPUTS];	/* C360Change *, in arrival order */
+	List	   *changes[C360_MAX_INPUTS];	/* C360Change *, in arrival order */
 	int64		nchanges;
 } C360Batch;
 

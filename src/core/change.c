@@ -18,8 +18,11 @@
 static char *jsonb_scalar_text(const C360Input *in, const char *col, JsonbValue *v);
 static void tuple_json(StringInfo buf, const C360Input *in, const C360Tuple *t);
 
-/* Column order is the mirror tables' order in sql/customer360--0.1.sql. */
-const C360Input c360_inputs[C360_NUM_INPUTS] = {
+/*
+ * The built-in inputs; column order is the mirror tables' order in
+ * sql/customer360--0.1.sql.  Users' inputs fill the slots after them (src/core/inputs.c).
+ */
+C360Input	c360_inputs[C360_MAX_INPUTS] = {
 	[C360_CUSTOMERS] = {"customers", 9, {
 			{"customer_id", TEXTOID, true}, {"email", TEXTOID}, {"first_name", TEXTOID},
 			{"last_name", TEXTOID}, {"phone", TEXTOID}, {"acquisition_channel", TEXTOID},
@@ -43,18 +46,51 @@ const C360Input c360_inputs[C360_NUM_INPUTS] = {
 			{"identity_type", TEXTOID}, {"identity_value", TEXTOID, true},
 			{"created_at", TIMESTAMPTZOID}}, 0, 1},
 };
+int			c360_ninputs = C360_BUILTIN_INPUTS;
 
+/*
+ * An input by name.  A name this process does not know, or whose mirror was dropped and
+ * created again since it was loaded, loads users' inputs from the catalog first.
+ */
 int
 c360_input_by_name(const char *name)
 {
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
-		if (name && strcmp(c360_inputs[i].name, name) == 0)
-			return i;
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < c360_ninputs; i++)
+			if (name && c360_inputs[i].name && strcmp(c360_inputs[i].name, name) == 0 &&
+				c360_input_current(i))
+				return i;
+		if (pass == 0 && name)
+			c360_inputs_load();
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown input \"%s\"", name ? name : "(null)"),
-			 errhint("The inputs are customers, orders, support_tickets, behavioral_events and identity_graph.")));
+			 errhint("The inputs are customers, orders, support_tickets, behavioral_events, identity_graph and those of c360.create_input (c360.inputs).")));
 	return -1;					/* keep compiler quiet */
+}
+
+/*
+ * A mirror column's type for messages, with no catalog access (source workers report
+ * column problems between transactions).  The types an input's column may have.
+ */
+const char *
+c360_type_name(Oid type)
+{
+	switch (type)
+	{
+		case TEXTOID: return "text";
+		case NUMERICOID: return "numeric";
+		case INT4OID: return "integer";
+		case INT8OID: return "bigint";
+		case FLOAT8OID: return "double precision";
+		case BOOLOID: return "boolean";
+		case TIMESTAMPTZOID: return "timestamp with time zone";
+		case DATEOID: return "date";
+		case JSONBOID: return "jsonb";
+	}
+	return "unknown";
 }
 
 C360Op
@@ -114,7 +150,15 @@ c360_tuple_from_jsonb(const C360Input *in, Jsonb *jb, const char *what)
 		if (col < 0)
 			continue;
 		t->present[col] = true;
-		t->values[col] = jsonb_scalar_text(in, key, &v);
+		if (in->cols[col].type == JSONBOID && v.type != jbvNull)
+		{
+			/* a jsonb column takes any JSON value, as JSON text */
+			Jsonb	   *value = JsonbValueToJsonb(&v);
+
+			t->values[col] = JsonbToCString(NULL, &value->root, VARSIZE(value));
+		}
+		else
+			t->values[col] = jsonb_scalar_text(in, key, &v);
 	}
 	return t;
 }

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * change.h
  *	  The common change record every source decodes into, and the catalog of the
- *	  five profile inputs (their mirror tables, columns and keys).
+ *	  profile inputs (their mirror tables, columns and keys): the article's five, built
+ *	  in, and users' own (c360.create_input), loaded by src/core/inputs.c.
  *-------------------------------------------------------------------------
  */
 #ifndef C360_CHANGE_H
@@ -10,17 +11,28 @@
 #include "postgres.h"
 #include "utils/jsonb.h"
 
-#define C360_MAX_COLS 9
+/* The most columns an input has (c360.create_input refuses more). */
+#define C360_MAX_COLS 32
 
-typedef enum C360InputId
+/*
+ * Slots of c360_inputs: the built-in inputs first, then users' own in the order this
+ * process first saw them.  A slot is never reused while the process lives (plans and
+ * statements are cached per slot), so a session that sees more than the slots left of
+ * inputs created gets an error and must reconnect.
+ */
+#define C360_MAX_INPUTS 128
+
+typedef enum C360BuiltinInput
 {
 	C360_CUSTOMERS,
 	C360_ORDERS,
 	C360_SUPPORT_TICKETS,
 	C360_BEHAVIORAL_EVENTS,
 	C360_IDENTITY_GRAPH,
-	C360_NUM_INPUTS
-} C360InputId;
+	C360_BUILTIN_INPUTS
+} C360BuiltinInput;
+
+typedef int C360InputId;		/* a slot of c360_inputs */
 
 typedef enum C360Op
 {
@@ -39,14 +51,17 @@ typedef struct C360Column
 
 typedef struct C360Input
 {
-	const char *name;			/* input name = mirror table name in schema c360 */
+	const char *name;			/* input name = mirror table name in schema c360; NULL: a
+								 * slot not in use, or whose input was dropped */
 	int			ncols;
 	C360Column	cols[C360_MAX_COLS];
 	int			key_col;		/* single-column text primary key */
 	int			customer_col;	/* the column naming the customer (or raw id) */
+	Oid			relid;			/* users' inputs: the mirror table it was loaded from */
 } C360Input;
 
-extern const C360Input c360_inputs[C360_NUM_INPUTS];
+extern C360Input c360_inputs[C360_MAX_INPUTS];
+extern int	c360_ninputs;		/* slots in use or used: loops over inputs stop here */
 
 /*
  * A row image as text, the way every wire format can produce it: present[i] false means the
@@ -69,6 +84,9 @@ typedef struct C360Change
 } C360Change;
 
 extern int	c360_input_by_name(const char *name);
+extern const char *c360_type_name(Oid type);
+extern void c360_inputs_load(void);	/* src/core/inputs.c */
+extern bool c360_input_current(C360InputId input);	/* src/core/inputs.c */
 extern C360Op c360_op_by_name(const char *name);
 extern int	c360_column_by_name(const C360Input *in, const char *name);
 extern C360Tuple *c360_tuple_from_jsonb(const C360Input *in, Jsonb *jb, const char *what);

@@ -24,8 +24,8 @@ typedef struct C360Dirty
 	List	   *timed;			/* only time passed: counters exact, stage and expiry not */
 	List	   *written;		/* profile rows already brought up to date (by difference) */
 	/* per input, the customers whose rows of it changed: whose traits over it to recompute */
-	List	   *inputs[C360_NUM_INPUTS];
-	bool		truncated[C360_NUM_INPUTS]; /* every customer's traits over it */
+	List	   *inputs[C360_MAX_INPUTS];
+	bool		truncated[C360_MAX_INPUTS]; /* every customer's traits over it */
 	bool		by_difference;	/* the batch may update profiles by difference */
 	bool		locked;			/* the batch already holds its customers' locks */
 } C360Dirty;

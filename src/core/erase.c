@@ -61,7 +61,7 @@ c360_erase_filter(C360Batch *batch)
 
 	/* the dropped changes' ids, once per change, so that the counts add up */
 	ids = NIL;
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		List	   *kept = NIL;
 
@@ -138,7 +138,7 @@ batch_ids(C360Batch *batch)
 {
 	List	   *ids = NIL;
 
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		ListCell   *lc;
 

@@ -307,7 +307,7 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 	List	   *timed = NIL;
 	List	   *traits = NIL;	/* customers whose traits over some input may change */
 
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 		traits = list_concat(traits, dirty->inputs[i]);
 	if (dirty->full == NIL && dirty->behaviour == NIL && dirty->timed == NIL &&
 		dirty->written == NIL && traits == NIL)

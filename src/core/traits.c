@@ -38,7 +38,7 @@ static MemoryContext traits_cxt;
 static Oid	loaded_catalog = InvalidOid;
 static int64 loaded_version = -1;
 static List *loaded_traits;
-static InputStatements statements[C360_NUM_INPUTS];
+static InputStatements statements[C360_MAX_INPUTS];
 
 static List *read_catalog(void);
 static void forget(void);
@@ -181,7 +181,7 @@ read_catalog(void)
 static void
 forget(void)
 {
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		if (statements[i].refresh_plan)
 			SPI_freeplan(statements[i].refresh_plan);
@@ -268,7 +268,7 @@ c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
 
 	if (ids == NIL)
 		return NIL;
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		List	   *traits = NIL;
 		ListCell   *lc;
@@ -383,7 +383,7 @@ c360_traits_refresh(C360Dirty *dirty, const C360Clock *clock, List *changed)
 {
 	if (c360_traits_load(clock) == NIL)
 		return changed;
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		List	   *ids;
 
@@ -415,7 +415,7 @@ c360_traits_tick(const C360Clock *from, const C360Clock *to, C360Dirty *dirty)
 {
 	if (c360_traits_load(to) == NIL)
 		return;
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		InputStatements *st = input_statements(to, i);
 		Datum		old_bounds[FUNC_MAX_ARGS];
@@ -684,7 +684,7 @@ c360_traits_verify_sql(void)
 	List	   *traits = read_catalog();
 
 	initStringInfo(&s);
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		List	   *mine = input_traits(traits, i, true);
 

@@ -228,7 +228,7 @@ path_value(json_t *root, const char *path)
 
 /*
  * A JSON scalar as the text the column's input function reads; a number in a timestamp
- * column is epoch milliseconds.  Objects and arrays are refused.
+ * column is epoch milliseconds.  Objects and arrays are refused, but in a jsonb column.
  */
 static bool
 scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
@@ -237,6 +237,15 @@ scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **t
 	bool		is_time = in->cols[col].type == TIMESTAMPTZOID;
 
 	*text = NULL;
+	if (in->cols[col].type == JSONBOID && !json_is_null(v))
+	{
+		/* a jsonb column takes any JSON value, as JSON text */
+		char	   *dumped = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+		*text = pstrdup(dumped);
+		free(dumped);
+		return true;
+	}
 	switch (json_typeof(v))
 	{
 		case JSON_NULL:

@@ -333,7 +333,7 @@ apply_one_by_one(C360Source *src, C360Batch *batch)
 {
 	int64		applied = 0;
 
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 	{
 		ListCell   *lc;
 

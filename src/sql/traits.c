@@ -234,7 +234,7 @@ c360_trait_statements(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	for (int i = 0; i < C360_NUM_INPUTS; i++)
+	for (int i = 0; i < c360_ninputs; i++)
 		for (int p = 0; p < lengthof(purposes); p++)
 			put_statement(rsinfo, c360_inputs[i].name, purposes[p],
 						  c360_traits_statement(i, purposes[p]));

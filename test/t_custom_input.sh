@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# test/t_custom_input.sh: an input of your own (c360.create_input) end to end (issue 18, item 2):
+#   1  create_input('returns', ...) fed by a real PostgreSQL source through map_table with
+#      renamed columns (shop_returns: a bigint key, numeric(10,2), boolean, jsonb); snapshot,
+#      then changes typed one statement at a time (autocommit) and in one transaction:
+#      inserts, updates (one moves a return to another customer), deletes; mirror = source
+#      row for row
+#   2  a trait over it (refunds in 90 days), a segment on that trait: profile = what the
+#      source rows say (computed here from the source), verify() empty
+#   3  drop_input is refused (2BP01) while a source maps the input and a trait reads it
+#   4  erase_customer removes the customer's returns; a later source row of that customer is
+#      dropped by the tombstone; the other customers' rows keep streaming
+#   5  pg_dump -Fc and a plain pg_dump restored into new databases: the input's catalog row,
+#      mirror rows, indexes, the trait's column and values come back; verify() empty there
+# Runs against the cluster of test/run.sh (PGHOST/PGPORT/PGUSER, customer360 preloaded,
+# workers in c360_workers).  Every wait is a bounded poll.  Exit 0 only if every check passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. test/servers.sh
+
+DB=c360_workers
+: "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
+export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
+SRC_PORT=${C360_PGSRC_PORT:-54370}
+
+T0=$(date +%s.%N)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_custom_input.XXXXXX")
+SRC_DIR=
+failures=()
+
+. test/lib.sh
+die() {
+    echo "FAIL: $*"
+    failures+=("$*")
+    diagnostics
+    exit 1
+}
+s() { psql -X -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d shop "$@"; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    drop_c360
+    for d in c360_restored c360_restored_plain; do
+        psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1
+    done
+    for o in $(q -c "SELECT roname FROM pg_replication_origin WHERE roname LIKE 'c360_ret_%'" 2>/dev/null); do
+        q -c "SELECT pg_replication_origin_drop('$o')" >/dev/null 2>&1
+    done
+    pg_discard "$SRC_DIR" "$([ "$rc" -ne 0 ] && echo "$TMP/pgsrc.server.log")"
+    if [ "$rc" -eq 0 ]; then rm -rf "$TMP"; else echo "files kept in $TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+
+diagnostics() {
+    set +e
+    echo "---- diagnostics"
+    q -c "SELECT name, state, position, changes_applied, dead_letters, last_error FROM c360.source_status" 2>&1
+    q -c "SELECT source, position, left(payload, 100), error FROM c360.dead_letters ORDER BY id LIMIT 5" 2>&1
+    echo "----"
+}
+
+state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
+verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
+
+# The source's rows and the mirror's, as the same text: id, order, customer, amount, reason,
+# time, restocked, meta.
+returns_src() {
+    s -c "COPY (SELECT id::text, order_ref, buyer, coalesce(refund::text, 'NULL'), coalesce(why, 'NULL'),
+                       coalesce(to_char(returned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), 'NULL'),
+                       coalesce(restocked::text, 'NULL'), coalesce(meta::text, 'NULL')
+                FROM shop_returns ORDER BY id::text COLLATE \"C\") TO STDOUT" >"$TMP/returns.src"
+}
+returns_mirror() {
+    psql -X -qAt -d "${1:-$DB}" -c "COPY (SELECT return_id, order_id, customer_id, coalesce(amount::text, 'NULL'), coalesce(reason, 'NULL'),
+                       coalesce(to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), 'NULL'),
+                       coalesce(restocked::text, 'NULL'), coalesce(meta::text, 'NULL')
+                FROM c360.returns ORDER BY return_id COLLATE \"C\") TO STDOUT" >"$TMP/returns.mirror"
+}
+returns_equal() { returns_src; returns_mirror; cmp -s "$TMP/returns.src" "$TMP/returns.mirror"; }
+wait_equal() {
+    poll 60 "$1: returns mirror = shop_returns" returns_equal || {
+        diff "$TMP/returns.src" "$TMP/returns.mirror" | head -n 10
+        die "$1: the returns mirror differs from shop_returns"
+    }
+    say "  $1: $(wc -l <"$TMP/returns.mirror") returns equal row for row"
+}
+# the trait as the source rows say it: the sum of refunds later than as_of - 90 days
+refunds_expected() {
+    local bound
+    bound=$(q -c "SELECT c360.window_start(c360.as_of(), '90 days')")
+    s -c "SELECT buyer || ':' || sum(refund) FROM shop_returns WHERE returned_at > '$bound'
+          AND buyer IN ($(q -c "SELECT string_agg(quote_literal(customer_id), ',') FROM c360.customers"))
+          GROUP BY buyer HAVING sum(refund) IS NOT NULL ORDER BY buyer COLLATE \"C\""
+}
+refunds_profile() {
+    q -c "SELECT customer_id || ':' || refunds_90d FROM c360.customer_360 WHERE refunds_90d IS NOT NULL
+          ORDER BY customer_id COLLATE \"C\""
+}
+refunds_match() { [ "$(refunds_expected)" = "$(refunds_profile)" ]; }
+
+if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
+    psql -X -q -d postgres -c "CREATE DATABASE $DB"
+fi
+q -c "DROP EXTENSION IF EXISTS customer360 CASCADE" 2>/dev/null
+q -c "CREATE EXTENSION customer360"
+[ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on $PGHOST:$PGPORT"
+
+# ---------------------------------------------------------------------------------------------
+say "the PostgreSQL source cluster"
+SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
+SRC_DIR=$(mktemp -d /tmp/c360-retsrc.XXXXXX)
+pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
+    "max_wal_senders = 10" "log_min_messages = warning" >/dev/null || die "could not start the source cluster"
+psql -X -q -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d postgres -c "CREATE DATABASE shop"
+s <<'SQL'
+CREATE TABLE shop_returns (
+    id bigint PRIMARY KEY,
+    order_ref text NOT NULL,
+    buyer text NOT NULL,
+    refund numeric(10,2),
+    why text,
+    returned_at timestamptz,
+    restocked boolean,
+    meta jsonb,
+    internal_note text           -- not an input column: not mirrored
+);
+INSERT INTO shop_returns
+SELECT i, 'o' || i, 'c' || (i % 23), (i * 7 % 500) / 4.0, (ARRAY['size', 'color', 'late', NULL])[1 + i % 4],
+       now() - (i % 200) * interval '1 day' - i * interval '1 minute', i % 3 = 0,
+       CASE WHEN i % 5 = 0 THEN jsonb_build_object('rma', i, 'tags', jsonb_build_array('a', i)) END, 'x'
+FROM generate_series(1, 2000) i;
+SQL
+CONNINFO="host=127.0.0.1 port=$SRC_PORT user=postgres dbname=shop"
+
+q -c "SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'insert',
+          'new', jsonb_build_object('customer_id', 'c' || i))))
+      FROM generate_series(0, 19) i" >/dev/null   # c20..c22 have returns but no customer row
+
+# ---------------------------------------------------------------------------------------------
+say "1. create_input returns; a PostgreSQL source maps shop_returns onto it, columns renamed"
+q -c "SELECT c360.create_input('returns',
+          'return_id text, order_id text, customer_id text, amount numeric, reason text, created_at timestamptz, restocked boolean, meta jsonb',
+          key => 'return_id', customer_column => 'customer_id', time_column => 'created_at')" >/dev/null
+q -c "SELECT c360.create_trait('refunds_90d', 'returns', 'sum(amount)', lookback => '90 days')" >/dev/null
+q -c "SELECT c360.create_segment('refunders', 'refunds_90d > 4000', ARRAY['customer_id', 'refunds_90d'])" >/dev/null
+q -c "BEGIN;
+      SELECT c360.create_source('ret_pg', 'postgres-cdc', jsonb_build_object('conninfo', '$CONNINFO'));
+      SELECT c360.map_table('ret_pg', 'shop_returns', 'returns',
+          '{\"return_id\": \"id\", \"order_id\": \"order_ref\", \"customer_id\": \"buyer\", \"amount\": \"refund\",
+            \"reason\": \"why\", \"created_at\": \"returned_at\"}');
+      COMMIT;" >/dev/null
+poll 60 "ret_pg streaming" eval '[ "$(state_of ret_pg)" = streaming ]' || die "ret_pg does not stream (state $(state_of ret_pg))"
+wait_equal "snapshot"
+
+# autocommit statements, then one transaction
+s -c "INSERT INTO shop_returns VALUES (5001, 'o5001', 'c1', 99.99, 'broken', now() - interval '1 hour', true, '{\"rma\": \"x\"}', 'y')"
+s -c "UPDATE shop_returns SET refund = refund + 1, why = 'changed' WHERE id % 10 = 1"
+s -c "UPDATE shop_returns SET buyer = 'c2' WHERE id = 5"           # a move from c5 to c2
+s -c "DELETE FROM shop_returns WHERE id % 17 = 0"
+s -c "UPDATE shop_returns SET meta = NULL, restocked = NULL WHERE id = 10"
+s <<'SQL'
+BEGIN;
+INSERT INTO shop_returns SELECT 6000 + i, 'o' || i, 'c' || (i % 7), i, 'bulk', now() - i * interval '3 hours', false, NULL, 'z'
+FROM generate_series(1, 300) i;
+UPDATE shop_returns SET returned_at = returned_at - interval '100 days' WHERE id BETWEEN 6001 AND 6050;
+DELETE FROM shop_returns WHERE id BETWEEN 6251 AND 6300;
+COMMIT;
+SQL
+wait_equal "streamed changes"
+
+# ---------------------------------------------------------------------------------------------
+say "2. the trait and the segment"
+poll 30 "refunds_90d = the source's sums" refunds_match || {
+    diff <(refunds_expected) <(refunds_profile) | head
+    die "refunds_90d differs from what shop_returns says"
+}
+members=$(q -c "SELECT count(*) FROM c360.segment_members WHERE segment = 'refunders'")
+expected=$(q -c "SELECT count(*) FROM c360.customer_360 WHERE refunds_90d > 4000")
+[ "$members" = "$expected" ] && [ "$members" -gt 0 ] && [ "$members" -lt 20 ] ||
+    fail "refunders has $members members, the predicate gives $expected (of 20 customers)"
+verify_empty || die "verify() is not empty: $(q -c "SELECT * FROM c360.verify() LIMIT 5")"
+say "  refunds_90d of $(refunds_profile | wc -l) customers = the source's sums; $members refunders; verify() empty"
+
+# ---------------------------------------------------------------------------------------------
+say "3. drop_input refused while mapped and read"
+out=$(q -c "SELECT c360.drop_input('returns')" 2>&1 || true)
+case $out in
+    *"cannot drop input \"returns\""*) ;;
+    *) fail "drop_input of a mapped input: $out" ;;
+esac
+code=$(psql -X -qAt -d "$DB" -c "\\set VERBOSITY sqlstate" -c "SELECT c360.drop_input('returns')" 2>&1 || true)
+[ "$code" = "ERROR:  2BP01" ] || fail "drop_input's SQLSTATE is \"$code\", not 2BP01"
+
+# ---------------------------------------------------------------------------------------------
+say "4. erase_customer c3; a later return of c3 is dropped, others stream on"
+removed=$(q -c "SELECT c360.erase_customer('c3') ->> 'returns'")
+[ "$removed" -gt 0 ] || fail "erase_customer removed $removed returns of c3"
+[ "$(q -c "SELECT count(*) FROM c360.returns WHERE customer_id = 'c3'")" = 0 ] || fail "c3's returns are still there"
+s -c "INSERT INTO shop_returns VALUES (7001, 'o7001', 'c3', 5, 'late', now(), false, NULL, 'n')"
+s -c "INSERT INTO shop_returns VALUES (7002, 'o7002', 'c4', 6, 'late', now(), false, NULL, 'n')"
+poll 60 "c4's new return mirrored" eval '[ "$(q -c "SELECT count(*) FROM c360.returns WHERE return_id = '"'"'7002'"'"'")" = 1 ]' ||
+    die "the return of c4 after the erase did not arrive"
+[ "$(q -c "SELECT count(*) FROM c360.returns WHERE customer_id = 'c3'")" = 0 ] || fail "a late return of erased c3 was applied"
+[ "$(q -c "SELECT late_dropped FROM c360.erased")" -ge 1 ] || fail "the tombstone counted no late change"
+verify_empty || die "verify() is not empty after the erase"
+
+# ---------------------------------------------------------------------------------------------
+say "5. pg_dump and restore"
+q -c "SELECT c360.pause_source('ret_pg')" >/dev/null
+pg_dump -Fc -d "$DB" -f "$TMP/c360.dump" 2>"$TMP/dump.err" || die "pg_dump failed: $(cat "$TMP/dump.err")"
+pg_dump -d "$DB" -f "$TMP/c360.sql" 2>"$TMP/dump.err" || die "pg_dump (plain) failed: $(cat "$TMP/dump.err")"
+returns_mirror
+cp "$TMP/returns.mirror" "$TMP/returns.before"
+profile() { psql -X -qAt -d "$1" -c "SELECT customer_id || ':' || coalesce(refunds_90d::text, '-') FROM c360.customer_360 ORDER BY 1"; }
+profile "$DB" >"$TMP/profile.before"
+psql -X -q -d postgres -c "CREATE DATABASE c360_restored" -c "CREATE DATABASE c360_restored_plain"
+pg_restore --single-transaction -d c360_restored "$TMP/c360.dump" 2>"$TMP/restore.err" ||
+    die "pg_restore failed: $(head -n 20 "$TMP/restore.err")"
+psql -X -q -v ON_ERROR_STOP=1 -d c360_restored_plain -f "$TMP/c360.sql" >/dev/null 2>"$TMP/restore_plain.err" ||
+    die "restoring the plain dump failed: $(head -n 20 "$TMP/restore_plain.err")"
+for d in c360_restored c360_restored_plain; do
+    returns_mirror "$d"
+    cmp -s "$TMP/returns.before" "$TMP/returns.mirror" || fail "$d: the returns mirror differs from the dumped one"
+    [ "$(psql -X -qAt -d "$d" -c "SELECT key || ' ' || customer_column || ' ' || time_column FROM c360.inputs WHERE name = 'returns'")" = "return_id customer_id created_at" ] ||
+        fail "$d: the catalog row of returns did not come back"
+    [ "$(psql -X -qAt -d "$d" -c "SELECT count(*) FROM pg_indexes WHERE schemaname = 'c360' AND tablename = 'returns'")" = 3 ] ||
+        fail "$d: the indexes of c360.returns did not come back"
+    profile "$d" | cmp -s "$TMP/profile.before" - || fail "$d: the profile's refunds_90d differs from the dumped one"
+    [ "$(psql -X -qAt -d "$d" -c "SELECT count(*) FROM c360.verify()")" = 0 ] || fail "$d: verify() is not empty"
+    psql -X -qAt -d "$d" -v ON_ERROR_STOP=1 -c "SELECT c360.apply_change('returns', 'insert', NULL, '{\"return_id\": \"r-new\", \"customer_id\": \"c1\", \"amount\": 1000, \"created_at\": \"$(date -u +%FT%T)Z\"}')" >/dev/null ||
+        fail "$d: applying to the restored input failed"
+    [ "$(psql -X -qAt -d "$d" -c "SELECT count(*) FROM c360.verify()")" = 0 ] || fail "$d: verify() is not empty after a change"
+done
+say "  both restores: catalog, mirror, indexes, trait values equal; verify() empty; the input takes changes"
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "${#failures[@]} check(s) failed"
+    exit 1
+fi
+say "PASS"
