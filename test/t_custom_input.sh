@@ -12,6 +12,10 @@
 #      dropped by the tombstone; the other customers' rows keep streaming
 #   5  pg_dump -Fc and a plain pg_dump restored into new databases: the input's catalog row,
 #      mirror rows, indexes, the trait's column and values come back; verify() empty there
+#   6  MariaDB: crm.prefs (tinyint(1), int, bigint, double, decimal, date, datetime, JSON)
+#      onto an input of every column type, snapshot and streamed changes; mirror = source
+#   7  Kafka: JSON messages with nested fields onto an input with a jsonb column, through
+#      paths; a message lacking a mapped path goes to dead letters; mirror = the good messages
 # Runs against the cluster of test/run.sh (PGHOST/PGPORT/PGUSER, customer360 preloaded,
 # workers in c360_workers).  Every wait is a bounded poll.  Exit 0 only if every check passed.
 set -euo pipefail
@@ -22,10 +26,13 @@ DB=c360_workers
 : "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
 export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
 SRC_PORT=${C360_PGSRC_PORT:-54370}
+MY_PORT=${MY_PORT:-33370}
 
 T0=$(date +%s.%N)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_custom_input.XXXXXX")
 SRC_DIR=
+MYDIR=
+BROKER_PID=
 failures=()
 
 . test/lib.sh
@@ -36,6 +43,7 @@ die() {
     exit 1
 }
 s() { psql -X -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d shop "$@"; }
+my() { mysql_cli "$MY_PORT" -N -B "$@"; }
 
 cleanup() {
     local rc=$?
@@ -47,8 +55,10 @@ cleanup() {
     for o in $(q -c "SELECT roname FROM pg_replication_origin WHERE roname LIKE 'c360_ret_%'" 2>/dev/null); do
         q -c "SELECT pg_replication_origin_drop('$o')" >/dev/null 2>&1
     done
+    broker_stop
+    [ -n "$MYDIR" ] && mysql_stop "$MYDIR"
     pg_discard "$SRC_DIR" "$([ "$rc" -ne 0 ] && echo "$TMP/pgsrc.server.log")"
-    if [ "$rc" -eq 0 ]; then rm -rf "$TMP"; else echo "files kept in $TMP"; fi
+    if [ "$rc" -eq 0 ]; then rm -rf "$TMP" "$MYDIR"; else echo "files kept in $TMP${MYDIR:+ and $MYDIR}"; fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -234,6 +244,129 @@ for d in c360_restored c360_restored_plain; do
     [ "$(psql -X -qAt -d "$d" -c "SELECT count(*) FROM c360.verify()")" = 0 ] || fail "$d: verify() is not empty after a change"
 done
 say "  both restores: catalog, mirror, indexes, trait values equal; verify() empty; the input takes changes"
+
+# ---------------------------------------------------------------------------------------------
+say "6. MariaDB: crm.prefs onto an input of every column type (c3, erased, has no rows)"
+q -c "SELECT c360.resume_source('ret_pg')" >/dev/null
+q -c "SELECT c360.create_input('prefs',
+          'pref_id text, customer_id text, opted_in boolean, sends integer, opens bigint, score double precision,
+           spend numeric, born date, seen_at timestamptz, extra jsonb, note text',
+          'pref_id', 'customer_id', 'seen_at')" >/dev/null
+q -c "SELECT c360.create_trait('opted_in', 'prefs', 'bool_or(opted_in)')" >/dev/null
+MYDIR=$(mktemp -d /tmp/c360-retmy.XXXXXX)
+mysql_start_free "$MYDIR" "$MY_PORT" || die "could not start MariaDB"
+my <<'SQL'
+CREATE DATABASE crm CHARACTER SET utf8mb4;
+CREATE TABLE crm.prefs (
+    id varchar(20) PRIMARY KEY,
+    client varchar(20) NOT NULL,
+    optin tinyint(1),
+    sends int,
+    opens bigint,
+    score double,
+    spend decimal(12,2),
+    born date,
+    seen datetime(6),
+    extra JSON,
+    note varchar(50)
+);
+INSERT INTO crm.prefs
+SELECT concat('p', seq), concat('c', IF(seq % 20 = 3, 4, seq % 20)), seq % 2, seq, seq * 1000000000, seq / 8, seq * 1.25,
+       '1990-01-01' + INTERVAL seq DAY, '2026-01-01 00:00:00.123456' + INTERVAL seq HOUR,
+       IF(seq % 4 = 0, NULL, JSON_OBJECT('n', seq, 'tags', JSON_ARRAY('a', seq))), IF(seq % 5 = 0, NULL, 'hi')
+FROM crm.seq_1_to_500;
+CREATE USER 'c360'@'127.0.0.1' IDENTIFIED BY 'c360pw';
+GRANT SELECT ON crm.* TO 'c360'@'127.0.0.1';
+GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'c360'@'127.0.0.1';
+SQL
+# both sides as text in one form: booleans 0/1, doubles and decimals as numbers, json parsed
+prefs_src() {
+    my -e "SELECT id, client, IFNULL(optin, 'NULL'), IFNULL(sends, 'NULL'), IFNULL(opens, 'NULL'),
+                  IFNULL(CAST(score AS DECIMAL(20,6)), 'NULL'), IFNULL(CAST(spend AS DECIMAL(20,6)), 'NULL'),
+                  IFNULL(born, 'NULL'), IFNULL(DATE_FORMAT(seen, '%Y-%m-%d %H:%i:%s.%f'), 'NULL'),
+                  IFNULL(JSON_EXTRACT(extra, '$.n'), 'NULL'), IFNULL(note, 'NULL')
+           FROM crm.prefs" | LC_ALL=C sort >"$TMP/prefs.src"
+}
+prefs_mirror() {
+    q -F $'\t' -c "SELECT pref_id, customer_id, coalesce(opted_in::int::text, 'NULL'), coalesce(sends::text, 'NULL'),
+                          coalesce(opens::text, 'NULL'), coalesce(round(score::numeric, 6)::text, 'NULL'),
+                          coalesce(round(spend, 6)::text, 'NULL'), coalesce(born::text, 'NULL'),
+                          coalesce(to_char(seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), 'NULL'),
+                          coalesce(extra ->> 'n', 'NULL'), coalesce(note, 'NULL')
+                   FROM c360.prefs" | LC_ALL=C sort >"$TMP/prefs.mirror"
+}
+prefs_equal() { prefs_src; prefs_mirror; cmp -s "$TMP/prefs.src" "$TMP/prefs.mirror"; }
+wait_prefs() {
+    poll 60 "$1: prefs mirror = crm.prefs" prefs_equal || {
+        diff "$TMP/prefs.src" "$TMP/prefs.mirror" | head -n 10
+        die "$1: the prefs mirror differs from crm.prefs"
+    }
+    say "  $1: $(wc -l <"$TMP/prefs.mirror") prefs equal row for row"
+}
+MY_OPTS="{\"host\": \"127.0.0.1\", \"port\": $MY_PORT, \"user\": \"c360\", \"password\": \"c360pw\", \"server_id\": 4371}"
+q -c "BEGIN;
+      SELECT c360.create_source('ret_my', 'mysql-cdc', '$MY_OPTS');
+      SELECT c360.map_table('ret_my', 'crm.prefs', 'prefs',
+          '{\"pref_id\": \"id\", \"customer_id\": \"client\", \"opted_in\": \"optin\", \"seen_at\": \"seen\"}');
+      COMMIT;" >/dev/null
+poll 60 "ret_my streaming" eval '[ "$(state_of ret_my)" = streaming ]' || die "ret_my does not stream (state $(state_of ret_my))"
+wait_prefs "snapshot"
+my -e "UPDATE crm.prefs SET optin = 1 - optin, extra = JSON_OBJECT('n', 7) WHERE id LIKE 'p1%'"
+my -e "UPDATE crm.prefs SET client = 'c1' WHERE id = 'p2'"
+my -e "DELETE FROM crm.prefs WHERE id LIKE 'p3%'"
+my -e "INSERT INTO crm.prefs VALUES ('q1', 'c2', 1, NULL, 9000000000000, -0.5, 0.01, '2000-02-29', '2026-12-01 10:00:00.5', '[1, 2]', 'new')"
+wait_prefs "streamed changes"
+poll 30 "verify() empty" verify_empty || die "verify() is not empty with prefs"
+[ "$(q -c "SELECT extra::text FROM c360.prefs WHERE pref_id = 'q1'")" = "[1, 2]" ] || fail "a JSON array did not arrive as jsonb"
+
+# ---------------------------------------------------------------------------------------------
+say "7. Kafka: nested JSON onto an input with a jsonb column"
+q -c "SELECT c360.create_input('email_events',
+          'message_id text, customer_id text, kind text, campaign jsonb, sent_at timestamptz',
+          'message_id', 'customer_id', 'sent_at')" >/dev/null
+q -c "SELECT c360.create_trait('emails_opened_30d', 'email_events', 'count(*)', \$\$kind = 'open'\$\$, '30 days')" >/dev/null
+broker_start "$TMP" email:2 || die "could not start the test Kafka broker"
+q -c "BEGIN;
+      SELECT c360.create_source('ret_kafka', 'kafka', '{\"bootstrap.servers\": \"$BROKER_ADDR\", \"topic\": \"email\"}');
+      SELECT c360.map_table('ret_kafka', 'email', 'email_events',
+          '{\"customer_id\": \"recipient.id\", \"kind\": \"event\", \"campaign\": \"campaign\", \"sent_at\": \"ts\"}');
+      COMMIT;" >/dev/null
+poll 60 "ret_kafka streaming" eval '[ "$(state_of ret_kafka)" = streaming ]' || die "ret_kafka does not stream"
+python3 - "$TMP" <<'PY'
+import json, sys, datetime
+tmp = sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+lines, want = [], []
+for i in range(1, 301):
+    t = (now - datetime.timedelta(hours=5 * i)).strftime('%Y-%m-%dT%H:%M:%SZ')
+    v = {"event": ["send", "open", "click"][i % 3], "ts": t, "recipient": {"id": "c%d" % (4 if i % 20 == 3 else i % 20)},
+         "campaign": {"n": i, "name": "spring"} if i % 7 else None}   # in jsonb's key order
+    if i == 150:
+        del v["recipient"]                          # the dead letter: no recipient.id
+        lines.append("m%d\t%s" % (i, json.dumps(v)))
+        continue
+    lines.append("m%d\t%s" % (i, json.dumps(v)))
+    want.append("\t".join(["m%d" % i, v["recipient"]["id"], v["event"],
+                           json.dumps(v["campaign"], separators=(", ", ": ")) if v["campaign"] else "NULL", t]))
+open(tmp + "/email.kv", "w").write("\n".join(lines) + "\n")
+open(tmp + "/email.want", "w").write("\n".join(sorted(want)) + "\n")
+PY
+timeout 60 kcat -P -b "$BROKER_ADDR" -t email -K $'\t' <"$TMP/email.kv" 2>>"$TMP/kcat.err" ||
+    die "kcat could not produce: $(tail -n 3 "$TMP/kcat.err")"
+email_mirror() {
+    q -F $'\t' -c "SELECT message_id, customer_id, kind, coalesce(campaign::text, 'NULL'),
+                          to_char(sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                   FROM c360.email_events" | LC_ALL=C sort >"$TMP/email.mirror"
+}
+email_equal() { email_mirror; cmp -s "$TMP/email.want" "$TMP/email.mirror"; }
+poll 60 "email_events mirror = the good messages" email_equal || {
+    diff "$TMP/email.want" "$TMP/email.mirror" | head
+    die "the email_events mirror differs from the messages"
+}
+dl=$(q -c "SELECT count(*) || ' ' || bool_and(error LIKE '%recipient.id%') FROM c360.dead_letters WHERE source = 'ret_kafka'")
+[ "$dl" = "1 true" ] || fail "ret_kafka's dead letters: $dl, want the one message without recipient.id"
+poll 30 "verify() empty" verify_empty || die "verify() is not empty with email_events"
+say "  $(wc -l <"$TMP/email.mirror") messages equal, 1 dead letter naming recipient.id, verify() empty"
 
 if [ ${#failures[@]} -gt 0 ]; then
     echo "${#failures[@]} check(s) failed"
