@@ -151,13 +151,7 @@ ids_match() {
 
 # ---------------------------------------------------------------------------------------------
 say "step 0: the decoder alone"
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-[ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
-gcc -Wall -DFRONTEND -ffunction-sections -fdata-sections -Isrc -I"$("$PG_CONFIG" --includedir-server)" \
-    -o "$TMP/kafka_decode_test" test/kafka_decode_test.c src/decode/kafka_decode.c src/core/change.c \
-    -L"$("$PG_CONFIG" --pkglibdir)" -lpgcommon -lpgport -ljansson -lm -Wl,--gc-sections ||
-    die "could not build test/kafka_decode_test.c"
-"$TMP/kafka_decode_test" || fail "the decoder test failed"
+run_decode_test "$TMP" || fail "the decoder test failed"
 
 # ---------------------------------------------------------------------------------------------
 # The broker and the local database.
