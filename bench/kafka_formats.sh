@@ -10,9 +10,10 @@
 # extension, the same customers, vacuumed, checkpointed: untimed), then one worker reads a
 # 3-partition topic of that format: events/s from the first message produced to the last
 # one committed (chunks produced while it reads, the backlog kept under the mock broker's
-# retention, as bench/kafka.sh does).  Formats take turns, BENCH_FORMATS_ROUNDS rounds, so
-# that the machine's other work weighs on each alike; the report gives each run, each
-# format's median and its ratio to json's median.
+# retention, as bench/kafka.sh does), and the worker's CPU time per event (user + system,
+# from /proc: what the other work on a shared machine does not change).  Formats take turns,
+# BENCH_FORMATS_ROUNDS rounds, so that the machine's other work weighs on each alike; the
+# report gives each run, each format's medians and their ratios to json's.
 # Knobs (environment): BENCH_FORMATS_EVENTS (default 300,000), BENCH_FORMATS_ROUNDS (2),
 # BENCH_FORMATS_CUSTOMERS (20,000), BENCH_KAFKA_BATCH (c360.batch_size), BENCH_FORMATS_BACKLOG,
 # BENCH_FORMATS_PORT.  Prints the report and writes it to bench/out/kafka_formats.txt.
@@ -76,26 +77,34 @@ for f in "${FORMATS[@]}"; do
 done
 kafka_bench_broker "${topics[@]}"
 
+# the CPU seconds (user + system) process PID has used
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
 # one format's run from the same state as every other: the extension anew, the customers
 run_format() {
-    local f=$1 r=$2 name=bench_$1 t0 t1 check
+    local f=$1 r=$2 name=bench_$1 t0 t1 check pid c0 c1 us
     q -c "SELECT c360.drop_source(name) FROM c360.sources" >/dev/null
     psql_b -c "DROP EXTENSION customer360 CASCADE" -c "CREATE EXTENSION customer360" >/dev/null
     kafka_bench_customers "$CUSTOMERS"
     psql_b -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
     kafka_bench_source "$name" "${f}_$r" "\"format\": \"$f\"" || return 1
+    pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c360 source' AND application_name = '$name'")
+    c0=$(cpu_of "$pid")
     t0=$(now)
     kafka_bench_feed "$name" "${f}_$r" "$EVENTS" "$BACKLOG" : "$DIR/$f".chunk.* || return 1
     t1=$(now)
+    c1=$(cpu_of "$pid") || { say "the worker of $name restarted during the run"; return 1; }
+    us=$(awk -v a="$c0" -v b="$c1" -v n="$EVENTS" 'BEGIN { printf "%.1f", (b - a) * 1e6 / n }')
     check=$(q -F' ' -c "SELECT (SELECT count(*) FROM c360.behavioral_events), changes_applied, dead_letters,
                                (SELECT count(*) FROM c360.verify()) FROM c360.source_status WHERE name = '$name'")
     RATES[$f]+=" $(rate "$EVENTS" "$t0" "$t1")"
-    CHECKS+=("$f round $r: $(rate "$EVENTS" "$t0" "$t1") events/s in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; mirror, changes_applied, dead letters, verify() rows: $check")
+    CPU[$f]+=" $us"
+    CHECKS+=("$f round $r: $(rate "$EVENTS" "$t0" "$t1") events/s in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, worker CPU $us us/event; mirror, changes_applied, dead letters, verify() rows: $check")
     [ "$check" = "$EVENTS $EVENTS 0 0" ] || { say "format $f round $r: $check, want $EVENTS $EVENTS 0 0"; return 1; }
     say "  ${CHECKS[-1]}"
 }
 
-declare -A RATES
+declare -A RATES CPU
 CHECKS=()
 status=0
 for r in $(seq "$ROUNDS"); do
@@ -106,13 +115,16 @@ done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 base=$(echo "${RATES[json]}" | median)
+base_cpu=$(echo "${CPU[json]}" | median)
 {
     echo "Kafka source formats bench ($(date -u +%FT%TZ); $(nproc) cores; load $LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg))"
     echo "  the same $EVENTS events over 3 partitions for $CUSTOMERS customers; c360.batch_size $BATCH; $ROUNDS rounds, formats taking turns"
     for c in "${CHECKS[@]}"; do echo "  $c"; done
     for f in "${FORMATS[@]}"; do
         m=$(echo "${RATES[$f]}" | median)
-        echo "  $f: median $m events/s (runs:${RATES[$f]}); ratio to json $(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.3f", a / b }')"
+        c=$(echo "${CPU[$f]}" | median)
+        echo "  $f: median $m events/s (runs:${RATES[$f]}), ratio to json $(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.3f", a / b }');" \
+            "worker CPU median $c us/event (runs:${CPU[$f]}), json's over this $(awk -v a="$c" -v b="$base_cpu" 'BEGIN { printf "%.3f", b / a }')"
     done
 } | tee "$OUT/kafka_formats.txt"
 exit "$status"

@@ -17,6 +17,8 @@
 #      reads them: the mirrors equal, row for row, what the calls describe (events and the
 #      last link per identity), changes_applied, skipped_messages and dead letters exact
 #      (nothing applied or counted twice), verify() empty
+#   5  a database still at 0.5 (no skipped_messages): the source stops in 'error' naming the
+#      update; after ALTER EXTENSION ... UPDATE and resume_source it reads the topic
 # Every wait is a bounded poll.  Exit 0 only if every check passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -291,6 +293,27 @@ read -r want_l have_l missing extra <<<"$got"
 poll 30 "verify() empty" tick_verify_empty || fail "verify() not empty at the end"
 say "  $messages calls, $kills kills: $want_n events and $want_l links row for row; $changes changes applied, $skipped skipped, $bad dead letters, each once; verify() empty"
 say "step 4 done in $(elapsed "$t4")s"
+
+# ---------------------------------------------------------------------------------------------
+say "step 5: a database still at 0.5 has no skipped_messages: the source waits in error for the update"
+t5=$(date +%s.%N)
+drop_c360
+q -c "CREATE EXTENSION customer360 VERSION '0.5'"
+q -c "BEGIN;
+      SELECT c360.create_source('kold', 'kafka', '{\"bootstrap.servers\": \"$B\", \"topic\": \"seg_story\", \"startup\": \"earliest\", \"format\": \"segment\"}');
+      SELECT c360.map_table('kold', 'seg_story', 'behavioral_events');
+      COMMIT;" >/dev/null
+poll 30 "source kold in state error" state_is kold error || fail "a segment source on 0.5 is $(state_of kold), want error"
+[[ $(q -c "SELECT last_error FROM c360.source_status WHERE name = 'kold'") == *"needs customer360 0.6: run ALTER EXTENSION customer360 UPDATE"* ]] ||
+    fail "kold's last_error: $(q -c "SELECT last_error FROM c360.source_status WHERE name = 'kold'")"
+q -c "ALTER EXTENSION customer360 UPDATE" -c "SELECT c360.resume_source('kold')" >/dev/null
+committed kold 17
+got=$(q -F' ' -c "SELECT (SELECT count(*) FROM c360.behavioral_events WHERE event_id LIKE 'st-%'),
+                         (SELECT string_agg(identity_id || '=' || customer_id, ' ' ORDER BY identity_id) FROM c360.identity_graph)")
+[ "$got" = "11 segment:alias:legacy-9=cust-3 segment:anonymous_id:anon-1=cust-2 segment:anonymous_id:anon-2=cust-4" ] ||
+    fail "after the update kold made of step 1's 17 calls: $got"
+poll 30 "verify() empty" verify_empty || fail "verify() not empty after step 5"
+say "step 5 done in $(elapsed "$t5")s"
 
 # ---------------------------------------------------------------------------------------------
 q -c "SELECT c360.drop_source(name) FROM c360.sources" >/dev/null
