@@ -41,15 +41,7 @@ make -s && make -s install && make -s test/kafka_broker
 
 DIR=$(mktemp -d /tmp/c360-bench-kafka.XXXXXX)
 BROKER_PID=
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID"
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+trap kafka_bench_cleanup EXIT
 
 mkdir -p "$OUT"
 kafka_bench_cluster "$BATCH"

@@ -14,7 +14,7 @@
 # from /proc: what the other work on a shared machine does not change).  Formats take turns,
 # BENCH_FORMATS_ROUNDS rounds, so that the machine's other work weighs on each alike; the
 # report gives each run, each format's medians and their ratios to json's.
-# Knobs (environment): BENCH_FORMATS_EVENTS (default 300,000), BENCH_FORMATS_ROUNDS (2),
+# Knobs (environment): BENCH_FORMATS_EVENTS (default 300,000), BENCH_FORMATS_ROUNDS (3),
 # BENCH_FORMATS_CUSTOMERS (20,000), BENCH_KAFKA_BATCH (c360.batch_size), BENCH_FORMATS_BACKLOG,
 # BENCH_FORMATS_PORT.  Prints the report and writes it to bench/out/kafka_formats.txt.
 set -euo pipefail
@@ -24,7 +24,7 @@ ROOT=$PWD
 OUT=$ROOT/bench/out
 PORT=${BENCH_FORMATS_PORT:-54333}
 EVENTS=${BENCH_FORMATS_EVENTS:-300000}
-ROUNDS=${BENCH_FORMATS_ROUNDS:-2}
+ROUNDS=${BENCH_FORMATS_ROUNDS:-3}
 CUSTOMERS=${BENCH_FORMATS_CUSTOMERS:-20000}
 BATCH=${BENCH_KAFKA_BATCH:-1000}
 BACKLOG=${BENCH_FORMATS_BACKLOG:-40000}
@@ -54,15 +54,7 @@ make -s && make -s install && make -s test/kafka_broker
 
 DIR=$(mktemp -d /tmp/c360-bench-formats.XXXXXX)
 BROKER_PID=
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID"
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+trap kafka_bench_cleanup EXIT
 
 mkdir -p "$OUT"
 kafka_bench_cluster "$BATCH"

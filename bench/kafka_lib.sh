@@ -1,5 +1,6 @@
 # bench/kafka_lib.sh: what the Kafka source benchmarks share (sourced after test/servers.sh;
 # the bench sets DIR, its scratch directory, and PORT).
+#   kafka_bench_cleanup             the EXIT trap: the broker, the cluster, DIR
 #   kafka_bench_cluster BATCH       a throwaway cluster with customer360 preloaded, its
 #                                   workers in database bench (c360.batch_size BATCH)
 #   kafka_bench_customers N         customers cust-1..N through c360.apply_changes
@@ -19,6 +20,15 @@ q() { psql_b -At "$@"; }
 say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
+
+kafka_bench_cleanup() {
+    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -TERM "$BROKER_PID"
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    pg_stop "$DIR"
+    rm -rf "$DIR"
+}
 
 kafka_bench_cluster() {
     pg_start "$DIR" "$PORT" \
