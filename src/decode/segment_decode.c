@@ -14,7 +14,7 @@
  *	    userId), are identity links: events under the anonymous or previous id then
  *	    belong to the user.  The link's identity_id is made of its type and that id
  *	    ("segment:anonymous_id:<anonymousId>", "segment:alias:<previousId>"), so the
- *	    same call again changes nothing and a later one for the same id moves it;
+ *	    same call again rewrites the one link and a later one for the same id moves it;
  *	  - group calls, identify calls with nothing to link and types the spec may add
  *	    are skipped;
  *	  - what is none of these well formed is a dead letter, with the reason.
