@@ -37,47 +37,18 @@ CHUNK=50000
 make -s && make -s install && make -s test/kafka_broker
 
 . test/servers.sh
+. bench/kafka_lib.sh
 
 DIR=$(mktemp -d /tmp/c360-bench-kafka.XXXXXX)
 BROKER_PID=
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID"
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
-now() { date +%s.%N; }
-rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
+trap kafka_bench_cleanup EXIT
 
 mkdir -p "$OUT"
-pg_start "$DIR" "$PORT" \
-    "shared_preload_libraries = 'customer360'" \
-    "c360.database = 'bench'" \
-    "c360.tick_interval = 0" \
-    "c360.batch_size = $BATCH" \
-    "shared_buffers = 1GB" \
-    "work_mem = 16MB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
-    "timezone = 'UTC'"
-pg_psql "$PORT" -d postgres -c "CREATE DATABASE bench"
-psql_b() { pg_psql "$PORT" -d bench "$@"; }
-q() { psql_b -At "$@"; }
-psql_b -c "CREATE EXTENSION customer360"
+kafka_bench_cluster "$BATCH"
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 say "cluster on port $PORT in $DIR; $CUSTOMERS customers, $EVENTS events (untimed set-up)"
-for ((first = 1; first <= CUSTOMERS; first += 10000)); do
-    q -c "SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'insert',
-            'new', jsonb_build_object('customer_id', 'cust-' || i, 'email', 'u' || i || '@example.org',
-                                      'signup_date', now() - i * interval '1 hour'))))
-          FROM generate_series($first, least($first + 9999, $CUSTOMERS)) i" >/dev/null
-done
+kafka_bench_customers "$CUSTOMERS"
 python3 test/kafka_events.py events 1 "$EVENTS" --customers "$CUSTOMERS" --prefix ev --seed 11 \
     --csv "$DIR/events.csv" >"$DIR/events.txt"
 split -l "$CHUNK" -d -a 4 "$DIR/events.txt" "$DIR/chunk."
@@ -163,18 +134,10 @@ SQL
 fi
 
 # --- Kafka -> profile ---------------------------------------------------------------------
-test/kafka_broker --topic bench_events:3 --bootstrap-file "$DIR/bootstrap" >/dev/null 2>"$DIR/broker.err" &
-BROKER_PID=$!
-for _ in $(seq 150); do [ -s "$DIR/bootstrap" ] && break; sleep 0.1; done
-B=$(cat "$DIR/bootstrap")
-q -c "BEGIN;
-      SELECT c360.create_source('bench', 'kafka', '{\"bootstrap.servers\": \"$B\", \"topic\": \"bench_events\", \"startup\": \"earliest\"}');
-      SELECT c360.map_table('bench', 'bench_events', 'behavioral_events');
-      COMMIT;" >/dev/null
+kafka_bench_broker bench_events:3
+kafka_bench_source bench bench_events || exit 1
 worker_pid() { q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c360 source' AND application_name = 'bench'"; }
-committed() { q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = 'bench'"; }
 mem() { awk '/^VmRSS|^RssAnon|^RssShmem/ { printf "%s %d MB  ", $1, $2 / 1024 }' "/proc/$1/status"; }
-for _ in $(seq 300); do [ "$(q -c "SELECT state FROM c360.source_status WHERE name = 'bench'")" = streaming ] && break; sleep 0.1; done
 PID=$(worker_pid)
 [ -n "$PID" ] || { say "the source worker did not start"; exit 1; }
 MEM_START=$(mem "$PID")
@@ -191,19 +154,9 @@ sample_mem() {
         next_sample=$((next_sample + EVENTS / 10))
     done
 }
-produced=0
 t0=$(now)
-for chunk in "$DIR"/chunk.*; do
-    # keep the backlog under the mock broker's retention
-    while c=$(committed) && sample_mem "$c" && [ $((produced - c)) -gt "$BACKLOG" ]; do sleep 0.2; done
-    timeout 120 kcat -P -b "$B" -t bench_events -K: -z lz4 <"$chunk" 2>>"$DIR/kcat.err"
-    produced=$((produced + $(wc -l <"$chunk")))
-done
-deadline=$(($(date +%s) + 3600))
-while c=$(committed) && sample_mem "$c" && [ "$c" -lt "$EVENTS" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || { say "the worker did not catch up within an hour"; exit 1; }
-    sleep 0.2
-done
+# the backlog stays under the mock broker's retention
+kafka_bench_feed bench bench_events "$EVENTS" "$BACKLOG" sample_mem "$DIR"/chunk.* || exit 1
 t1=$(now)
 MEM_END=$(mem "$PID")
 kafka_rate=$(rate "$EVENTS" "$t0" "$t1")

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  * kafka_source.c
  *	  The Kafka source worker: reads one topic with librdkafka, assigning its
- *	  partitions itself (no consumer group), decodes each JSON message into a
- *	  change of the mapped input, and applies batches through the one apply path.
+ *	  partitions itself (no consumer group), decodes each JSON message (in the
+ *	  source's format) into a change, and applies batches through the one apply path.
  *	  The next offset of every partition is stored in c360.source_positions in the
  *	  same local transaction as the batch, and the consumer starts from there.
  *-------------------------------------------------------------------------
@@ -15,6 +15,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -25,6 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -33,6 +35,7 @@
 #include "core/customer360.h"
 #include "sources/kafka_client.h"
 #include "decode/kafka_decode.h"
+#include "decode/segment_decode.h"
 #include "core/shmem.h"
 #include "sources/source.h"
 #include "source_worker.h"
@@ -43,6 +46,13 @@
 #define PARTITION_REFRESH_MS	30000
 #define TROUBLE_REPORT_MS		3000	/* broker trouble shorter than this is not news */
 #define READ_AT_ONCE			1000
+
+/* What the messages are: the option "format". */
+typedef enum KafkaFormat
+{
+	FORMAT_JSON,				/* fields named like the input's columns */
+	FORMAT_SEGMENT				/* Segment spec calls (src/decode/segment_decode.c) */
+} KafkaFormat;
 
 /* One partition of the topic this source reads. */
 typedef struct KafkaPartition
@@ -59,6 +69,7 @@ typedef struct KafkaSource
 	C360SourceTable *table;		/* the topic's mapping */
 	char	   *topic;
 	char	   *startup;
+	KafkaFormat format;
 	List	   *only_partitions;	/* the partitions option (int list); NIL: all */
 	List	   *conf;			/* librdkafka settings: alternating name, value */
 	size_t		max_bytes;
@@ -68,6 +79,7 @@ typedef struct KafkaSource
 	int			wake_fd[2];		/* librdkafka writes to [1] when the queue fills */
 	int			nparts;
 	KafkaPartition *parts;
+	int64		skipped;		/* messages of the pending batch skipped by design */
 	MemoryContext source_cxt;	/* options */
 	TimestampTz lag_refreshed;
 	TimestampTz partitions_refreshed;
@@ -87,6 +99,8 @@ static void read_options(void);
 static void read_option(const char *key, JsonbValue *v);
 static void read_partitions(JsonbValue *v);
 static char *option_text(const char *key, JsonbValue *v);
+static KafkaFormat read_format(const char *format);
+static void check_format(void);
 static void find_mapping(void);
 static void consumer_create(void);
 static rd_kafka_conf_t *consumer_conf(void);
@@ -102,10 +116,12 @@ static void stream(C360SourceWorker *w);
 static bool read_messages(C360SourceWorker *w);
 static void handle_message(rd_kafka_message_t *m);
 static void add_message(KafkaPartition *p, rd_kafka_message_t *m);
+static C360DecodeOutcome decode(rd_kafka_message_t *m, C360Change **ch, char **error);
 static void consumer_error(rd_kafka_message_t *m);
 static void offset_out_of_range(int32 partition);
 static char *out_of_range_message(KafkaPartition *p, int64 low, int64 high);
 static void save_positions(C360SourceWorker *w);
+static void save_skipped(C360SourceWorker *w);
 static void committed(C360SourceWorker *w);
 static void housekeeping(C360SourceWorker *w);
 static pgsocket wake_socket(C360SourceWorker *w);
@@ -153,6 +169,7 @@ connect_source(C360SourceWorker *w)
 	ks.startup = "latest";
 	find_mapping();
 	read_options();
+	check_format();
 
 	/* jansson hands out UTF-8, which only these databases store as it is */
 	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
@@ -217,6 +234,8 @@ read_option(const char *key, JsonbValue *v)
 		return;
 	else if (strcmp(key, "startup") == 0)
 		ks.startup = option_text(key, v);
+	else if (strcmp(key, "format") == 0)
+		ks.format = read_format(option_text(key, v));
 	else if (strncmp(key, "properties.", 11) == 0 && key[11] != '\0')
 		ks.conf = c360_kafka_setting(ks.conf, key + 11, option_text(key, v));
 	else if (strcmp(key, "max_message_bytes") == 0)
@@ -234,8 +253,53 @@ read_option(const char *key, JsonbValue *v)
 	else
 		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
 						  "unknown option \"%s\" of kafka source \"%s\"; the options are "
-						  "bootstrap.servers, topic, startup, partitions, max_message_bytes and "
-						  "properties.<librdkafka setting>", key, ks.w->src->name);
+						  "bootstrap.servers, topic, startup, format, partitions, max_message_bytes "
+						  "and properties.<librdkafka setting>", key, ks.w->src->name);
+}
+
+static KafkaFormat
+read_format(const char *format)
+{
+	if (strcmp(format, "json") == 0)
+		return FORMAT_JSON;
+	if (strcmp(format, "segment") == 0)
+		return FORMAT_SEGMENT;
+	c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  "unknown format \"%s\" of kafka source \"%s\"; the formats are json, "
+					  "debezium and segment", format, ks.w->src->name);
+}
+
+/*
+ * Format segment feeds behavioral_events (and identity_graph, from identify and alias
+ * calls), its mapping may place only some columns, and source_status counts the calls it
+ * skips in a column of version 0.6.
+ */
+static void
+check_format(void)
+{
+	C360Source *src = ks.w->src;
+	char	   *error;
+	bool		counted;
+
+	if (ks.format != FORMAT_SEGMENT)
+		return;
+	if (ks.table->input != C360_BEHAVIORAL_EVENTS)
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "source \"%s\" reads Segment calls (format segment), which feed input "
+						  "behavioral_events, but topic \"%s\" is mapped to input \"%s\"",
+						  src->name, ks.topic, c360_inputs[ks.table->input].name);
+	if (!c360_segment_check_paths(ks.table->map, &error))
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE, "source \"%s\", topic \"%s\": %s",
+						  src->name, ks.topic, error);
+	c360_worker_begin("c360 source setup");
+	counted = get_attnum(get_relname_relid("source_progress", get_namespace_oid("c360", false)),
+						 "skipped_messages") != InvalidAttrNumber;
+	c360_worker_commit();
+	if (!counted)
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "format segment of source \"%s\" needs customer360 0.6: run ALTER "
+						  "EXTENSION customer360 UPDATE, then c360.resume_source('%s')",
+						  src->name, src->name);
 }
 
 /* The partitions option: a non-empty array of partition numbers. */
@@ -586,7 +650,10 @@ handle_message(rd_kafka_message_t *m)
 	add_message(p, m);
 }
 
-/* Decode one message into the batch, or keep it for the dead letters. */
+/*
+ * Decode one message into the batch (a change of any input), count it as skipped, or
+ * keep it for the dead letters.  Either way its offset is the batch's.
+ */
 static void
 add_message(KafkaPartition *p, rd_kafka_message_t *m)
 {
@@ -596,21 +663,36 @@ add_message(KafkaPartition *p, rd_kafka_message_t *m)
 	char	   *error;
 	int64_t		ms = rd_kafka_message_timestamp(m, NULL);
 
-	if (c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len, ks.max_bytes,
-						  ks.table->map, &ch, &error))
+	switch (decode(m, &ch, &error))
 	{
-		ch->position = position;
-		c360_apply_add(ks.w->batch, ch);
+		case C360_DECODE_CHANGE:
+			ch->position = position;
+			c360_apply_add(ks.w->batch, ch);
+			break;
+		case C360_DECODE_SKIP:
+			ks.skipped++;
+			break;
+		case C360_DECODE_BAD:
+			c360_source_worker_dead_letter(ks.w, position,
+										   c360_kafka_payload_text(m->payload, m->len, ks.max_bytes),
+										   error);
+			break;
 	}
-	else
-		c360_source_worker_dead_letter(ks.w, position,
-									   c360_kafka_payload_text(m->payload, m->len, ks.max_bytes),
-									   error);
 	MemoryContextSwitchTo(old);
 
 	p->next = m->offset + 1;
 	c360_source_worker_unit_end(ks.w, ms <= 0 ? 0 : (TimestampTz) ms * 1000 -
 								(TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+}
+
+/* The message in the source's format. */
+static C360DecodeOutcome
+decode(rd_kafka_message_t *m, C360Change **ch, char **error)
+{
+	if (ks.format == FORMAT_SEGMENT)
+		return c360_segment_decode(m->payload, m->len, ks.max_bytes, ks.table->map, ch, error);
+	return c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len, ks.max_bytes,
+							 ks.table->map, ch, error) ? C360_DECODE_CHANGE : C360_DECODE_BAD;
 }
 
 /* An error event of the consumer queue. */
@@ -695,11 +777,32 @@ save_positions(C360SourceWorker *w)
 		if (ks.parts[i].next != ks.parts[i].committed)
 			c360_source_save_position(w->src, psprintf("%d", ks.parts[i].id),
 									  psprintf(INT64_FORMAT, ks.parts[i].next));
+	if (ks.skipped > 0)
+		save_skipped(w);
+}
+
+/*
+ * In the batch's transaction, with the offsets: the messages it skipped by design, which
+ * source_status shows as skipped_messages (exact across crashes, like the offsets).
+ */
+static void
+save_skipped(C360SourceWorker *w)
+{
+	static SPIPlanPtr plan;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		args[2] = {CStringGetTextDatum(w->src->name), Int64GetDatum(ks.skipped)};
+
+	SPI_connect();
+	c360_exec(c360_plan(&plan, "UPDATE c360.source_progress"
+						" SET skipped_messages = skipped_messages + $2 WHERE source = $1",
+						2, types), args, NULL);
+	SPI_finish();
 }
 
 static void
 committed(C360SourceWorker *w)
 {
+	ks.skipped = 0;
 	for (int i = 0; i < ks.nparts; i++)
 		ks.parts[i].committed = ks.parts[i].next;
 	refresh_lag(true);			/* cheap (cached watermarks): exact after every batch */

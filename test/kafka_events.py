@@ -3,8 +3,11 @@
 kcat -K: reads them ("key:json value").
 
   kafka_events.py events FIRST COUNT [--customers N] [--prefix P] [--dups RATE] [--seed S]
+                  [--format json|segment] [--now EPOCH_MS]
       COUNT behavioral events with ids P-FIRST.. for customers cust-1..cust-N (key: the
-      customer).  event_time is ISO-8601 text or epoch milliseconds, alternately, within the
+      customer); with --format segment the same events as Segment track calls (source
+      option "format": "segment", event_time always ISO-8601 text, the context a browser
+      library sends).  event_time is ISO-8601 text or epoch milliseconds, alternately, within the
       last 25 days or 35-60 days ago (never near the 30-day bound, so that no event leaves
       the window while a test runs).  With --dups, that share of the lines re-sends an
       earlier event of the same run unchanged (a producer retry).  The unique event ids
@@ -25,6 +28,7 @@ import random
 import sys
 import time
 
+# --now fixes it, so that two runs (two formats) write the same events
 NOW_MS = int(time.time() * 1000)
 DAY_MS = 86400 * 1000
 TYPES = ["page_view", "product_view", "add_to_cart", "purchase", "search"]
@@ -54,18 +58,50 @@ def event(rng, event_id, customer, i):
     }
 
 
+def iso_time(t):
+    """An event_time, epoch milliseconds or ISO-8601 text, as ISO-8601 text."""
+    if isinstance(t, int):
+        d = datetime.datetime.fromtimestamp(t / 1000, datetime.timezone.utc)
+        return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t % 1000)
+    return t
+
+
+def segment_track(e):
+    """The event as a Segment track call: the same mirror row through format segment."""
+    t = iso_time(e["event_time"])
+    return {
+        "type": "track",
+        "messageId": e["event_id"],
+        "userId": e["customer_id"],
+        "anonymousId": "a-" + e["customer_id"],
+        "event": e["event_type"],
+        "timestamp": t,
+        "originalTimestamp": t,
+        "sentAt": t,
+        "receivedAt": t,
+        "channel": "client",
+        "context": {
+            "sessionId": e["session_id"],
+            "library": {"name": "analytics.js", "version": "4.1.0"},
+            "ip": "10.0.0.1",
+            "locale": "en-US",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
+            "page": {"path": "/p", "url": "https://shop.example/p"},
+        },
+        "properties": {"product_id": e["product_id"], "category": e["category_id"]},
+        "integrations": {},
+        "version": 2,
+    }
+
+
 def line(key, value):
     return "%s:%s" % (key, json.dumps(value, separators=(",", ":")))
 
 
 def csv_row(e):
     """The event as a COPY (CSV) row of the mirror c360.behavioral_events."""
-    t = e["event_time"]
-    if isinstance(t, int):
-        t = datetime.datetime.fromtimestamp(t / 1000, datetime.timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t % 1000)
     cols = [e["event_id"], e["customer_id"], e["session_id"], e["event_type"],
-            e["product_id"], e["category_id"], t]
+            e["product_id"], e["category_id"], iso_time(e["event_time"])]
     return ",".join("" if c is None else '"%s"' % c for c in cols)
 
 
@@ -81,7 +117,7 @@ def events(a, out):
         i = a.first + n
         customer = "cust-%d" % rng.randint(1, a.customers)
         e = event(rng, "%s-%d" % (a.prefix, i), customer, i)
-        l = line(customer, e)
+        l = line(customer, segment_track(e) if a.format == "segment" else e)
         if csv:
             csv.write(csv_row(e) + "\n")
         if len(sent) < 5000:
@@ -156,9 +192,14 @@ def main():
     p.add_argument("--ids")
     p.add_argument("--kinds")
     p.add_argument("--csv")
+    p.add_argument("--format", choices=["json", "segment"], default="json")
     p.add_argument("--good", type=int, default=0)
     p.add_argument("--tombstones", type=int, default=0)
+    p.add_argument("--now", type=int, help="epoch milliseconds the event times count back from")
     a = p.parse_args()
+    if a.now is not None:
+        global NOW_MS
+        NOW_MS = a.now
     if a.what == "events":
         a.first, a.count = a.numbers
         events(a, sys.stdout)

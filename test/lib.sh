@@ -2,6 +2,8 @@
 #   q ...                     psql on the database under test, unaligned, stop on error
 #   say MSG, fail MSG         progress lines stamped with seconds since T0; failures collected
 #   poll SECS DESC CMD...     a bounded wait: CMD every 0.2 s until it succeeds, false after SECS
+#   run_decode_test DIR       build test/kafka_decode_test.c (the Kafka decoders, no server) in
+#                             DIR and run it
 #   drop_c360                 a cleanup: drop every sink, source, the extension and schema c360
 #                             (the next test in the shared database starts from nothing),
 #                             whatever state they are in
@@ -34,4 +36,17 @@ drop_c360() {
     # the mirrors of inputs of one's own are the user's tables, in schema c360, which
     # DROP EXTENSION leaves behind
     q -c "DROP SCHEMA IF EXISTS c360 CASCADE" >/dev/null 2>&1
+}
+
+run_decode_test() {
+    local pg_config=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+    [ -x "$pg_config" ] || pg_config=pg_config
+    gcc -Wall -DFRONTEND -ffunction-sections -fdata-sections -Isrc -I"$("$pg_config" --includedir-server)" \
+        -o "$1/kafka_decode_test" test/kafka_decode_test.c src/decode/kafka_decode.c \
+        src/decode/segment_decode.c src/core/change.c \
+        -L"$("$pg_config" --pkglibdir)" -lpgcommon -lpgport -ljansson -lm -Wl,--gc-sections || {
+        echo "could not build test/kafka_decode_test.c"
+        return 1
+    }
+    "$1/kafka_decode_test"
 }

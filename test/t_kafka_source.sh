@@ -31,6 +31,7 @@ export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
 
 T0=$(date +%s.%N)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_kafka_source.XXXXXX")
+TEST_SCHEMA=kafka_test
 BROKER_PID=
 B=
 failures=()
@@ -39,146 +40,19 @@ LOCAL_DATA=
 LOCAL_LOG=
 
 . "$(dirname "$0")/lib.sh"
-die() {
-    echo "FAIL: $*"
-    failures+=("$*")
-    diagnostics
-    exit 1
-}
-
-
-cleanup() {
-    local rc=$?
-    set +e
-    # never a bare wait: the broker is a child too
-    for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    drop_c360
-    q -c "DROP SCHEMA IF EXISTS kafka_test CASCADE" >/dev/null 2>&1
-    broker_stop
-    if [ "$rc" -eq 0 ]; then
-        rm -rf "$TMP"
-    else
-        echo "files kept in $TMP (broker.err there)"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-
-diagnostics() {
-    set +e
-    echo "---- diagnostics"
-    q -c "SELECT name, state, position, lag_messages, changes_applied, dead_letters, last_error FROM c360.source_status" 2>&1
-    q -c "SELECT source, part, position FROM c360.source_positions ORDER BY 1, 2" 2>&1
-    echo "verify(): $(q -c "SELECT count(*) FROM c360.verify()" 2>&1)"
-    q -c "SELECT * FROM c360.verify() LIMIT 10" 2>&1
-    q -c "SELECT source, position, left(payload, 100), error FROM c360.dead_letters ORDER BY id LIMIT 5" 2>&1
-    if [ -n "$LOCAL_LOG" ]; then
-        echo "---- local server log (c360 lines, last 30)"
-        grep -a 'c360' "$LOCAL_LOG" | tail -n 30
-    fi
-    echo "---- broker log (last 10)"
-    tail -n 10 "$TMP/broker.err" 2>/dev/null
-    echo "----"
-}
-
-# kcat with a hard bound: a broker that misbehaves must fail the test, not hang it.
-kc() { timeout 60 kcat "$@"; }
-# produce TOPIC FILE [kcat args]: lines "key:value", lz4 batches (the mock broker keeps 5 MiB
-# or 100,000 batches per partition; compressed batches stay far below either).
-produce() {
-    local topic=$1 file=$2; shift 2
-    kc -P -b "$B" -t "$topic" -K: -z lz4 "$@" <"$file" 2>>"$TMP/kcat.err" ||
-        die "kcat could not produce $file to $topic: $(tail -n 3 "$TMP/kcat.err")"
-}
-
-server_up() { q -c "SELECT 1" >/dev/null; }
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
-applied_of() { q -c "SELECT changes_applied FROM c360.source_status WHERE name = '$1'"; }
-dead_of() { q -c "SELECT count(*) FROM c360.dead_letters WHERE source = '$1'"; }
-lag_of() { q -c "SELECT COALESCE(lag_messages, -1) FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-# the sum of the stored next offsets: the number of messages consumed and committed
-positions_of() { q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = '$1'" 2>/dev/null; }
-positions_are() { [ "$(positions_of "$1")" = "$2" ]; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
-# The ticker worker may move the clock between this statement's reading of c360.as_of() and
-# its tick taking the clock lock: the tick is then refused as a move back.  Read the instant
-# as late as possible and try again (a bounded three times) when that race is lost.
-tick_once() { q -c "SELECT c360.tick(greatest(clock_timestamp(), c360.as_of()))" >/dev/null; }
-tick_verify_empty() { { tick_once 2>/dev/null || tick_once 2>/dev/null || tick_once; } && verify_empty; }
-worker_pid() {
-    q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c360 source'
-          AND application_name = '$1' AND datname = '$DB'" 2>/dev/null | head -n 1
-}
-worker_replaced() { local p; p=$(worker_pid "$1"); [ -n "$p" ] && [ "$p" != "$2" ]; }
-worker_running() { [ -n "$(worker_pid "$1")" ]; }
-
-# kill -9 of a source worker: the postmaster resets (crash recovery), the launcher comes back
-# and starts the workers again from their committed positions
-kill_worker() {
-    local name=$1 pid
-    pid=$(worker_pid "$name")
-    [ -n "$pid" ] || { echo "  (no $name worker to kill right now)"; return 1; }
-    kill -9 "$pid"
-    KILLED=$pid
-    poll 60 "the local server back after kill -9 of $pid" server_up || die "the local server did not come back after kill -9"
-    poll 60 "a new $name worker after kill -9 of $pid" worker_replaced "$name" "$pid" ||
-        die "no new $name worker after kill -9"
-}
-
-# create_source NAME TOPIC INPUT [extra options, as JSON members]
-create_source() {
-    local extra=${4:+, $4}
-    q -c "BEGIN;
-          SELECT c360.create_source('$1', 'kafka', '{\"bootstrap.servers\": \"$B\", \"topic\": \"$2\"$extra}');
-          SELECT c360.map_table('$1', '$2', '$3');
-          COMMIT;" >/dev/null
-    poll 30 "source $1 streaming" state_is "$1" streaming || die "source $1 is not streaming: $(state_of "$1")"
-}
-
-# ids_match FILE PREFIX: "want have missing extra" for the mirror's event ids that start
-# with PREFIX against the ids listed in FILE
-ids_match() {
-    local file=$1 prefix=$2
-    q -c "CREATE TEMP TABLE want (id text)" -c "\\copy want FROM '$file'" \
-      -c "SELECT (SELECT count(*) FROM want) || ' ' ||
-                 (SELECT count(*) FROM c360.behavioral_events WHERE event_id LIKE '$prefix%') || ' ' ||
-                 (SELECT count(*) FROM want w WHERE NOT EXISTS
-                     (SELECT 1 FROM c360.behavioral_events e WHERE e.event_id = w.id)) || ' ' ||
-                 (SELECT count(*) FROM c360.behavioral_events e WHERE e.event_id LIKE '$prefix%'
-                     AND NOT EXISTS (SELECT 1 FROM want w WHERE w.id = e.event_id))"
-}
+. "$(dirname "$0")/kafka_lib.sh"
+trap kafka_cleanup EXIT
 
 # ---------------------------------------------------------------------------------------------
 say "step 0: the decoder alone"
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-[ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
-gcc -Wall -DFRONTEND -ffunction-sections -fdata-sections -Isrc -I"$("$PG_CONFIG" --includedir-server)" \
-    -o "$TMP/kafka_decode_test" test/kafka_decode_test.c src/decode/kafka_decode.c src/core/change.c \
-    -L"$("$PG_CONFIG" --pkglibdir)" -lpgcommon -lpgport -ljansson -lm -Wl,--gc-sections ||
-    die "could not build test/kafka_decode_test.c"
-"$TMP/kafka_decode_test" || fail "the decoder test failed"
+run_decode_test "$TMP" || fail "the decoder test failed"
 
 # ---------------------------------------------------------------------------------------------
 # The broker and the local database.
 broker_start "$TMP" customer_events:3 web_events:2 identities:2 bad_events:2 late_events:2 || die "the test broker did not start"
 B=$BROKER_ADDR
 
-if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
-    psql -X -q -d postgres -c "CREATE DATABASE $DB"
-fi
-q -c "DROP EXTENSION IF EXISTS customer360 CASCADE" 2>/dev/null
-q -c "DROP SCHEMA IF EXISTS kafka_test CASCADE" 2>/dev/null
-q -c "CREATE EXTENSION customer360"
-q -c "CREATE SCHEMA kafka_test"
-[ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on $PGHOST:$PGPORT"
-LOCAL_DATA=$(q -c "SHOW data_directory")
-LOCAL_LOG=$(dirname "$LOCAL_DATA")/server.log
-[ -r "$LOCAL_LOG" ] || LOCAL_LOG=
-q -c "SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'insert',
-        'new', jsonb_build_object('customer_id', 'cust-' || i, 'email', 'u' || i || '@example.org',
-                                  'signup_date', now() - i * interval '1 hour'))))
-      FROM generate_series(1, 10000) i" >/dev/null
+kafka_test_db 10000
 say "broker $B (pid $BROKER_PID), local server :$PGPORT ($LOCAL_DATA), 10,000 customers loaded"
 
 # ---------------------------------------------------------------------------------------------

@@ -29,21 +29,16 @@
 /* What a dead letter keeps of a message that is too big to keep whole. */
 #define OVERSIZE_KEEP	1024
 
-static bool fail(char **error, const char *fmt,...) pg_attribute_printf(2, 3);
 static bool tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out,
 					  char **error);
 static bool object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t,
 						 char **error);
-static json_t *path_value(json_t *root, const char *path);
 static bool path_claimed(const C360Input *in, char *const *paths, const char *field);
-static bool scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
-						char **error);
 static char *real_text(double d);
 static bool epoch_ms_text(const char *field, double ms, char **text, char **error);
 static bool key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error);
 static bool required_present(const C360Input *in, const C360Tuple *t, char **error);
 static bool valid_text(const char *s, size_t len);
-static const char *json_type_name(const json_t *v);
 
 /*
  * Decode one message of the input's topic.  True with *out set, or false with *error
@@ -58,7 +53,6 @@ c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 {
 	const C360Input *in = &c360_inputs[input];
 	char	   *keytext = NULL;
-	json_error_t jerr;
 	json_t	   *root;
 	C360Tuple  *t;
 	bool		ok;
@@ -69,24 +63,13 @@ c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 	if (input != C360_BEHAVIORAL_EVENTS && key != NULL)
 	{
 		if (!valid_text(key, keylen))
-			return fail(error, "the message key is not valid UTF-8 text");
+			return c360_kafka_fail(error, "the message key is not valid UTF-8 text");
 		keytext = pnstrdup(key, keylen);
 	}
 	if (payload == NULL)
 		return tombstone(in, input, keytext, out, error);
-	if (len > max_bytes)
-		return fail(error, "the message value has %zu bytes, more than the %zu allowed (option max_message_bytes)",
-					len, max_bytes);
-
-	root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL)
-		return fail(error, "bad JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-	if (!json_is_object(root))
-	{
-		ok = fail(error, "the message value is a JSON %s, not an object", json_type_name(root));
-		json_decref(root);
-		return ok;
-	}
+	if ((root = c360_kafka_parse_object(payload, len, max_bytes, error)) == NULL)
+		return false;
 	t = palloc0(sizeof(C360Tuple));
 	ok = object_tuple(in, root, paths, t, error);
 	json_decref(root);
@@ -99,6 +82,38 @@ c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 	(*out)->op = C360_INSERT;
 	(*out)->new = t;
 	return true;
+}
+
+/*
+ * The message value as a JSON object (the caller decrefs it), or NULL with *error set:
+ * over max_bytes, not JSON, or JSON but not an object.
+ */
+json_t *
+c360_kafka_parse_object(const char *payload, size_t len, size_t max_bytes, char **error)
+{
+	json_error_t jerr;
+	json_t	   *root;
+
+	if (len > max_bytes)
+	{
+		c360_kafka_fail(error, "the message value has %zu bytes, more than the %zu allowed (option max_message_bytes)",
+						len, max_bytes);
+		return NULL;
+	}
+	root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+	{
+		c360_kafka_fail(error, "bad JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+		return NULL;
+	}
+	if (!json_is_object(root))
+	{
+		c360_kafka_fail(error, "the message value is a JSON %s, not an object",
+						c360_kafka_json_type_name(root));
+		json_decref(root);
+		return NULL;
+	}
+	return root;
 }
 
 /*
@@ -128,8 +143,9 @@ c360_kafka_payload_text(const char *payload, size_t len, size_t max_bytes)
 	return psprintf("\\x%s%s", hex, more);
 }
 
-static bool
-fail(char **error, const char *fmt,...)
+/* Set *error to the reason, for the dead letter; returns false. */
+bool
+c360_kafka_fail(char **error, const char *fmt,...)
 {
 	va_list		ap;
 	char		buf[1024];
@@ -148,11 +164,11 @@ tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out, c
 	C360Tuple  *t;
 
 	if (input == C360_BEHAVIORAL_EVENTS)
-		return fail(error, "a message with a null value (a tombstone) cannot delete from input "
-					"\"%s\", which is append-only", in->name);
+		return c360_kafka_fail(error, "a message with a null value (a tombstone) cannot delete from input "
+							   "\"%s\", which is append-only", in->name);
 	if (key == NULL)
-		return fail(error, "a message with a null value (a tombstone) needs a key: the %s to delete",
-					in->cols[in->key_col].name);
+		return c360_kafka_fail(error, "a message with a null value (a tombstone) needs a key: the %s to delete",
+							   in->cols[in->key_col].name);
 	t = palloc0(sizeof(C360Tuple));
 	t->present[in->key_col] = true;
 	t->values[in->key_col] = key;
@@ -179,17 +195,17 @@ object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t
 
 		if (path == NULL && paths != NULL && path_claimed(in, paths, in->cols[col].name))
 			continue;
-		v = path ? path_value(root, path) : json_object_get(root, in->cols[col].name);
+		v = path ? c360_kafka_path_value(root, path) : json_object_get(root, in->cols[col].name);
 
 		if (v == NULL)
 		{
 			if (path)
-				return fail(error, "no field %s, which input column %s is mapped to", path,
-							in->cols[col].name);
+				return c360_kafka_fail(error, "no field %s, which input column %s is mapped to", path,
+									   in->cols[col].name);
 			continue;
 		}
 		t->present[col] = true;
-		if (!scalar_text(in, col, path ? path : in->cols[col].name, v, &t->values[col], error))
+		if (!c360_kafka_scalar_text(in, col, path ? path : in->cols[col].name, v, &t->values[col], error))
 			return false;
 	}
 	return true;
@@ -206,8 +222,8 @@ path_claimed(const C360Input *in, char *const *paths, const char *field)
 }
 
 /* The value at a dot-separated path of object fields, or NULL when it is not there. */
-static json_t *
-path_value(json_t *root, const char *path)
+json_t *
+c360_kafka_path_value(json_t *root, const char *path)
 {
 	const char *p = path;
 	json_t	   *v = root;
@@ -230,9 +246,9 @@ path_value(json_t *root, const char *path)
  * A JSON scalar as the text the column's input function reads; a number in a timestamp
  * column is epoch milliseconds.  Objects and arrays are refused, but in a jsonb column.
  */
-static bool
-scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
-			char **error)
+bool
+c360_kafka_scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
+					   char **error)
 {
 	bool		is_time = in->cols[col].type == TIMESTAMPTZOID;
 
@@ -268,8 +284,8 @@ scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **t
 			*text = pstrdup(json_is_true(v) ? "true" : "false");
 			return true;
 		default:
-			return fail(error, "field \"%s\" is a JSON %s; input \"%s\" needs a string, number, "
-						"boolean or null there", field, json_type_name(v), in->name);
+			return c360_kafka_fail(error, "field \"%s\" is a JSON %s; input \"%s\" needs a string, number, "
+								   "boolean or null there", field, c360_kafka_json_type_name(v), in->name);
 	}
 }
 
@@ -302,8 +318,8 @@ epoch_ms_text(const char *field, double ms, char **text, char **error)
 	struct tm	tm;
 
 	if (!isfinite(ms) || ms < (double) MIN_EPOCH_MS || ms > (double) MAX_EPOCH_MS)
-		return fail(error, "field \"%s\" is %g, out of range for epoch milliseconds (years 1 to 9999)",
-					field, ms);
+		return c360_kafka_fail(error, "field \"%s\" is %g, out of range for epoch milliseconds (years 1 to 9999)",
+							   field, ms);
 	us = (int64) llround(ms * 1000.0);
 	secs = us / 1000000;
 	frac = (int) (us % 1000000);
@@ -314,7 +330,7 @@ epoch_ms_text(const char *field, double ms, char **text, char **error)
 	}
 	tt = (time_t) secs;
 	if (gmtime_r(&tt, &tm) == NULL)
-		return fail(error, "field \"%s\" is %g, out of range for epoch milliseconds", field, ms);
+		return c360_kafka_fail(error, "field \"%s\" is %g, out of range for epoch milliseconds", field, ms);
 	*text = psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900, tm.tm_mon + 1,
 					 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 	return true;
@@ -334,8 +350,8 @@ key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error)
 	if (t->present[kc] && t->values[kc] != NULL)
 	{
 		if (strcmp(t->values[kc], key) != 0)
-			return fail(error, "field \"%s\" is \"%.100s\" but the message key is \"%.100s\"",
-						in->cols[kc].name, t->values[kc], key);
+			return c360_kafka_fail(error, "field \"%s\" is \"%.100s\" but the message key is \"%.100s\"",
+								   in->cols[kc].name, t->values[kc], key);
 		return true;
 	}
 	t->present[kc] = true;
@@ -351,9 +367,9 @@ required_present(const C360Input *in, const C360Tuple *t, char **error)
 		if (!in->cols[c].required)
 			continue;
 		if (!t->present[c])
-			return fail(error, "required field \"%s\" is missing", in->cols[c].name);
+			return c360_kafka_fail(error, "required field \"%s\" is missing", in->cols[c].name);
 		if (t->values[c] == NULL)
-			return fail(error, "required field \"%s\" is null", in->cols[c].name);
+			return c360_kafka_fail(error, "required field \"%s\" is null", in->cols[c].name);
 	}
 	return true;
 }
@@ -365,8 +381,8 @@ valid_text(const char *s, size_t len)
 	return len < PG_INT32_MAX && pg_encoding_verifymbstr(PG_UTF8, s, (int) len) == (int) len;
 }
 
-static const char *
-json_type_name(const json_t *v)
+const char *
+c360_kafka_json_type_name(const json_t *v)
 {
 	switch (json_typeof(v))
 	{
