@@ -81,15 +81,12 @@ produce() {
 }
 
 server_up() { q -c "SELECT 1" >/dev/null; }
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
 applied_of() { q -c "SELECT changes_applied FROM c360.source_status WHERE name = '$1'"; }
 dead_of() { q -c "SELECT count(*) FROM c360.dead_letters WHERE source = '$1'"; }
 lag_of() { q -c "SELECT COALESCE(lag_messages, -1) FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
 # the sum of the stored next offsets: the number of messages consumed and committed
 positions_of() { q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = '$1'" 2>/dev/null; }
 positions_are() { [ "$(positions_of "$1")" = "$2" ]; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 # The ticker worker may move the clock between this statement's reading of c360.as_of() and
 # its tick taking the clock lock: the tick is then refused as a move back.  Read the instant
 # as late as possible and try again (a bounded three times) when that race is lost.

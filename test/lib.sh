@@ -1,6 +1,7 @@
 # test/lib.sh: the helpers integration tests share (source it after setting DB and T0).
 #   q ...                     psql on the database under test, unaligned, stop on error
 #   say MSG, fail MSG         progress lines stamped with seconds since T0; failures collected
+#   state_of NAME, state_is NAME STATE, verify_empty
 #   poll SECS DESC CMD...     a bounded wait: CMD every 0.2 s until it succeeds, false after SECS
 #   run_decode_test DIR       build test/kafka_decode_test.c (the Kafka decoders, no server) in
 #                             DIR and run it
@@ -12,6 +13,10 @@ q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 say() { echo "[$(elapsed "$T0")s] $*"; }
 fail() { echo "FAIL: $*"; failures+=("$*"); }
+# a source's state in c360.source_status; verify() empty
+state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
+state_is() { [ "$(state_of "$1")" = "$2" ]; }
+verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 
 poll() {
     local secs=$1 desc=$2; shift 2

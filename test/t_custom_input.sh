@@ -71,8 +71,6 @@ diagnostics() {
     echo "----"
 }
 
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 
 # The source's rows and the mirror's, as the same text: id, order, customer, amount, reason,
 # time, restocked, meta.

@@ -136,12 +136,9 @@ fp_sql() { echo "(SELECT count(*) || ':' || COALESCE(sum(hashtextextended(ROW($(
 fingerprints_sql() { echo "SELECT $(fp_sql "$1" orders) || ' ' || $(fp_sql "$1" customers)"; }
 SRC_FP=
 mirror_equal() { [ "$(q -c "$(fingerprints_sql c360)")" = "$SRC_FP" ]; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 # committed row changes of the mapped tables on the source (statement triggers count them)
 src_changes() { s -c "SELECT COALESCE(sum(n), 0) FROM change_log WHERE tbl IN ('orders', 'customers')"; }
 applied_of() { q -c "SELECT changes_applied FROM c360.source_progress WHERE source = '$1'"; }
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
 # the sum of the stored next offsets: the messages consumed and committed
 kafka_positions() { q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = 'dump_kafka'" 2>/dev/null; }
 kafka_positions_are() { [ "$(kafka_positions)" = "$1" ]; }

@@ -137,8 +137,6 @@ wpid() {
     q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c360 $1'
           AND application_name = '$2' AND datname = '$DB'" 2>/dev/null | head -n 1
 }
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
 applied_of() { q -c "SELECT changes_applied FROM c360.source_status WHERE name = '$1'"; }
 all_streaming() { state_is "pg_$M" streaming && state_is "my_$M" streaming && state_is "kf_$M" streaming; }
 # the server answers and the three source workers and the sink worker run
@@ -179,7 +177,6 @@ kf_load_want() {
 }
 KF_WANT=
 kf_equal() { [ "$(kf_have)" = "$KF_WANT" ]; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 everything_equal() { pg_equal && my_equal && kf_equal && verify_empty; }
 
 # orders changes the source committed (statement triggers, same transaction as the change)

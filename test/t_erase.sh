@@ -134,7 +134,6 @@ kafka_consumed() {
     [ "$(q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = '$KSRC'")" = "$PRODUCED" ]
 }
 applied_of() { q -c "SELECT changes_applied FROM c360.source_status WHERE name = '$1'"; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 sink_caught_up() {
     [ "$(q -c "SELECT state = 'streaming' AND backlog = 0 AND last_error IS NULL
                FROM c360.sink_status WHERE name = '$SINK'")" = t ]

@@ -105,7 +105,6 @@ rand_pause() {
 }
 
 state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null || true; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
 status_of() {
     q -c "SELECT state || COALESCE(' ' || snapshot_rows_done || '/' || snapshot_rows_total, '')
           FROM c360.source_status WHERE name = '$1'" 2>/dev/null || true
@@ -119,7 +118,6 @@ worker_up_or_error() { [ -n "$(worker_pid "$1")" ] || state_is "$1" error; }
 no_source_workers() {
     [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'c360 source' AND datname = '$DB'")" = 0 ]
 }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 log_tail() {
     [ -n "$LOCAL_LOG" ] || return 0
     echo "---- local server log (c360 lines since the round began, last 25)"

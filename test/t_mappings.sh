@@ -77,10 +77,7 @@ diagnostics() {
     echo "----"
 }
 
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
 error_of() { q -c "SELECT last_error FROM c360.source_status WHERE name = '$1'"; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 # wait_streaming SECS NAME: until the source streams; an error state fails at once
 wait_streaming() {
     local i st

@@ -128,7 +128,6 @@ fingerprints_sql() {
 }
 SRC_FP=
 mirror_equal() { [ "$(q -c "$(fingerprints_sql c360)")" = "$SRC_FP" ]; }
-verify_empty() { [ "$(q -c "SELECT count(*) FROM c360.verify()")" = 0 ]; }
 in_sync() { mirror_equal && verify_empty; }
 server_up() { q -c "SELECT 1" >/dev/null; }
 
@@ -171,8 +170,6 @@ sync() {
     say "  in sync after $(elapsed "$t")s: orders/customers/tickets $(echo "$SRC_FP" | sed -E 's/:-?[0-9]+//g; s/ /\//g') rows, verify() empty"
 }
 
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
 both_streaming() { state_is shop_orders streaming && state_is shop_crm streaming; }
 worker_pid() {
     q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c360 source'

@@ -96,8 +96,6 @@ diagnostics() {
     echo "----"
 }
 
-state_of() { q -c "SELECT state FROM c360.source_status WHERE name = '$1'" 2>/dev/null; }
-state_is() { [ "$(state_of "$1")" = "$2" ]; }
 positions() { q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = 'tb_kafka'" 2>/dev/null; }
 positions_are() { [ "$(positions)" = "$1" ]; }
 all_ready() { [ "$(q -c "SELECT count(*) FILTER (WHERE state = 'ready') || '/' || count(*) FROM c360.traits")" = "$1/$1" ]; }
