@@ -32,6 +32,7 @@
 #include "core/spi.h"
 #include "core/customer360.h"
 #include "sources/kafka_client.h"
+#include "decode/debezium_decode.h"
 #include "decode/kafka_decode.h"
 #include "core/shmem.h"
 #include "sources/source.h"
@@ -62,6 +63,7 @@ typedef struct KafkaSource
 	List	   *only_partitions;	/* the partitions option (int list); NIL: all */
 	List	   *conf;			/* librdkafka settings: alternating name, value */
 	size_t		max_bytes;
+	C360KafkaFormat format;		/* how messages are decoded */
 	rd_kafka_t *rk;
 	rd_kafka_topic_t *rkt;
 	rd_kafka_queue_t *queue;
@@ -86,6 +88,7 @@ static void connect_source(C360SourceWorker *w);
 static void read_options(void);
 static void read_option(const char *key, JsonbValue *v);
 static void read_partitions(JsonbValue *v);
+static void read_format(JsonbValue *v);
 static char *option_text(const char *key, JsonbValue *v);
 static void find_mapping(void);
 static void consumer_create(void);
@@ -102,6 +105,7 @@ static void stream(C360SourceWorker *w);
 static bool read_messages(C360SourceWorker *w);
 static void handle_message(rd_kafka_message_t *m);
 static void add_message(KafkaPartition *p, rd_kafka_message_t *m);
+static C360KafkaOutcome decode_message(rd_kafka_message_t *m, C360Change **ch, char **error);
 static void consumer_error(rd_kafka_message_t *m);
 static void offset_out_of_range(int32 partition);
 static char *out_of_range_message(KafkaPartition *p, int64 low, int64 high);
@@ -231,11 +235,29 @@ read_option(const char *key, JsonbValue *v)
 	}
 	else if (strcmp(key, "partitions") == 0)
 		read_partitions(v);
+	else if (strcmp(key, "format") == 0)
+		read_format(v);
 	else
 		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
 						  "unknown option \"%s\" of kafka source \"%s\"; the options are "
-						  "bootstrap.servers, topic, startup, partitions, max_message_bytes and "
+						  "bootstrap.servers, topic, startup, format, partitions, max_message_bytes and "
 						  "properties.<librdkafka setting>", key, ks.w->src->name);
+}
+
+/* The format option: how the topic's messages are decoded. */
+static void
+read_format(JsonbValue *v)
+{
+	char	   *name = option_text("format", v);
+
+	if (!c360_kafka_format_by_name(name, &ks.format))
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "option \"format\" of kafka source \"%s\" must be " C360_KAFKA_FORMAT_NAMES
+						  ", not \"%s\"", ks.w->src->name, name);
+	if (ks.format == C360_KAFKA_SEGMENT)
+		c360_source_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+						  "format \"segment\" of kafka source \"%s\" is not available in this version",
+						  ks.w->src->name);
 }
 
 /* The partitions option: a non-empty array of partition numbers. */
@@ -586,7 +608,11 @@ handle_message(rd_kafka_message_t *m)
 	add_message(p, m);
 }
 
-/* Decode one message into the batch, or keep it for the dead letters. */
+/*
+ * Decode one message into the batch, or keep it for the dead letters; a message that
+ * is nothing to apply (a Debezium tombstone) is skipped.  Either way it is consumed:
+ * the next offset moves past it.
+ */
 static void
 add_message(KafkaPartition *p, rd_kafka_message_t *m)
 {
@@ -596,21 +622,43 @@ add_message(KafkaPartition *p, rd_kafka_message_t *m)
 	char	   *error;
 	int64_t		ms = rd_kafka_message_timestamp(m, NULL);
 
-	if (c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len, ks.max_bytes,
-						  ks.table->map, &ch, &error))
+	switch (decode_message(m, &ch, &error))
 	{
-		ch->position = position;
-		c360_apply_add(ks.w->batch, ch);
+		case C360_KAFKA_CHANGE:
+			ch->position = position;
+			c360_apply_add(ks.w->batch, ch);
+			break;
+		case C360_KAFKA_SKIP:
+			break;
+		case C360_KAFKA_DEAD_LETTER:
+			c360_source_worker_dead_letter(ks.w, position,
+										   c360_kafka_payload_text(m->payload, m->len, ks.max_bytes),
+										   error);
+			break;
 	}
-	else
-		c360_source_worker_dead_letter(ks.w, position,
-									   c360_kafka_payload_text(m->payload, m->len, ks.max_bytes),
-									   error);
 	MemoryContextSwitchTo(old);
 
 	p->next = m->offset + 1;
 	c360_source_worker_unit_end(ks.w, ms <= 0 ? 0 : (TimestampTz) ms * 1000 -
 								(TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+}
+
+/* The message in the source's format. */
+static C360KafkaOutcome
+decode_message(rd_kafka_message_t *m, C360Change **ch, char **error)
+{
+	switch (ks.format)
+	{
+		case C360_KAFKA_DEBEZIUM:
+			return c360_debezium_decode(ks.table->input, m->key, m->key_len, m->payload, m->len,
+										ks.max_bytes, ks.table->map, ch, error);
+		case C360_KAFKA_JSON:
+		case C360_KAFKA_SEGMENT:	/* refused by read_format */
+			break;
+	}
+	return c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len,
+							 ks.max_bytes, ks.table->map, ch, error) ?
+		C360_KAFKA_CHANGE : C360_KAFKA_DEAD_LETTER;
 }
 
 /* An error event of the consumer queue. */

@@ -23,27 +23,22 @@
 #include "decode/kafka_decode.h"
 
 /* Epoch milliseconds of 0001-01-01 and 9999-12-31 23:59:59.999 UTC: what renders as a year. */
-#define MIN_EPOCH_MS	INT64CONST(-62135596800000)
-#define MAX_EPOCH_MS	INT64CONST(253402300799999)
+#define MIN_EPOCH_MS	(C360_MIN_EPOCH_SECONDS * 1000)
+#define MAX_EPOCH_MS	(C360_MAX_EPOCH_SECONDS * 1000 + 999)
 
 /* What a dead letter keeps of a message that is too big to keep whole. */
 #define OVERSIZE_KEEP	1024
 
-static bool fail(char **error, const char *fmt,...) pg_attribute_printf(2, 3);
 static bool tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out,
 					  char **error);
 static bool object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t,
 						 char **error);
 static json_t *path_value(json_t *root, const char *path);
 static bool path_claimed(const C360Input *in, char *const *paths, const char *field);
-static bool scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
-						char **error);
 static char *real_text(double d);
 static bool epoch_ms_text(const char *field, double ms, char **text, char **error);
 static bool key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error);
-static bool required_present(const C360Input *in, const C360Tuple *t, char **error);
 static bool valid_text(const char *s, size_t len);
-static const char *json_type_name(const json_t *v);
 
 /*
  * Decode one message of the input's topic.  True with *out set, or false with *error
@@ -58,7 +53,6 @@ c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 {
 	const C360Input *in = &c360_inputs[input];
 	char	   *keytext = NULL;
-	json_error_t jerr;
 	json_t	   *root;
 	C360Tuple  *t;
 	bool		ok;
@@ -69,28 +63,17 @@ c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 	if (input != C360_BEHAVIORAL_EVENTS && key != NULL)
 	{
 		if (!valid_text(key, keylen))
-			return fail(error, "the message key is not valid UTF-8 text");
+			return c360_kafka_fail(error, "the message key is not valid UTF-8 text");
 		keytext = pnstrdup(key, keylen);
 	}
 	if (payload == NULL)
 		return tombstone(in, input, keytext, out, error);
-	if (len > max_bytes)
-		return fail(error, "the message value has %zu bytes, more than the %zu allowed (option max_message_bytes)",
-					len, max_bytes);
-
-	root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL)
-		return fail(error, "bad JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-	if (!json_is_object(root))
-	{
-		ok = fail(error, "the message value is a JSON %s, not an object", json_type_name(root));
-		json_decref(root);
-		return ok;
-	}
+	if ((root = c360_kafka_parse(payload, len, max_bytes, error)) == NULL)
+		return false;
 	t = palloc0(sizeof(C360Tuple));
 	ok = object_tuple(in, root, paths, t, error);
 	json_decref(root);
-	if (!ok || !key_from_message(in, t, keytext, error) || !required_present(in, t, error))
+	if (!ok || !key_from_message(in, t, keytext, error) || !c360_kafka_required_present(in, t, error))
 		return false;
 
 	/* an insert of a keyed input's existing key is an upsert in the apply path */
@@ -128,8 +111,66 @@ c360_kafka_payload_text(const char *payload, size_t len, size_t max_bytes)
 	return psprintf("\\x%s%s", hex, more);
 }
 
-static bool
-fail(char **error, const char *fmt,...)
+/* The message formats of option "format", by name. */
+static const struct
+{
+	const char *name;
+	C360KafkaFormat format;
+}			formats[] =
+{
+	{"json", C360_KAFKA_JSON},
+	{"debezium", C360_KAFKA_DEBEZIUM},
+	{"segment", C360_KAFKA_SEGMENT},
+};
+
+/* The format of this name; false when there is none (C360_KAFKA_FORMAT_NAMES lists them). */
+bool
+c360_kafka_format_by_name(const char *name, C360KafkaFormat *format)
+{
+	for (size_t i = 0; i < lengthof(formats); i++)
+		if (strcmp(formats[i].name, name) == 0)
+		{
+			*format = formats[i].format;
+			return true;
+		}
+	return false;
+}
+
+/*
+ * The message value as a JSON object, or NULL with *error set: too big, not JSON, or
+ * JSON but not an object.  The caller json_decref()s it.
+ */
+json_t *
+c360_kafka_parse(const char *payload, size_t len, size_t max_bytes, char **error)
+{
+	json_error_t jerr;
+	json_t	   *root;
+
+	if (len > max_bytes)
+	{
+		c360_kafka_fail(error, "the message value has %zu bytes, more than the %zu allowed (option max_message_bytes)",
+						len, max_bytes);
+		return NULL;
+	}
+	root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+	{
+		c360_kafka_fail(error, "bad JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+		return NULL;
+	}
+	if (!json_is_object(root))
+	{
+		c360_kafka_fail(error, "the message value is a JSON %s, not an object",
+						c360_kafka_json_type_name(root));
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* Set *error to the formatted reason; false, so that a decoder can return it. */
+bool
+c360_kafka_fail(char **error, const char *fmt,...)
 {
 	va_list		ap;
 	char		buf[1024];
@@ -148,10 +189,10 @@ tombstone(const C360Input *in, C360InputId input, char *key, C360Change **out, c
 	C360Tuple  *t;
 
 	if (input == C360_BEHAVIORAL_EVENTS)
-		return fail(error, "a message with a null value (a tombstone) cannot delete from input "
+		return c360_kafka_fail(error, "a message with a null value (a tombstone) cannot delete from input "
 					"\"%s\", which is append-only", in->name);
 	if (key == NULL)
-		return fail(error, "a message with a null value (a tombstone) needs a key: the %s to delete",
+		return c360_kafka_fail(error, "a message with a null value (a tombstone) needs a key: the %s to delete",
 					in->cols[in->key_col].name);
 	t = palloc0(sizeof(C360Tuple));
 	t->present[in->key_col] = true;
@@ -174,25 +215,41 @@ object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t
 {
 	for (int col = 0; col < in->ncols; col++)
 	{
-		const char *path = paths ? paths[col] : NULL;
-		json_t	   *v;
-
-		if (path == NULL && paths != NULL && path_claimed(in, paths, in->cols[col].name))
-			continue;
-		v = path ? path_value(root, path) : json_object_get(root, in->cols[col].name);
+		const char *field;
+		json_t	   *v = c360_kafka_column_value(in, root, paths, col, &field);
 
 		if (v == NULL)
 		{
-			if (path)
-				return fail(error, "no field %s, which input column %s is mapped to", path,
-							in->cols[col].name);
+			if (paths && paths[col])
+				return c360_kafka_fail(error, "no field %s, which input column %s is mapped to", field,
+									   in->cols[col].name);
 			continue;
 		}
 		t->present[col] = true;
-		if (!scalar_text(in, col, path ? path : in->cols[col].name, v, &t->values[col], error))
+		if (!c360_kafka_scalar_text(in, col, field, v, &t->values[col], error))
 			return false;
 	}
 	return true;
+}
+
+/*
+ * The value in object root that feeds input column col, or NULL when there is none:
+ * the field at the path the mapping names, else the top-level field of the column's
+ * name unless a mapping names that field for another column.  *field is set to the
+ * path or name, for messages.
+ */
+json_t *
+c360_kafka_column_value(const C360Input *in, json_t *root, char *const *paths, int col,
+						const char **field)
+{
+	const char *path = paths ? paths[col] : NULL;
+
+	*field = path ? path : in->cols[col].name;
+	if (path)
+		return path_value(root, path);
+	if (paths != NULL && path_claimed(in, paths, in->cols[col].name))
+		return NULL;
+	return json_object_get(root, in->cols[col].name);
 }
 
 /* Whether a mapping names field (a top-level one) for some column. */
@@ -230,8 +287,8 @@ path_value(json_t *root, const char *path)
  * A JSON scalar as the text the column's input function reads; a number in a timestamp
  * column is epoch milliseconds.  Objects and arrays are refused.
  */
-static bool
-scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
+bool
+c360_kafka_scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **text,
 			char **error)
 {
 	bool		is_time = in->cols[col].type == TIMESTAMPTZOID;
@@ -259,8 +316,8 @@ scalar_text(const C360Input *in, int col, const char *field, json_t *v, char **t
 			*text = pstrdup(json_is_true(v) ? "true" : "false");
 			return true;
 		default:
-			return fail(error, "field \"%s\" is a JSON %s; input \"%s\" needs a string, number, "
-						"boolean or null there", field, json_type_name(v), in->name);
+			return c360_kafka_fail(error, "field \"%s\" is a JSON %s; input \"%s\" needs a string, number, "
+						"boolean or null there", field, c360_kafka_json_type_name(v), in->name);
 	}
 }
 
@@ -289,11 +346,9 @@ epoch_ms_text(const char *field, double ms, char **text, char **error)
 	int64		us;
 	int64		secs;
 	int			frac;
-	time_t		tt;
-	struct tm	tm;
 
 	if (!isfinite(ms) || ms < (double) MIN_EPOCH_MS || ms > (double) MAX_EPOCH_MS)
-		return fail(error, "field \"%s\" is %g, out of range for epoch milliseconds (years 1 to 9999)",
+		return c360_kafka_fail(error, "field \"%s\" is %g, out of range for epoch milliseconds (years 1 to 9999)",
 					field, ms);
 	us = (int64) llround(ms * 1000.0);
 	secs = us / 1000000;
@@ -303,12 +358,28 @@ epoch_ms_text(const char *field, double ms, char **text, char **error)
 		frac += 1000000;
 		secs--;
 	}
-	tt = (time_t) secs;
-	if (gmtime_r(&tt, &tm) == NULL)
-		return fail(error, "field \"%s\" is %g, out of range for epoch milliseconds", field, ms);
-	*text = psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900, tm.tm_mon + 1,
-					 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	*text = c360_kafka_utc_text(secs, frac * 1000);
 	return true;
+}
+
+/*
+ * An instant as UTC timestamp text: seconds since 1970-01-01 (within
+ * C360_MIN_EPOCH_SECONDS..C360_MAX_EPOCH_SECONDS, which the caller checks) and
+ * nanoseconds (0..999,999,999).  Six fractional digits, nine when the nanoseconds need
+ * them (the column's input function rounds them to microseconds).
+ */
+char *
+c360_kafka_utc_text(int64 seconds, int32 nanos)
+{
+	time_t		tt = (time_t) seconds;
+	struct tm	tm;
+
+	gmtime_r(&tt, &tm);
+	if (nanos % 1000 == 0)
+		return psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+						tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nanos / 1000);
+	return psprintf("%04d-%02d-%02d %02d:%02d:%02d.%09d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+					tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nanos);
 }
 
 /*
@@ -325,7 +396,7 @@ key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error)
 	if (t->present[kc] && t->values[kc] != NULL)
 	{
 		if (strcmp(t->values[kc], key) != 0)
-			return fail(error, "field \"%s\" is \"%.100s\" but the message key is \"%.100s\"",
+			return c360_kafka_fail(error, "field \"%s\" is \"%.100s\" but the message key is \"%.100s\"",
 						in->cols[kc].name, t->values[kc], key);
 		return true;
 	}
@@ -334,17 +405,17 @@ key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error)
 	return true;
 }
 
-static bool
-required_present(const C360Input *in, const C360Tuple *t, char **error)
+bool
+c360_kafka_required_present(const C360Input *in, const C360Tuple *t, char **error)
 {
 	for (int c = 0; c < in->ncols; c++)
 	{
 		if (!in->cols[c].required)
 			continue;
 		if (!t->present[c])
-			return fail(error, "required field \"%s\" is missing", in->cols[c].name);
+			return c360_kafka_fail(error, "required field \"%s\" is missing", in->cols[c].name);
 		if (t->values[c] == NULL)
-			return fail(error, "required field \"%s\" is null", in->cols[c].name);
+			return c360_kafka_fail(error, "required field \"%s\" is null", in->cols[c].name);
 	}
 	return true;
 }
@@ -356,8 +427,8 @@ valid_text(const char *s, size_t len)
 	return len < PG_INT32_MAX && pg_encoding_verifymbstr(PG_UTF8, s, (int) len) == (int) len;
 }
 
-static const char *
-json_type_name(const json_t *v)
+const char *
+c360_kafka_json_type_name(const json_t *v)
 {
 	switch (json_typeof(v))
 	{
