@@ -636,6 +636,49 @@ bad_envelopes(void)
 	bad(NULL, big, "more than the");
 }
 
+/*
+ * The decoder's shortcuts (a schema kept from the message before, the envelope's source
+ * passed over) give what parsing the whole value gives.
+ */
+static void
+shortcuts(void)
+{
+	const char *row = "{" IDS "\"total_amount\": \"BOI=\"}";
+	char	   *v;
+
+	use(C360_ORDERS, NULL);
+	/* the same schema text twice, then another scale for the same field: the new one counts */
+	amount_is(DECIMAL("2", "total_amount"), "\"BOI=\"", "12.50");
+	amount_is(DECIMAL("2", "total_amount"), "\"BOI=\"", "12.50");
+	amount_is(DECIMAL("3", "total_amount"), "\"BOI=\"", "1.250");
+	amount_is(DECIMAL("2", "total_amount"), "\"BOI=\"", "12.50");
+	/* the wrapper's members the other way round, pretty-printed, with spaces */
+	v = orders_event(KEYS DECIMAL("1", "total_amount"), row);
+	new_is(ok(NULL, psprintf("{\"payload\": %.*s, \"schema\": %.*s}",
+							 (int) (strlen(strstr(v, "\"payload\": ") + 11) - 1), strstr(v, "\"payload\": ") + 11,
+							 (int) (strstr(v, ", \"payload\"") - (v + 11)), v + 11), C360_INSERT),
+		   "total_amount", "125.0");
+	new_is(ok(NULL, psprintf(" \n{ \"schema\" :\n%.*s ,\n \"payload\" : %.*s\n}\n ",
+							 (int) (strstr(v, ", \"payload\"") - (v + 11)), v + 11,
+							 (int) (strlen(strstr(v, "\"payload\": ") + 11) - 1), strstr(v, "\"payload\": ") + 11),
+			  C360_INSERT), "total_amount", "125.0");
+	/* a source whose strings hold brackets, quotes and commas; sources in other places */
+	new_is(ok(NULL, "{\"source\": {\"query\": \"INSERT INTO t VALUES ('}', \\\"{[,\\\", ']')\", \"a\": [1, {\"b\": null}]}, "
+			  "\"before\": null, \"after\": {" IDS "\"channel\": \"web\"}, \"op\": \"c\"}", C360_INSERT),
+		   "channel", "web");
+	new_is(ok(NULL, "{\"op\": \"c\", \"after\": {" IDS "\"channel\": \"app\", \"source\": \"x\"}, \"source\": 1}", C360_INSERT),
+		   "channel", "app");
+	/* what the whole value's parse refuses is refused the same */
+	bad(NULL, psprintf("%.*s, \"after\": {\"order_id\": \"o\", \"order_id\": \"p\"}}", (int) strlen(v) - 2, v),
+		"duplicate");
+	bad(NULL, psprintf("%.*s{\"op\": \"c\", \"after\": {\"order_id\": \"o\",}}}", (int) (strstr(v, "\"payload\": ") + 11 - v), v),
+		"bad JSON");
+	bad(NULL, psprintf("%.*snull}", (int) (strstr(v, "\"payload\": ") + 11 - v), v), "the value's payload is a JSON null");
+	bad(NULL, psprintf("%s x", v), "bad JSON");
+	bad(NULL, "{\"source\": {}, \"source\": {}, \"op\": \"t\"}", "duplicate");
+	bad(NULL, "{\"source\": {\"a\": 1}, \"op\": \"c\", \"after\": {\"order_id\": \"o\", \"customer_id\": \"\xff\"}}", "bad JSON");
+}
+
 /* option "format" by name */
 static void
 formats(void)
@@ -659,6 +702,7 @@ main(void)
 	scalars();
 	keys();
 	bad_envelopes();
+	shortcuts();
 	formats();
 	if (failures > 0)
 	{

@@ -91,8 +91,17 @@ static const struct
 	[EPOCH_NS] = {"nanoseconds", 1000000000},
 };
 
-static bool envelope_change(const C360Input *in, json_t *root, const char *key, size_t keylen,
-							char *const *paths, C360Change *ch, char **error);
+static bool parsed_value(const char *payload, size_t len, size_t max_bytes, json_t **env,
+						 json_t **fields, char **error);
+static bool quick_value(const char *payload, size_t len, size_t max_bytes, json_t **env,
+						json_t **fields);
+static const char *known_schema(const char *p, const char *end, json_t **fields);
+static json_t *parsed_envelope(const char *p, const char *end);
+static const char *skip_space(const char *p, const char *end);
+static const char *token(const char *p, const char *end, const char *tok);
+static const char *skip_value(const char *p, const char *end);
+static bool envelope_change(const C360Input *in, json_t *env, json_t *fields, const char *key,
+							size_t keylen, char *const *paths, C360Change *ch, char **error);
 static bool read_op(json_t *env, C360Op *op, char **error);
 static bool row_image(json_t *env, const char *name, json_t **image, char **error);
 static json_t *row_schema(json_t *schema);
@@ -133,7 +142,8 @@ c360_debezium_decode(C360InputId input, const char *key, size_t keylen,
 					 char *const *paths, C360Change **out, char **error)
 {
 	const C360Input *in = &c360_inputs[input];
-	json_t	   *root;
+	json_t	   *env;
+	json_t	   *fields;
 	bool		ok;
 
 	*out = NULL;
@@ -141,12 +151,14 @@ c360_debezium_decode(C360InputId input, const char *key, size_t keylen,
 	/* the delete before it did the work; the tombstone is for Kafka's log compaction */
 	if (payload == NULL)
 		return C360_KAFKA_SKIP;
-	if ((root = c360_kafka_parse(payload, len, max_bytes, error)) == NULL)
+	if (!quick_value(payload, len, max_bytes, &env, &fields) &&
+		!parsed_value(payload, len, max_bytes, &env, &fields, error))
 		return C360_KAFKA_DEAD_LETTER;
 	*out = palloc0(sizeof(C360Change));
 	(*out)->input = input;
-	ok = envelope_change(in, root, key, keylen, paths, *out, error);
-	json_decref(root);
+	ok = envelope_change(in, env, fields, key, keylen, paths, *out, error);
+	json_decref(env);
+	json_decref(fields);
 	if (!ok)
 	{
 		*out = NULL;
@@ -156,27 +168,219 @@ c360_debezium_decode(C360InputId input, const char *key, size_t keylen,
 }
 
 /*
- * The envelope (in the schema/payload wrapper or bare) as ch's op and row images.  The
- * after image of a create or update must carry every mapped field; the before image
- * holds what the source table's replica identity gives (often only the key).
+ * The value as the envelope and its row struct's field schemas (NULL without a
+ * schema), each a new reference: the whole value parsed, the envelope in the
+ * schema/payload wrapper or bare.  False with *error set when it is no JSON object.
  */
 static bool
-envelope_change(const C360Input *in, json_t *root, const char *key, size_t keylen,
+parsed_value(const char *payload, size_t len, size_t max_bytes, json_t **env, json_t **fields,
+			 char **error)
+{
+	json_t	   *root = c360_kafka_parse(payload, len, max_bytes, error);
+
+	*env = *fields = NULL;
+	if (root == NULL)
+		return false;
+	if (json_object_get(root, "payload") == NULL)
+		*env = json_incref(root);
+	else
+	{
+		*env = json_incref(json_object_get(root, "payload"));
+		*fields = json_incref(row_schema(json_object_get(root, "schema")));
+	}
+	json_decref(root);
+	return true;
+}
+
+/*
+ * The value parsed the quick way, or false (then it is parsed whole, which gives the
+ * same change, or the reason it has none).  Two things cost most and are not needed:
+ *
+ * - The JSON converter repeats the value's schema in every message, and parsing it
+ *   costs several times what the payload does.  The schema of a table's events is the
+ *   same text from one message to the next, so its row struct is kept with that text,
+ *   and a value {"schema": <that text>, "payload": ...} has only its payload parsed.
+ * - The envelope's "source" (Debezium's metadata, which the decoder does not read) is
+ *   half of what remains; it is passed over by its brackets and strings, not parsed
+ *   (parsed_envelope).
+ */
+static bool
+quick_value(const char *payload, size_t len, size_t max_bytes, json_t **env, json_t **fields)
+{
+	const char *end = payload + len;
+	const char *p;
+
+	*env = *fields = NULL;
+	if (len > max_bytes)
+		return false;
+	if ((p = token(payload, end, "{")) && (p = token(p, end, "\"schema\"")) && (p = token(p, end, ":")))
+	{
+		/* the wrapper: its payload, up to the value's closing brace */
+		if (!(p = known_schema(skip_space(p, end), end, fields)) || !(p = token(p, end, ",")) ||
+			!(p = token(p, end, "\"payload\"")) || !(p = token(p, end, ":")))
+			return false;
+		payload = skip_space(p, end);
+		while (end > payload && end[-1] != '\0' && strchr(" \t\n\r", end[-1]))
+			end--;
+		if (end == payload || *--end != '}')
+			return false;
+	}
+	*env = parsed_envelope(payload, end);
+	/* a wrapper whose members come in another order is parsed whole */
+	if (*env == NULL || (*fields == NULL && json_object_get(*env, "payload") != NULL))
+	{
+		json_decref(*env);
+		json_decref(*fields);
+		*env = *fields = NULL;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Past the schema at p, with *fields its row struct (a new reference): the one kept
+ * from the last message when its text is the same, else this one parsed and kept.
+ * NULL when it is no JSON value.
+ */
+static const char *
+known_schema(const char *p, const char *end, json_t **fields)
+{
+	static char *text;			/* malloc'd: kept across batches */
+	static size_t len;
+	static json_t *row;
+	const char *schema_end;
+	json_error_t jerr;
+	json_t	   *root;
+
+	if (text && (size_t) (end - p) > len && memcmp(p, text, len) == 0)
+	{
+		*fields = json_incref(row);
+		return p + len;
+	}
+	if (!(schema_end = skip_value(p, end)) ||
+		!(root = json_loadb(p, schema_end - p, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr)))
+		return NULL;
+	json_decref(row);
+	free(text);
+	row = json_incref(row_schema(root));
+	json_decref(root);
+	len = schema_end - p;
+	if ((text = malloc(len)) != NULL)
+		memcpy(text, p, len);
+	*fields = json_incref(row);
+	return schema_end;
+}
+
+/*
+ * The envelope object in text p..end parsed, its "source" member's value passed over
+ * (parsed as null), or NULL when the text is no object whose members this finds.
+ */
+static json_t *
+parsed_envelope(const char *p, const char *end)
+{
+	const char *start = p;
+	const char *source = NULL;
+	const char *source_end = NULL;
+	json_error_t jerr;
+	char	   *text;
+
+	if (!(p = token(p, end, "{")))
+		return NULL;
+	for (p = skip_space(p, end); p < end && *p != '}'; p = skip_space(p, end))
+	{
+		const char *key = p;
+		const char *value;
+
+		if (*key != '"' || !(p = skip_value(key, end)) || !(p = token(p, end, ":")) ||
+			!(p = skip_value(value = skip_space(p, end), end)))
+			return NULL;
+		if (p - key == 8 && memcmp(key, "\"source\"", 8) == 0)
+		{
+			source = value;
+			source_end = p;
+		}
+		if ((p = token(p, end, ",")) == NULL)
+			break;
+	}
+	if (source == NULL)
+		return json_loadb(start, end - start, JSON_REJECT_DUPLICATES, &jerr);
+	text = psprintf("%.*snull%.*s", (int) (source - start), start, (int) (end - source_end), source_end);
+	return json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &jerr);
+}
+
+/* Past the spaces JSON allows between tokens. */
+static const char *
+skip_space(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* Past the spaces and the token, or NULL when the token is not next. */
+static const char *
+token(const char *p, const char *end, const char *tok)
+{
+	size_t		n = strlen(tok);
+
+	p = skip_space(p, end);
+	return (size_t) (end - p) >= n && memcmp(p, tok, n) == 0 ? p + n : NULL;
+}
+
+/*
+ * Past one JSON value, by its brackets and strings alone, or NULL.  What it passes over
+ * is parsed afterwards (or is the text of a schema parsed before), so it only needs to
+ * find where a valid value ends.
+ */
+static const char *
+skip_value(const char *p, const char *end)
+{
+	const char *start = p;
+	int			depth = 0;
+
+	if (p < end && *p != '{' && *p != '[' && *p != '"')
+	{
+		/* a number, true, false or null: up to what may follow it */
+		while (p < end && strchr(",}] \t\n\r", *p) == NULL)
+			p++;
+		return p > start ? p : NULL;
+	}
+	for (; p < end; p++)
+	{
+		if (*p == '"')
+		{
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			if (p >= end)
+				return NULL;
+			if (depth == 0)
+				return p + 1;
+		}
+		else if (*p == '{' || *p == '[')
+			depth++;
+		else if ((*p == '}' || *p == ']') && --depth == 0)
+			return p + 1;
+	}
+	return NULL;
+}
+
+/*
+ * The envelope as ch's op and row images (fields: the row struct's field schemas, or
+ * NULL).  The after image of a create or update must carry every mapped field; the
+ * before image holds what the source table's replica identity gives (often only the
+ * key).
+ */
+static bool
+envelope_change(const C360Input *in, json_t *env, json_t *fields, const char *key, size_t keylen,
 				char *const *paths, C360Change *ch, char **error)
 {
-	json_t	   *env = root;
-	json_t	   *fields = NULL;
 	json_t	   *before;
 	json_t	   *after;
 
-	if (json_object_get(root, "payload") != NULL)
-	{
-		env = json_object_get(root, "payload");
-		fields = row_schema(json_object_get(root, "schema"));
-		if (!json_is_object(env))
-			return c360_kafka_fail(error, "the value's payload is a JSON %s, not a Debezium change event",
-								   c360_kafka_json_type_name(env));
-	}
+	if (!json_is_object(env))
+		return c360_kafka_fail(error, "the value's payload is a JSON %s, not a Debezium change event",
+							   c360_kafka_json_type_name(env));
 	if (!read_op(env, &ch->op, error))
 		return false;
 	if (ch->op == C360_TRUNCATE)
