@@ -355,9 +355,14 @@ consumer_conf(void)
 	/* rd_kafka_assign needs one; no group is joined and nothing is committed to it */
 	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.w->src->name), NULL, 0);
 	rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "2000", NULL, 0);
-	/* prefetch a few batches, not librdkafka's 100,000 messages per partition */
+	/*
+	 * Prefetch a few batches, not librdkafka's 100,000 messages per partition.  Once the
+	 * queue holds either much, librdkafka (before 2.1) waits a second before it fetches
+	 * again: the bytes must hold more than a second's work, or big messages starve the
+	 * worker.  20,000 Debezium messages with their schemas are about 48 MB.
+	 */
 	rd_kafka_conf_set(conf, "queued.min.messages", "20000", NULL, 0);
-	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
+	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", NULL, 0);
 	if ((bad = c360_kafka_apply_settings(conf, ks.conf, errstr, sizeof(errstr))) != NULL)
 	{
 		rd_kafka_conf_destroy(conf);

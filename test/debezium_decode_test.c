@@ -676,6 +676,15 @@ shortcuts(void)
 	bad(NULL, psprintf("%.*snull}", (int) (strstr(v, "\"payload\": ") + 11 - v), v), "the value's payload is a JSON null");
 	bad(NULL, psprintf("%s x", v), "bad JSON");
 	bad(NULL, "{\"source\": {}, \"source\": {}, \"op\": \"t\"}", "duplicate");
+	{
+		/* bytes after a NUL are bytes too */
+		static const char nul[] = "{\"source\": {}, \"op\": \"t\"}\0}";
+		C360Change *ch;
+		char	   *error;
+
+		check(c360_debezium_decode(input, NULL, 0, nul, sizeof(nul) - 1, MAXB, map, &ch, &error) ==
+			  C360_KAFKA_DEAD_LETTER && strstr(error, "bad JSON"), "a NUL and more after the envelope", error);
+	}
 	bad(NULL, "{\"source\": {\"a\": 1}, \"op\": \"c\", \"after\": {\"order_id\": \"o\", \"customer_id\": \"\xff\"}}", "bad JSON");
 }
 

@@ -46,7 +46,7 @@
 #define INFINITY_STAMP		INT64CONST(9223372036825200000)
 #define NEG_INFINITY_STAMP	INT64CONST(-9223372036832400000)
 
-/* Bounds of a precise decimal: far beyond what a NUMERIC(p, s) column holds */
+/* The largest precise decimal decoded: 1,024 bytes (some 2,460 digits), scale +-1,000 */
 #define MAX_DECIMAL_BYTES	1024
 #define MAX_DECIMAL_SCALE	1000
 
@@ -216,16 +216,19 @@ quick_value(const char *payload, size_t len, size_t max_bytes, json_t **env, jso
 	if ((p = token(payload, end, "{")) && (p = token(p, end, "\"schema\"")) && (p = token(p, end, ":")))
 	{
 		/* the wrapper: its payload, up to the value's closing brace */
-		if (!(p = known_schema(skip_space(p, end), end, fields)) || !(p = token(p, end, ",")) ||
-			!(p = token(p, end, "\"payload\"")) || !(p = token(p, end, ":")))
-			return false;
-		payload = skip_space(p, end);
-		while (end > payload && end[-1] != '\0' && strchr(" \t\n\r", end[-1]))
+		if ((p = known_schema(skip_space(p, end), end, fields)) && (p = token(p, end, ",")) &&
+			(p = token(p, end, "\"payload\"")) && (p = token(p, end, ":")))
+		{
+			payload = skip_space(p, end);
+			while (end > payload && end[-1] != '\0' && strchr(" \t\n\r", end[-1]))
+				end--;
 			end--;
-		if (end == payload || *--end != '}')
-			return false;
+		}
+		if (p == NULL || end <= payload || *end != '}')
+			payload = end = NULL;
 	}
-	*env = parsed_envelope(payload, end);
+	if (payload)
+		*env = parsed_envelope(payload, end);
 	/* a wrapper whose members come in another order is parsed whole */
 	if (*env == NULL || (*fields == NULL && json_object_get(*env, "payload") != NULL))
 	{
@@ -304,8 +307,11 @@ parsed_envelope(const char *p, const char *end)
 	}
 	if (source == NULL)
 		return json_loadb(start, end - start, JSON_REJECT_DUPLICATES, &jerr);
-	text = psprintf("%.*snull%.*s", (int) (source - start), start, (int) (end - source_end), source_end);
-	return json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &jerr);
+	text = palloc((source - start) + 4 + (end - source_end));
+	memcpy(text, start, source - start);
+	memcpy(text + (source - start), "null", 4);
+	memcpy(text + (source - start) + 4, source_end, end - source_end);
+	return json_loadb(text, (source - start) + 4 + (end - source_end), JSON_REJECT_DUPLICATES, &jerr);
 }
 
 /* Past the spaces JSON allows between tokens. */
@@ -647,9 +653,9 @@ temporal_text(const char *field, json_t *v, Semantic unit, bool guessed, Oid typ
 /*
  * The unit of an integer in a timestamp column when no schema names it, by magnitude:
  * up to 9999-12-31 in days, else in milliseconds, else in microseconds, else
- * nanoseconds.  Exact for days in years 1..9999, milliseconds from 1970-01-01 00:48:53
- * on, and microseconds and nanoseconds outside 1961-12-22..1978-01-11 (the README's
- * Debezium section states the rule).
+ * nanoseconds.  Right for days in years 1..9999, milliseconds outside 1969-12-31
+ * 23:11:08..1970-01-01 00:48:52, and microseconds and nanoseconds outside 1961-12-21
+ * 02:28:20..1978-01-11 21:31:40 (the README's Debezium section states the rule).
  */
 static Semantic
 unit_by_magnitude(int64 n)
