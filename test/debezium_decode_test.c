@@ -675,7 +675,13 @@ shortcuts(void)
 		"bad JSON");
 	bad(NULL, psprintf("%.*snull}", (int) (strstr(v, "\"payload\": ") + 11 - v), v), "the value's payload is a JSON null");
 	bad(NULL, psprintf("%s x", v), "bad JSON");
-	bad(NULL, "{\"source\": {}, \"source\": {}, \"op\": \"t\"}", "duplicate");
+	bad(NULL, "{\"source\": {}, \"op\": \"t\", \"op\": \"c\"}", "duplicate");
+	bad(NULL, "{\"op\": \"c\", \"after\": {\"order_id\": \"o\"}, \"after\": {\"order_id\": \"o\"}}", "duplicate");
+	bad(NULL, "{\"source\": {}, \"op\": \"t\",}", "bad JSON");
+	bad(NULL, "{\"source\": {}, \"op\": \"t\"} {}", "bad JSON");
+	bad(NULL, "{\"source\": {\"a\": [}, \"op\": \"t\"}", "bad JSON");
+	/* a member's name with an escape is read as the whole value's parse reads it */
+	ok(NULL, "{\"source\": {}, \"\\u006fp\": \"t\"}", C360_TRUNCATE);
 	{
 		/* bytes after a NUL are bytes too */
 		static const char nul[] = "{\"source\": {}, \"op\": \"t\"}\0}";

@@ -247,6 +247,10 @@ poll 30 "verify() empty" tick_verify_empty || fail "verify() not empty after the
     "skipped, $(stat_of "$TMP/orders.stats" bad) dead letters = the bad messages with their reasons; verify() empty"
 
 # ---------------------------------------------------------------------------------------------
+# a worker that crashes is restarted and may still get there: the log must show none
+if [ -n "${C360_SERVER_LOG:-}" ] && grep -a 'c360 source.*terminated by signal' "$C360_SERVER_LOG" | grep -qv 'signal 9'; then
+    fail "a source worker crashed: $(grep -a 'terminated by signal' "$C360_SERVER_LOG" | grep -v 'signal 9' | head -n 1)"
+fi
 q -c "SELECT c360.drop_source(name) FROM c360.sources" >/dev/null
 if [ ${#failures[@]} -gt 0 ]; then
     diagnostics

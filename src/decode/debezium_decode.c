@@ -91,19 +91,31 @@ static const struct
 	[EPOCH_NS] = {"nanoseconds", 1000000000},
 };
 
-static bool parsed_value(const char *payload, size_t len, size_t max_bytes, json_t **env,
-						 json_t **fields, char **error);
-static bool quick_value(const char *payload, size_t len, size_t max_bytes, json_t **env,
-						json_t **fields);
+/*
+ * What the decoder reads of a value, each a reference of its own (or NULL): the
+ * envelope's members and the field schemas of its row struct.
+ */
+typedef struct Envelope
+{
+	json_t	   *op;
+	json_t	   *before;
+	json_t	   *after;
+	json_t	   *fields;
+} Envelope;
+
+static bool parsed_value(const char *payload, size_t len, size_t max_bytes, Envelope *e,
+						 char **error);
+static bool quick_value(const char *payload, size_t len, size_t max_bytes, Envelope *e);
 static const char *known_schema(const char *p, const char *end, json_t **fields);
-static json_t *parsed_envelope(const char *p, const char *end);
+static bool read_members(const char *p, const char *end, Envelope *e);
+static void release(Envelope *e);
 static const char *skip_space(const char *p, const char *end);
 static const char *token(const char *p, const char *end, const char *tok);
 static const char *skip_value(const char *p, const char *end);
-static bool envelope_change(const C360Input *in, json_t *env, json_t *fields, const char *key,
-							size_t keylen, char *const *paths, C360Change *ch, char **error);
-static bool read_op(json_t *env, C360Op *op, char **error);
-static bool row_image(json_t *env, const char *name, json_t **image, char **error);
+static bool envelope_change(const C360Input *in, Envelope *e, const char *key, size_t keylen,
+							char *const *paths, C360Change *ch, char **error);
+static bool read_op(json_t *v, C360Op *op, char **error);
+static bool row_image(json_t *v, const char *name, json_t **image, char **error);
 static json_t *row_schema(json_t *schema);
 static json_t *field_schema(json_t *fields, const char *path);
 static bool row_tuple(const C360Input *in, json_t *image, json_t *fields, char *const *paths,
@@ -142,8 +154,7 @@ c360_debezium_decode(C360InputId input, const char *key, size_t keylen,
 					 char *const *paths, C360Change **out, char **error)
 {
 	const C360Input *in = &c360_inputs[input];
-	json_t	   *env;
-	json_t	   *fields;
+	Envelope	e = {0};
 	bool		ok;
 
 	*out = NULL;
@@ -151,14 +162,12 @@ c360_debezium_decode(C360InputId input, const char *key, size_t keylen,
 	/* the delete before it did the work; the tombstone is for Kafka's log compaction */
 	if (payload == NULL)
 		return C360_KAFKA_SKIP;
-	if (!quick_value(payload, len, max_bytes, &env, &fields) &&
-		!parsed_value(payload, len, max_bytes, &env, &fields, error))
+	if (!quick_value(payload, len, max_bytes, &e) && !parsed_value(payload, len, max_bytes, &e, error))
 		return C360_KAFKA_DEAD_LETTER;
 	*out = palloc0(sizeof(C360Change));
 	(*out)->input = input;
-	ok = envelope_change(in, env, fields, key, keylen, paths, *out, error);
-	json_decref(env);
-	json_decref(fields);
+	ok = envelope_change(in, &e, key, keylen, paths, *out, error);
+	release(&e);
 	if (!ok)
 	{
 		*out = NULL;
@@ -168,26 +177,33 @@ c360_debezium_decode(C360InputId input, const char *key, size_t keylen,
 }
 
 /*
- * The value as the envelope and its row struct's field schemas (NULL without a
- * schema), each a new reference: the whole value parsed, the envelope in the
- * schema/payload wrapper or bare.  False with *error set when it is no JSON object.
+ * The value parsed whole: the envelope in the schema/payload wrapper or bare.  False
+ * with *error set when it is no JSON object, or its payload none.
  */
 static bool
-parsed_value(const char *payload, size_t len, size_t max_bytes, json_t **env, json_t **fields,
-			 char **error)
+parsed_value(const char *payload, size_t len, size_t max_bytes, Envelope *e, char **error)
 {
 	json_t	   *root = c360_kafka_parse(payload, len, max_bytes, error);
+	json_t	   *env = root;
 
-	*env = *fields = NULL;
 	if (root == NULL)
 		return false;
-	if (json_object_get(root, "payload") == NULL)
-		*env = json_incref(root);
-	else
+	if (json_object_get(root, "payload") != NULL)
 	{
-		*env = json_incref(json_object_get(root, "payload"));
-		*fields = json_incref(row_schema(json_object_get(root, "schema")));
+		env = json_object_get(root, "payload");
+		e->fields = json_incref(row_schema(json_object_get(root, "schema")));
 	}
+	if (!json_is_object(env))
+	{
+		c360_kafka_fail(error, "the value's payload is a JSON %s, not a Debezium change event",
+						c360_kafka_json_type_name(env));
+		json_decref(root);
+		release(e);
+		return false;
+	}
+	e->op = json_incref(json_object_get(env, "op"));
+	e->before = json_incref(json_object_get(env, "before"));
+	e->after = json_incref(json_object_get(env, "after"));
 	json_decref(root);
 	return true;
 }
@@ -200,23 +216,22 @@ parsed_value(const char *payload, size_t len, size_t max_bytes, json_t **env, js
  *   costs several times what the payload does.  The schema of a table's events is the
  *   same text from one message to the next, so its row struct is kept with that text,
  *   and a value {"schema": <that text>, "payload": ...} has only its payload parsed.
- * - The envelope's "source" (Debezium's metadata, which the decoder does not read) is
- *   half of what remains; it is passed over by its brackets and strings, not parsed
- *   (parsed_envelope).
+ * - Of the envelope, the decoder reads op, before and after.  The rest (source, half
+ *   of what remains, and ts_ms) is passed over by its brackets and strings, not parsed
+ *   (read_members).
  */
 static bool
-quick_value(const char *payload, size_t len, size_t max_bytes, json_t **env, json_t **fields)
+quick_value(const char *payload, size_t len, size_t max_bytes, Envelope *e)
 {
 	const char *end = payload + len;
 	const char *p;
 
-	*env = *fields = NULL;
 	if (len > max_bytes)
 		return false;
 	if ((p = token(payload, end, "{")) && (p = token(p, end, "\"schema\"")) && (p = token(p, end, ":")))
 	{
 		/* the wrapper: its payload, up to the value's closing brace */
-		if ((p = known_schema(skip_space(p, end), end, fields)) && (p = token(p, end, ",")) &&
+		if ((p = known_schema(skip_space(p, end), end, &e->fields)) && (p = token(p, end, ",")) &&
 			(p = token(p, end, "\"payload\"")) && (p = token(p, end, ":")))
 		{
 			payload = skip_space(p, end);
@@ -225,19 +240,12 @@ quick_value(const char *payload, size_t len, size_t max_bytes, json_t **env, jso
 			end--;
 		}
 		if (p == NULL || end <= payload || *end != '}')
-			payload = end = NULL;
+		{
+			release(e);
+			return false;
+		}
 	}
-	if (payload)
-		*env = parsed_envelope(payload, end);
-	/* a wrapper whose members come in another order is parsed whole */
-	if (*env == NULL || (*fields == NULL && json_object_get(*env, "payload") != NULL))
-	{
-		json_decref(*env);
-		json_decref(*fields);
-		*env = *fields = NULL;
-		return false;
-	}
-	return true;
+	return read_members(payload, end, e);
 }
 
 /*
@@ -275,43 +283,71 @@ known_schema(const char *p, const char *end, json_t **fields)
 }
 
 /*
- * The envelope object in text p..end parsed, its "source" member's value passed over
- * (parsed as null), or NULL when the text is no object whose members this finds.
+ * The members op, before and after of the envelope object in text p..end, each parsed
+ * from its own text.  The others are passed over by their brackets and strings.  False
+ * (and e released) when the text is no object whose members this finds, names a
+ * member with an escape, one it reads twice, or "payload" (a wrapper whose members
+ * come in another order): then the whole value is parsed.
  */
-static json_t *
-parsed_envelope(const char *p, const char *end)
+static bool
+read_members(const char *p, const char *end, Envelope *e)
 {
-	const char *start = p;
-	const char *source = NULL;
-	const char *source_end = NULL;
 	json_error_t jerr;
-	char	   *text;
+	bool		closed;
 
 	if (!(p = token(p, end, "{")))
-		return NULL;
-	for (p = skip_space(p, end); p < end && *p != '}'; p = skip_space(p, end))
+		return false;
+	p = skip_space(p, end);
+	closed = p < end && *p == '}';
+	while (!closed)
 	{
 		const char *key = p;
+		const char *key_end;
 		const char *value;
+		const char *value_end;
+		json_t	  **member = NULL;
+		size_t		n;
 
-		if (*key != '"' || !(p = skip_value(key, end)) || !(p = token(p, end, ":")) ||
-			!(p = skip_value(value = skip_space(p, end), end)))
-			return NULL;
-		if (p - key == 8 && memcmp(key, "\"source\"", 8) == 0)
-		{
-			source = value;
-			source_end = p;
-		}
-		if ((p = token(p, end, ",")) == NULL)
+		if (p >= end || *key != '"' || !(key_end = skip_value(key, end)) ||
+			memchr(key, '\\', key_end - key) || !(p = token(key_end, end, ":")) ||
+			!(value_end = skip_value(value = skip_space(p, end), end)))
 			break;
+		n = key_end - key;
+		if (n == 4 && memcmp(key, "\"op\"", 4) == 0)
+			member = &e->op;
+		else if (n == 8 && memcmp(key, "\"before\"", 8) == 0)
+			member = &e->before;
+		else if (n == 7 && memcmp(key, "\"after\"", 7) == 0)
+			member = &e->after;
+		else if (n == 9 && memcmp(key, "\"payload\"", 9) == 0)
+			break;
+		if (member && (*member != NULL ||
+					   !(*member = json_loadb(value, value_end - value,
+											  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr))))
+			break;
+		/* a comma and the next member, or the end of the object */
+		if ((p = token(value_end, end, ",")) != NULL)
+			p = skip_space(p, end);
+		else
+		{
+			p = skip_space(value_end, end);
+			closed = true;
+		}
 	}
-	if (source == NULL)
-		return json_loadb(start, end - start, JSON_REJECT_DUPLICATES, &jerr);
-	text = palloc((source - start) + 4 + (end - source_end));
-	memcpy(text, start, source - start);
-	memcpy(text + (source - start), "null", 4);
-	memcpy(text + (source - start) + 4, source_end, end - source_end);
-	return json_loadb(text, (source - start) + 4 + (end - source_end), JSON_REJECT_DUPLICATES, &jerr);
+	if (closed && p < end && *p == '}' && skip_space(p + 1, end) == end)
+		return true;
+	release(e);
+	return false;
+}
+
+static void
+release(Envelope *e)
+{
+	json_decref(e->op);
+	json_decref(e->before);
+	json_decref(e->after);
+	json_decref(e->fields);
+	memset(e, 0, sizeof(Envelope));
 }
 
 /* Past the spaces JSON allows between tokens. */
@@ -372,34 +408,30 @@ skip_value(const char *p, const char *end)
 }
 
 /*
- * The envelope as ch's op and row images (fields: the row struct's field schemas, or
- * NULL).  The after image of a create or update must carry every mapped field; the
- * before image holds what the source table's replica identity gives (often only the
- * key).
+ * The envelope as ch's op and row images.  The after image of a create or update must
+ * carry every mapped field; the before image holds what the source table's replica
+ * identity gives (often only the key).
  */
 static bool
-envelope_change(const C360Input *in, json_t *env, json_t *fields, const char *key, size_t keylen,
+envelope_change(const C360Input *in, Envelope *e, const char *key, size_t keylen,
 				char *const *paths, C360Change *ch, char **error)
 {
 	json_t	   *before;
 	json_t	   *after;
 
-	if (!json_is_object(env))
-		return c360_kafka_fail(error, "the value's payload is a JSON %s, not a Debezium change event",
-							   c360_kafka_json_type_name(env));
-	if (!read_op(env, &ch->op, error))
+	if (!read_op(e->op, &ch->op, error))
 		return false;
 	if (ch->op == C360_TRUNCATE)
 		return true;
-	if (!row_image(env, "before", &before, error) || !row_image(env, "after", &after, error))
+	if (!row_image(e->before, "before", &before, error) || !row_image(e->after, "after", &after, error))
 		return false;
 	if (ch->op != C360_DELETE && after == NULL)
 		return c360_kafka_fail(error, "a Debezium %s event needs an after row, and its after is null or missing",
 							   ch->op == C360_INSERT ? "create or read" : "update");
-	if (ch->op != C360_DELETE && !row_tuple(in, after, fields, paths, true, &ch->new, error))
+	if (ch->op != C360_DELETE && !row_tuple(in, after, e->fields, paths, true, &ch->new, error))
 		return false;
 	if (ch->op != C360_INSERT && before != NULL &&
-		!row_tuple(in, before, fields, paths, false, &ch->old, error))
+		!row_tuple(in, before, e->fields, paths, false, &ch->old, error))
 		return false;
 	if (!key_filled(in, ch, key, keylen, paths, error) || !keys_not_null(in, ch, error))
 		return false;
@@ -408,9 +440,8 @@ envelope_change(const C360Input *in, json_t *env, json_t *fields, const char *ke
 
 /* Debezium's op: c, r, u, d or t. */
 static bool
-read_op(json_t *env, C360Op *op, char **error)
+read_op(json_t *v, C360Op *op, char **error)
 {
-	json_t	   *v = json_object_get(env, "op");
 	const char *s = json_string_value(v);
 
 	if (v == NULL)
@@ -440,12 +471,10 @@ read_op(json_t *env, C360Op *op, char **error)
 	return c360_kafka_fail(error, "unknown op \"%.20s\": Debezium's ops are c, r, u, d and t", s);
 }
 
-/* The envelope's field name: a row object, or NULL when it is null or missing. */
+/* The envelope's member name, v: a row object, or NULL when it is null or missing. */
 static bool
-row_image(json_t *env, const char *name, json_t **image, char **error)
+row_image(json_t *v, const char *name, json_t **image, char **error)
 {
-	json_t	   *v = json_object_get(env, name);
-
 	*image = NULL;
 	if (v == NULL || json_is_null(v))
 		return true;

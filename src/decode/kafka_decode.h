@@ -14,7 +14,10 @@
 
 /*
  * jansson's value, declared rather than included: jansson.h clashes with the backend's
- * fmgrprotos.h (json_object), which the worker includes.
+ * fmgrprotos.h (json_object), which the worker includes.  For the same reason no
+ * decoder calls jansson's json_object(): in the backend the name binds to the SQL
+ * function json_object of the server itself (a crash that the test programs, which
+ * run without the server, cannot show).
  */
 struct json_t;
 
