@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # bench/kafka_formats.sh [FORMAT...]: the Kafka source's message formats (the source option
 # "format") against the plain json format on the same events, in one run on a throwaway
-# PostgreSQL 15 cluster and the test broker.  Default formats: json segment; json, the
-# baseline, always runs.
+# PostgreSQL 15 cluster and the test broker.  Default formats: json segment debezium
+# debezium_bare; json, the baseline, always runs.
 #
 # Each format has a producer function, produce_<format> FIRST COUNT, that writes the same
 # COUNT events (ids, customers, sessions, products, times: one seed, one instant) as kcat
-# lines "key:value" in that format.  Each run starts from the same state (a fresh
+# lines "key:value" in that format (DELIM[format] when the key holds a colon; OPTION[format]
+# when the source option "format" is not the function's name: debezium_bare is format
+# debezium without Kafka Connect's schemas).  Each run starts from the same state (a fresh
 # extension, the same customers, vacuumed, checkpointed: untimed), then one worker reads a
 # 3-partition topic of that format: events/s from the first message produced to the last
 # one committed (chunks produced while it reads, the backlog kept under the mock broker's
@@ -32,7 +34,7 @@ CHUNK=20000
 NOW_MS=$(($(date +%s) * 1000))
 
 FORMATS=(json)
-for f in "${@:-segment}"; do [ "$f" = json ] || FORMATS+=("$f"); done
+for f in "${@:-segment debezium debezium_bare}"; do [ "$f" = json ] || FORMATS+=("$f"); done
 
 # produce_<format> FIRST COUNT: the events as that format's messages (test/kafka_events.py).
 produce_json() {
@@ -42,6 +44,14 @@ produce_segment() {
     python3 test/kafka_events.py events "$1" "$2" --customers "$CUSTOMERS" --prefix ev --seed 11 --now "$NOW_MS" \
         --format segment
 }
+declare -A DELIM OPTION
+# creates of a table, Kafka Connect's JSON converter with schemas; lines "key<TAB>value"
+produce_debezium() { produce_json "$@" | python3 test/debezium_events.py events --schema; }
+DELIM[debezium]=$'\t'
+# ... without schemas (schemas.enable=false)
+produce_debezium_bare() { produce_json "$@" | python3 test/debezium_events.py events; }
+DELIM[debezium_bare]=$'\t'
+OPTION[debezium_bare]=debezium
 
 for f in "${FORMATS[@]}"; do
     declare -F "produce_$f" >/dev/null || { echo "no producer for format \"$f\" (produce_$f)" >&2; exit 2; }
@@ -79,11 +89,12 @@ run_format() {
     psql_b -c "DROP EXTENSION customer360 CASCADE" -c "CREATE EXTENSION customer360" >/dev/null
     kafka_bench_customers "$CUSTOMERS"
     psql_b -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
-    kafka_bench_source "$name" "${f}_$r" "\"format\": \"$f\"" || return 1
+    kafka_bench_source "$name" "${f}_$r" "\"format\": \"${OPTION[$f]:-$f}\"" || return 1
     pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c360 source' AND application_name = '$name'")
     c0=$(cpu_of "$pid")
     t0=$(now)
-    kafka_bench_feed "$name" "${f}_$r" "$EVENTS" "$BACKLOG" : "$DIR/$f".chunk.* || return 1
+    KAFKA_BENCH_DELIM=${DELIM[$f]:-:} kafka_bench_feed "$name" "${f}_$r" "$EVENTS" "$BACKLOG" : "$DIR/$f".chunk.* ||
+        return 1
     t1=$(now)
     c1=$(cpu_of "$pid") || { say "the worker of $name restarted during the run"; return 1; }
     us=$(awk -v a="$c0" -v b="$c1" -v n="$EVENTS" 'BEGIN { printf "%.1f", (b - a) * 1e6 / n }')

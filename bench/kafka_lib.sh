@@ -12,7 +12,8 @@
 #                                   only while at most BACKLOG messages are ahead of it (the
 #                                   mock broker keeps 5 MiB or 100,000 batches per partition),
 #                                   until TOTAL are committed; HOOK is called with the
-#                                   committed count on every look (":" for none)
+#                                   committed count on every look (":" for none); lines are
+#                                   "key:value", or split at KAFKA_BENCH_DELIM
 #   kafka_bench_committed NAME      the messages the source committed
 
 psql_b() { pg_psql "$PORT" -d bench "$@"; }
@@ -88,7 +89,7 @@ kafka_bench_feed() {
         while c=$(kafka_bench_committed "$name") && "$hook" "$c" && [ $((produced - c)) -gt "$backlog" ]; do
             sleep 0.2
         done
-        timeout 120 kcat -P -b "$B" -t "$topic" -K: -z lz4 <"$chunk" 2>>"$DIR/kcat.err"
+        timeout 120 kcat -P -b "$B" -t "$topic" -K "${KAFKA_BENCH_DELIM:-:}" -z lz4 <"$chunk" 2>>"$DIR/kcat.err"
         produced=$((produced + $(wc -l <"$chunk")))
     done
     deadline=$(($(date +%s) + 3600))

@@ -34,6 +34,7 @@
 #include "core/spi.h"
 #include "core/customer360.h"
 #include "sources/kafka_client.h"
+#include "decode/debezium_decode.h"
 #include "decode/kafka_decode.h"
 #include "decode/segment_decode.h"
 #include "core/shmem.h"
@@ -46,13 +47,6 @@
 #define PARTITION_REFRESH_MS	30000
 #define TROUBLE_REPORT_MS		3000	/* broker trouble shorter than this is not news */
 #define READ_AT_ONCE			1000
-
-/* What the messages are: the option "format". */
-typedef enum KafkaFormat
-{
-	FORMAT_JSON,				/* fields named like the input's columns */
-	FORMAT_SEGMENT				/* Segment spec calls (src/decode/segment_decode.c) */
-} KafkaFormat;
 
 /* One partition of the topic this source reads. */
 typedef struct KafkaPartition
@@ -69,10 +63,10 @@ typedef struct KafkaSource
 	C360SourceTable *table;		/* the topic's mapping */
 	char	   *topic;
 	char	   *startup;
-	KafkaFormat format;
 	List	   *only_partitions;	/* the partitions option (int list); NIL: all */
 	List	   *conf;			/* librdkafka settings: alternating name, value */
 	size_t		max_bytes;
+	C360KafkaFormat format;		/* how messages are decoded */
 	rd_kafka_t *rk;
 	rd_kafka_topic_t *rkt;
 	rd_kafka_queue_t *queue;
@@ -98,8 +92,8 @@ static void connect_source(C360SourceWorker *w);
 static void read_options(void);
 static void read_option(const char *key, JsonbValue *v);
 static void read_partitions(JsonbValue *v);
+static void read_format(JsonbValue *v);
 static char *option_text(const char *key, JsonbValue *v);
-static KafkaFormat read_format(const char *format);
 static void check_format(void);
 static void find_mapping(void);
 static void consumer_create(void);
@@ -116,7 +110,7 @@ static void stream(C360SourceWorker *w);
 static bool read_messages(C360SourceWorker *w);
 static void handle_message(rd_kafka_message_t *m);
 static void add_message(KafkaPartition *p, rd_kafka_message_t *m);
-static C360DecodeOutcome decode(rd_kafka_message_t *m, C360Change **ch, char **error);
+static C360KafkaOutcome decode_message(rd_kafka_message_t *m, C360Change **ch, char **error);
 static void consumer_error(rd_kafka_message_t *m);
 static void offset_out_of_range(int32 partition);
 static char *out_of_range_message(KafkaPartition *p, int64 low, int64 high);
@@ -235,7 +229,7 @@ read_option(const char *key, JsonbValue *v)
 	else if (strcmp(key, "startup") == 0)
 		ks.startup = option_text(key, v);
 	else if (strcmp(key, "format") == 0)
-		ks.format = read_format(option_text(key, v));
+		read_format(v);
 	else if (strncmp(key, "properties.", 11) == 0 && key[11] != '\0')
 		ks.conf = c360_kafka_setting(ks.conf, key + 11, option_text(key, v));
 	else if (strcmp(key, "max_message_bytes") == 0)
@@ -253,20 +247,8 @@ read_option(const char *key, JsonbValue *v)
 	else
 		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
 						  "unknown option \"%s\" of kafka source \"%s\"; the options are "
-						  "bootstrap.servers, topic, startup, format, partitions, max_message_bytes "
-						  "and properties.<librdkafka setting>", key, ks.w->src->name);
-}
-
-static KafkaFormat
-read_format(const char *format)
-{
-	if (strcmp(format, "json") == 0)
-		return FORMAT_JSON;
-	if (strcmp(format, "segment") == 0)
-		return FORMAT_SEGMENT;
-	c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
-					  "unknown format \"%s\" of kafka source \"%s\"; the formats are json, "
-					  "debezium and segment", format, ks.w->src->name);
+						  "bootstrap.servers, topic, startup, format, partitions, max_message_bytes and "
+						  "properties.<librdkafka setting>", key, ks.w->src->name);
 }
 
 /*
@@ -281,7 +263,7 @@ check_format(void)
 	char	   *error;
 	bool		counted;
 
-	if (ks.format != FORMAT_SEGMENT)
+	if (ks.format != C360_KAFKA_SEGMENT)
 		return;
 	if (ks.table->input != C360_BEHAVIORAL_EVENTS)
 		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
@@ -300,6 +282,18 @@ check_format(void)
 						  "format segment of source \"%s\" needs customer360 0.6: run ALTER "
 						  "EXTENSION customer360 UPDATE, then c360.resume_source('%s')",
 						  src->name, src->name);
+}
+
+/* The format option: how the topic's messages are decoded. */
+static void
+read_format(JsonbValue *v)
+{
+	char	   *name = option_text("format", v);
+
+	if (!c360_kafka_format_by_name(name, &ks.format))
+		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  "option \"format\" of kafka source \"%s\" must be " C360_KAFKA_FORMAT_NAMES
+						  ", not \"%s\"", ks.w->src->name, name);
 }
 
 /* The partitions option: a non-empty array of partition numbers. */
@@ -397,9 +391,14 @@ consumer_conf(void)
 	/* rd_kafka_assign needs one; no group is joined and nothing is committed to it */
 	rd_kafka_conf_set(conf, "group.id", psprintf("c360-%s", ks.w->src->name), NULL, 0);
 	rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "2000", NULL, 0);
-	/* prefetch a few batches, not librdkafka's 100,000 messages per partition */
+	/*
+	 * Prefetch a few batches, not librdkafka's 100,000 messages per partition.  Once the
+	 * queue holds either much, librdkafka (before 2.1) waits a second before it fetches
+	 * again: the bytes must hold more than a second's work, or big messages starve the
+	 * worker.  20,000 Debezium messages with their schemas are about 48 MB.
+	 */
 	rd_kafka_conf_set(conf, "queued.min.messages", "20000", NULL, 0);
-	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
+	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", NULL, 0);
 	if ((bad = c360_kafka_apply_settings(conf, ks.conf, errstr, sizeof(errstr))) != NULL)
 	{
 		rd_kafka_conf_destroy(conf);
@@ -651,8 +650,9 @@ handle_message(rd_kafka_message_t *m)
 }
 
 /*
- * Decode one message into the batch (a change of any input), count it as skipped, or
- * keep it for the dead letters.  Either way its offset is the batch's.
+ * Decode one message into the batch (a change of any input), skip it (a Debezium
+ * tombstone, a Segment call that carries no change: counted), or keep it for the dead
+ * letters.  Either way it is consumed: the next offset moves past it.
  */
 static void
 add_message(KafkaPartition *p, rd_kafka_message_t *m)
@@ -663,16 +663,16 @@ add_message(KafkaPartition *p, rd_kafka_message_t *m)
 	char	   *error;
 	int64_t		ms = rd_kafka_message_timestamp(m, NULL);
 
-	switch (decode(m, &ch, &error))
+	switch (decode_message(m, &ch, &error))
 	{
-		case C360_DECODE_CHANGE:
+		case C360_KAFKA_CHANGE:
 			ch->position = position;
 			c360_apply_add(ks.w->batch, ch);
 			break;
-		case C360_DECODE_SKIP:
+		case C360_KAFKA_SKIP:
 			ks.skipped++;
 			break;
-		case C360_DECODE_BAD:
+		case C360_KAFKA_DEAD_LETTER:
 			c360_source_worker_dead_letter(ks.w, position,
 										   c360_kafka_payload_text(m->payload, m->len, ks.max_bytes),
 										   error);
@@ -686,13 +686,22 @@ add_message(KafkaPartition *p, rd_kafka_message_t *m)
 }
 
 /* The message in the source's format. */
-static C360DecodeOutcome
-decode(rd_kafka_message_t *m, C360Change **ch, char **error)
+static C360KafkaOutcome
+decode_message(rd_kafka_message_t *m, C360Change **ch, char **error)
 {
-	if (ks.format == FORMAT_SEGMENT)
-		return c360_segment_decode(m->payload, m->len, ks.max_bytes, ks.table->map, ch, error);
-	return c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len, ks.max_bytes,
-							 ks.table->map, ch, error) ? C360_DECODE_CHANGE : C360_DECODE_BAD;
+	switch (ks.format)
+	{
+		case C360_KAFKA_DEBEZIUM:
+			return c360_debezium_decode(ks.table->input, m->key, m->key_len, m->payload, m->len,
+										ks.max_bytes, ks.table->map, ch, error);
+		case C360_KAFKA_SEGMENT:
+			return c360_segment_decode(m->payload, m->len, ks.max_bytes, ks.table->map, ch, error);
+		case C360_KAFKA_JSON:
+			break;
+	}
+	return c360_kafka_decode(ks.table->input, m->key, m->key_len, m->payload, m->len,
+							 ks.max_bytes, ks.table->map, ch, error) ?
+		C360_KAFKA_CHANGE : C360_KAFKA_DEAD_LETTER;
 }
 
 /* An error event of the consumer queue. */

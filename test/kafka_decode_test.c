@@ -268,20 +268,20 @@ mapped(void)
 
 /* Decode a Segment call and expect the outcome; returns the change, if any. */
 static C360Change *
-seg(C360DecodeOutcome want, const char *payload, const char *reason)
+seg(C360KafkaOutcome want, const char *payload, const char *reason)
 {
 	static const char *names[] = {"a change", "skipped", "a dead letter"};
 	C360Change *ch;
 	char	   *error;
-	C360DecodeOutcome got = c360_segment_decode(payload, payload ? strlen(payload) : 0, MAXB,
+	C360KafkaOutcome got = c360_segment_decode(payload, payload ? strlen(payload) : 0, MAXB,
 												paths, &ch, &error);
 
 	check(got == want, psprintf("%.90s", payload ? payload : "(tombstone)"),
 		  psprintf("got %s (%s), want %s", names[got], error ? error : "", names[want]));
-	if (got == C360_DECODE_BAD && reason != NULL)
+	if (got == C360_KAFKA_DEAD_LETTER && reason != NULL)
 		check(strstr(error, reason) != NULL, psprintf("reason for %.60s", payload ? payload : "(null)"),
 			  psprintf("got \"%s\", want \"%s\"", error, reason));
-	check((got == C360_DECODE_CHANGE) == (ch != NULL), "a change comes with its record", NULL);
+	check((got == C360_KAFKA_CHANGE) == (ch != NULL), "a change comes with its record", NULL);
 	return ch;
 }
 
@@ -291,7 +291,7 @@ segment_events(void)
 {
 	C360Change *ch;
 
-	ch = seg(C360_DECODE_CHANGE, "{\"type\": \"track\", \"messageId\": \"m1\", \"userId\": \"u1\", "
+	ch = seg(C360_KAFKA_CHANGE, "{\"type\": \"track\", \"messageId\": \"m1\", \"userId\": \"u1\", "
 			 "\"anonymousId\": \"a1\", \"event\": \"Product Viewed\", \"timestamp\": \"2024-05-01T10:00:00.123Z\", "
 			 "\"context\": {\"sessionId\": \"s1\", \"ip\": \"10.0.0.1\"}, "
 			 "\"properties\": {\"product_id\": \"p1\", \"category\": \"shoes\", \"price\": 9.5}}", NULL);
@@ -305,20 +305,20 @@ segment_events(void)
 	value_is(ch, "category_id", "shoes");
 
 	/* before login: the anonymousId; ids may be integers; "" is no id */
-	ch = seg(C360_DECODE_CHANGE, "{\"type\": \"page\", \"messageId\": 17, \"anonymousId\": \"a1\", "
+	ch = seg(C360_KAFKA_CHANGE, "{\"type\": \"page\", \"messageId\": 17, \"anonymousId\": \"a1\", "
 			 "\"name\": \"Home\", \"timestamp\": \"2024-05-01 10:00:00+02:00\"}", NULL);
 	value_is(ch, "event_id", "17");
 	value_is(ch, "customer_id", "a1");
 	value_is(ch, "event_type", "page_view");
 	value_is(ch, "product_id", NULL);	/* a page has no product: null, not a dead letter */
 	value_is(ch, "session_id", NULL);
-	value_is(seg(C360_DECODE_CHANGE, "{\"type\": \"screen\", \"messageId\": \"m3\", \"userId\": \"\", "
+	value_is(seg(C360_KAFKA_CHANGE, "{\"type\": \"screen\", \"messageId\": \"m3\", \"userId\": \"\", "
 				 "\"anonymousId\": 42, \"timestamp\": \"2024-02-29T23:59:59-0800\"}", NULL),
 			 "customer_id", "42");
-	value_is(seg(C360_DECODE_CHANGE, "{\"type\": \"screen\", \"messageId\": \"m4\", \"userId\": \"u4\", "
+	value_is(seg(C360_KAFKA_CHANGE, "{\"type\": \"screen\", \"messageId\": \"m4\", \"userId\": \"u4\", "
 				 "\"timestamp\": \"2024-05-01T10:00+01\"}", NULL),
 			 "event_type", "screen_view");
-	value_is(seg(C360_DECODE_CHANGE, "{\"type\": \"track\", \"messageId\": \"m5\", \"userId\": \"u5\", "
+	value_is(seg(C360_KAFKA_CHANGE, "{\"type\": \"track\", \"messageId\": \"m5\", \"userId\": \"u5\", "
 				 "\"event\": \"x\", \"timestamp\": \"2024-05-01T10:00:00.123456789+05:30\", "
 				 "\"properties\": {\"product_id\": 123, \"category\": null}}", NULL),
 			 "product_id", "123");
@@ -330,7 +330,7 @@ segment_links(void)
 {
 	C360Change *ch;
 
-	ch = seg(C360_DECODE_CHANGE, "{\"type\": \"identify\", \"messageId\": \"m1\", \"userId\": \"u1\", "
+	ch = seg(C360_KAFKA_CHANGE, "{\"type\": \"identify\", \"messageId\": \"m1\", \"userId\": \"u1\", "
 			 "\"anonymousId\": \"a1\", \"traits\": {\"email\": \"x@example.org\"}, "
 			 "\"timestamp\": \"2024-05-01T10:00:00Z\"}", NULL);
 	check(ch && ch->input == C360_IDENTITY_GRAPH && ch->op == C360_INSERT, "identify is a link upsert", NULL);
@@ -339,20 +339,20 @@ segment_links(void)
 	value_is(ch, "identity_type", "anonymous_id");
 	value_is(ch, "identity_value", "a1");
 	value_is(ch, "created_at", "2024-05-01T10:00:00Z");
-	ch = seg(C360_DECODE_CHANGE, "{\"type\": \"alias\", \"messageId\": \"m2\", \"userId\": \"u2\", "
+	ch = seg(C360_KAFKA_CHANGE, "{\"type\": \"alias\", \"messageId\": \"m2\", \"userId\": \"u2\", "
 			 "\"previousId\": \"old-7\", \"timestamp\": \"2024-05-01T10:00:00Z\"}", NULL);
 	value_is(ch, "identity_id", "segment:alias:old-7");
 	value_is(ch, "customer_id", "u2");
 	value_is(ch, "identity_type", "alias");
 	value_is(ch, "identity_value", "old-7");
 
-	seg(C360_DECODE_SKIP, "{\"type\": \"identify\", \"messageId\": \"m3\", \"userId\": \"u1\", "
+	seg(C360_KAFKA_SKIP, "{\"type\": \"identify\", \"messageId\": \"m3\", \"userId\": \"u1\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", NULL);
-	seg(C360_DECODE_SKIP, "{\"type\": \"identify\", \"messageId\": \"m4\", \"anonymousId\": \"a1\", "
+	seg(C360_KAFKA_SKIP, "{\"type\": \"identify\", \"messageId\": \"m4\", \"anonymousId\": \"a1\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", NULL);
-	seg(C360_DECODE_SKIP, "{\"type\": \"group\", \"messageId\": \"m5\", \"userId\": \"u1\", "
+	seg(C360_KAFKA_SKIP, "{\"type\": \"group\", \"messageId\": \"m5\", \"userId\": \"u1\", "
 		"\"groupId\": \"g1\", \"timestamp\": \"2024-05-01T10:00:00Z\"}", NULL);
-	seg(C360_DECODE_SKIP, "{\"type\": \"something_new\", \"messageId\": \"m6\"}", NULL);
+	seg(C360_KAFKA_SKIP, "{\"type\": \"something_new\", \"messageId\": \"m6\"}", NULL);
 }
 
 /* What no spec call is: dead letters, each with its reason. */
@@ -367,38 +367,38 @@ segment_bad(void)
 		"2024-05-01T10:00:00+16:00", "2024-05-01T10:00:00.Z", "2024-05-01t10:00:00z",
 		"2024-05-01T10:00:00Z trailing", "2024-05-01", ""};
 
-	seg(C360_DECODE_BAD, NULL, "a tombstone");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\",", "bad JSON");
-	seg(C360_DECODE_BAD, "[1]", "a JSON array, not an object");
-	seg(C360_DECODE_BAD, "{\"messageId\": \"m\", \"userId\": \"u\"}", "no field \"type\"");
-	seg(C360_DECODE_BAD, "{\"type\": 7, \"messageId\": \"m\"}", "field \"type\" is a JSON number");
-	seg(C360_DECODE_BAD, "{\"type\": \"group\"}", "no field \"messageId\"");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": {\"id\": 1}}",
+	seg(C360_KAFKA_DEAD_LETTER, NULL, "a tombstone");
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\",", "bad JSON");
+	seg(C360_KAFKA_DEAD_LETTER, "[1]", "a JSON array, not an object");
+	seg(C360_KAFKA_DEAD_LETTER, "{\"messageId\": \"m\", \"userId\": \"u\"}", "no field \"type\"");
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": 7, \"messageId\": \"m\"}", "field \"type\" is a JSON number");
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"group\"}", "no field \"messageId\"");
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": {\"id\": 1}}",
 		"field \"messageId\" is a JSON object");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": \"m\", \"event\": \"e\", "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": \"m\", \"event\": \"e\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", "neither userId nor anonymousId");
-	seg(C360_DECODE_BAD, "{\"type\": \"page\", \"messageId\": \"m\", \"userId\": true, "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"page\", \"messageId\": \"m\", \"userId\": true, "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", "field \"userId\" is a JSON boolean");
-	seg(C360_DECODE_BAD, "{\"type\": \"identify\", \"messageId\": \"m\", "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"identify\", \"messageId\": \"m\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", "neither userId nor anonymousId");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"e\"}",
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"e\"}",
 		"no field \"timestamp\"");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"e\", "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"e\", "
 		"\"timestamp\": 1714557600000}", "field \"timestamp\" is a JSON number");
 	for (int i = 0; i < lengthof(bad_times); i++)
-		seg(C360_DECODE_BAD, psprintf(track, bad_times[i]), "not an ISO-8601 date and time");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", "
+		seg(C360_KAFKA_DEAD_LETTER, psprintf(track, bad_times[i]), "not an ISO-8601 date and time");
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", "a track call without an event name");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"\", "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", "a track call without an event name");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": [1], "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": [1], "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", "field \"event\" is a JSON array");
-	seg(C360_DECODE_BAD, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"e\", "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"track\", \"messageId\": \"m\", \"userId\": \"u\", \"event\": \"e\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\", \"properties\": {\"product_id\": {\"sku\": 1}}}",
 		"field \"properties.product_id\" is a JSON object");
-	seg(C360_DECODE_BAD, "{\"type\": \"alias\", \"messageId\": \"m\", \"userId\": \"u\", "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"alias\", \"messageId\": \"m\", \"userId\": \"u\", "
 		"\"timestamp\": \"2024-05-01T10:00:00Z\"}", "an alias call needs both a previousId and a userId");
-	seg(C360_DECODE_BAD, "{\"type\": \"identify\", \"messageId\": \"m\", \"userId\": \"u\", "
+	seg(C360_KAFKA_DEAD_LETTER, "{\"type\": \"identify\", \"messageId\": \"m\", \"userId\": \"u\", "
 		"\"anonymousId\": \"a\", \"timestamp\": \"yesterday\"}", "not an ISO-8601");
 }
 
@@ -416,14 +416,14 @@ segment_mapped(void)
 	check(c360_segment_check_paths(map, &error), "session_id and product_id may be placed", NULL);
 	check(c360_segment_check_paths(NULL, &error), "no mapping at all", NULL);
 	paths = map;
-	ch = seg(C360_DECODE_CHANGE, "{\"type\": \"track\", \"messageId\": \"m1\", \"userId\": \"u1\", "
+	ch = seg(C360_KAFKA_CHANGE, "{\"type\": \"track\", \"messageId\": \"m1\", \"userId\": \"u1\", "
 			 "\"event\": \"x\", \"timestamp\": \"2024-05-01T10:00:00Z\", \"context\": {\"sessionId\": \"no\", "
 			 "\"session\": {\"id\": \"s9\"}}, \"properties\": {\"product_id\": \"no\", \"sku\": \"k9\", "
 			 "\"category\": \"c9\"}}", NULL);
 	value_is(ch, "session_id", "s9");
 	value_is(ch, "product_id", "k9");
 	value_is(ch, "category_id", "c9");	/* unmapped: its default path */
-	value_is(seg(C360_DECODE_CHANGE, "{\"type\": \"page\", \"messageId\": \"m2\", \"userId\": \"u1\", "
+	value_is(seg(C360_KAFKA_CHANGE, "{\"type\": \"page\", \"messageId\": \"m2\", \"userId\": \"u1\", "
 				 "\"timestamp\": \"2024-05-01T10:00:00Z\", \"context\": {\"session\": 5}}", NULL),
 			 "session_id", NULL);
 	paths = NULL;

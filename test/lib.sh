@@ -3,8 +3,8 @@
 #   say MSG, fail MSG         progress lines stamped with seconds since T0; failures collected
 #   state_of NAME, state_is NAME STATE, verify_empty
 #   poll SECS DESC CMD...     a bounded wait: CMD every 0.2 s until it succeeds, false after SECS
-#   run_decode_test DIR       build test/kafka_decode_test.c (the Kafka decoders, no server) in
-#                             DIR and run it
+#   run_decode_test DIR [NAME]  build test/NAME.c (default kafka_decode_test: the Kafka
+#                             decoders, no server) in DIR and run it
 #   drop_c360                 a cleanup: drop every sink, source, the extension and schema c360
 #                             (the next test in the shared database starts from nothing),
 #                             whatever state they are in
@@ -44,14 +44,14 @@ drop_c360() {
 }
 
 run_decode_test() {
-    local pg_config=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+    local pg_config=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} name=${2:-kafka_decode_test}
     [ -x "$pg_config" ] || pg_config=pg_config
     gcc -Wall -DFRONTEND -ffunction-sections -fdata-sections -Isrc -I"$("$pg_config" --includedir-server)" \
-        -o "$1/kafka_decode_test" test/kafka_decode_test.c src/decode/kafka_decode.c \
-        src/decode/segment_decode.c src/core/change.c \
+        -o "$1/$name" "test/$name.c" src/decode/kafka_decode.c src/decode/segment_decode.c \
+        src/decode/debezium_decode.c src/core/change.c \
         -L"$("$pg_config" --pkglibdir)" -lpgcommon -lpgport -ljansson -lm -Wl,--gc-sections || {
-        echo "could not build test/kafka_decode_test.c"
+        echo "could not build test/$name.c"
         return 1
     }
-    "$1/kafka_decode_test"
+    "$1/$name"
 }

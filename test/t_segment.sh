@@ -9,7 +9,7 @@
 #      again changes nothing; a later identify moves the anonymous id to another customer;
 #      alias (previousId -> userId); a screen call; identify and events in one batch
 #   2  map_table columns place session_id, product_id, category_id at other paths; ISO-8601
-#      offsets; a mapping of another column, an unknown format, format segment on another
+#      offsets; a mapping of another column, format segment on another
 #      input: the source stops in 'error' with the reason
 #   3  malformed calls of every kind to dead letters with their reasons, skipped calls
 #      counted in source_status.skipped_messages, every good call applied
@@ -193,13 +193,11 @@ stops_with() { # NAME OPTIONS INPUT COLUMNS REASON
     fi
     q -c "SELECT c360.drop_source('$1')" >/dev/null
 }
-stops_with kfmt '"format": "avro"' behavioral_events '' \
-    'unknown format "avro" of kafka source "kfmt"; the formats are json, debezium and segment'
 stops_with ktime '"format": "segment"' behavioral_events "'{\"event_time\": \"receivedAt\"}'" \
     'format segment takes input column event_time from the call itself'
 stops_with kord '"format": "segment"' orders '' \
     'format segment), which feed input behavioral_events, but topic "seg_mapped" is mapped to input "orders"'
-say "  an unknown format, a mapped event_time, format segment into orders: each stops its source with the reason"
+say "  a mapped event_time, format segment into orders: each stops its source with the reason"
 say "step 2 done in $(elapsed "$t2")s"
 
 # ---------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@
 #include "decode/kafka_decode.h"
 
 /* Epoch milliseconds of 0001-01-01 and 9999-12-31 23:59:59.999 UTC: what renders as a year. */
-#define MIN_EPOCH_MS	INT64CONST(-62135596800000)
-#define MAX_EPOCH_MS	INT64CONST(253402300799999)
+#define MIN_EPOCH_MS	(C360_MIN_EPOCH_SECONDS * 1000)
+#define MAX_EPOCH_MS	(C360_MAX_EPOCH_SECONDS * 1000 + 999)
 
 /* What a dead letter keeps of a message that is too big to keep whole. */
 #define OVERSIZE_KEEP	1024
@@ -37,7 +37,6 @@ static bool path_claimed(const C360Input *in, char *const *paths, const char *fi
 static char *real_text(double d);
 static bool epoch_ms_text(const char *field, double ms, char **text, char **error);
 static bool key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error);
-static bool required_present(const C360Input *in, const C360Tuple *t, char **error);
 static bool valid_text(const char *s, size_t len);
 
 /*
@@ -73,7 +72,7 @@ c360_kafka_decode(C360InputId input, const char *key, size_t keylen,
 	t = palloc0(sizeof(C360Tuple));
 	ok = object_tuple(in, root, paths, t, error);
 	json_decref(root);
-	if (!ok || !key_from_message(in, t, keytext, error) || !required_present(in, t, error))
+	if (!ok || !key_from_message(in, t, keytext, error) || !c360_kafka_required_present(in, t, error))
 		return false;
 
 	/* an insert of a keyed input's existing key is an upsert in the apply path */
@@ -143,6 +142,31 @@ c360_kafka_payload_text(const char *payload, size_t len, size_t max_bytes)
 	return psprintf("\\x%s%s", hex, more);
 }
 
+/* The message formats of option "format", by name. */
+static const struct
+{
+	const char *name;
+	C360KafkaFormat format;
+}			formats[] =
+{
+	{"json", C360_KAFKA_JSON},
+	{"debezium", C360_KAFKA_DEBEZIUM},
+	{"segment", C360_KAFKA_SEGMENT},
+};
+
+/* The format of this name; false when there is none (C360_KAFKA_FORMAT_NAMES lists them). */
+bool
+c360_kafka_format_by_name(const char *name, C360KafkaFormat *format)
+{
+	for (size_t i = 0; i < lengthof(formats); i++)
+		if (strcmp(formats[i].name, name) == 0)
+		{
+			*format = formats[i].format;
+			return true;
+		}
+	return false;
+}
+
 /* Set *error to the reason, for the dead letter; returns false. */
 bool
 c360_kafka_fail(char **error, const char *fmt,...)
@@ -190,25 +214,41 @@ object_tuple(const C360Input *in, json_t *root, char *const *paths, C360Tuple *t
 {
 	for (int col = 0; col < in->ncols; col++)
 	{
-		const char *path = paths ? paths[col] : NULL;
-		json_t	   *v;
-
-		if (path == NULL && paths != NULL && path_claimed(in, paths, in->cols[col].name))
-			continue;
-		v = path ? c360_kafka_path_value(root, path) : json_object_get(root, in->cols[col].name);
+		const char *field;
+		json_t	   *v = c360_kafka_column_value(in, root, paths, col, &field);
 
 		if (v == NULL)
 		{
-			if (path)
-				return c360_kafka_fail(error, "no field %s, which input column %s is mapped to", path,
+			if (paths && paths[col])
+				return c360_kafka_fail(error, "no field %s, which input column %s is mapped to", field,
 									   in->cols[col].name);
 			continue;
 		}
 		t->present[col] = true;
-		if (!c360_kafka_scalar_text(in, col, path ? path : in->cols[col].name, v, &t->values[col], error))
+		if (!c360_kafka_scalar_text(in, col, field, v, &t->values[col], error))
 			return false;
 	}
 	return true;
+}
+
+/*
+ * The value in object root that feeds input column col, or NULL when there is none:
+ * the field at the path the mapping names, else the top-level field of the column's
+ * name unless a mapping names that field for another column.  *field is set to the
+ * path or name, for messages.
+ */
+json_t *
+c360_kafka_column_value(const C360Input *in, json_t *root, char *const *paths, int col,
+						const char **field)
+{
+	const char *path = paths ? paths[col] : NULL;
+
+	*field = path ? path : in->cols[col].name;
+	if (path)
+		return c360_kafka_path_value(root, path);
+	if (paths != NULL && path_claimed(in, paths, in->cols[col].name))
+		return NULL;
+	return json_object_get(root, in->cols[col].name);
 }
 
 /* Whether a mapping names field (a top-level one) for some column. */
@@ -314,8 +354,6 @@ epoch_ms_text(const char *field, double ms, char **text, char **error)
 	int64		us;
 	int64		secs;
 	int			frac;
-	time_t		tt;
-	struct tm	tm;
 
 	if (!isfinite(ms) || ms < (double) MIN_EPOCH_MS || ms > (double) MAX_EPOCH_MS)
 		return c360_kafka_fail(error, "field \"%s\" is %g, out of range for epoch milliseconds (years 1 to 9999)",
@@ -328,12 +366,28 @@ epoch_ms_text(const char *field, double ms, char **text, char **error)
 		frac += 1000000;
 		secs--;
 	}
-	tt = (time_t) secs;
-	if (gmtime_r(&tt, &tm) == NULL)
-		return c360_kafka_fail(error, "field \"%s\" is %g, out of range for epoch milliseconds", field, ms);
-	*text = psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900, tm.tm_mon + 1,
-					 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	*text = c360_kafka_utc_text(secs, frac * 1000);
 	return true;
+}
+
+/*
+ * An instant as UTC timestamp text: seconds since 1970-01-01 (within
+ * C360_MIN_EPOCH_SECONDS..C360_MAX_EPOCH_SECONDS, which the caller checks) and
+ * nanoseconds (0..999,999,999).  Six fractional digits, nine when the nanoseconds need
+ * them (the column's input function rounds them to microseconds).
+ */
+char *
+c360_kafka_utc_text(int64 seconds, int32 nanos)
+{
+	time_t		tt = (time_t) seconds;
+	struct tm	tm;
+
+	gmtime_r(&tt, &tm);
+	if (nanos % 1000 == 0)
+		return psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+						tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nanos / 1000);
+	return psprintf("%04d-%02d-%02d %02d:%02d:%02d.%09d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+					tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nanos);
 }
 
 /*
@@ -359,8 +413,8 @@ key_from_message(const C360Input *in, C360Tuple *t, char *key, char **error)
 	return true;
 }
 
-static bool
-required_present(const C360Input *in, const C360Tuple *t, char **error)
+bool
+c360_kafka_required_present(const C360Input *in, const C360Tuple *t, char **error)
 {
 	for (int c = 0; c < in->ncols; c++)
 	{

@@ -55,11 +55,11 @@ static void set(const C360Input *in, C360Tuple *t, const char *column, char *val
 static C360Change *insert_of(C360InputId input, C360Tuple *t);
 
 /*
- * Decode one message: C360_DECODE_CHANGE with *out set, C360_DECODE_SKIP, or
- * C360_DECODE_BAD with *reason set.  paths has an entry per column of behavioral_events
+ * Decode one message: C360_KAFKA_CHANGE with *out set, C360_KAFKA_SKIP, or
+ * C360_KAFKA_DEAD_LETTER with *reason set.  paths has an entry per column of behavioral_events
  * (NULL: the default place), or is NULL for no mapping at all.
  */
-C360DecodeOutcome
+C360KafkaOutcome
 c360_segment_decode(const char *payload, size_t len, size_t max_bytes, char *const *paths,
 					C360Change **out, char **reason)
 {
@@ -71,15 +71,15 @@ c360_segment_decode(const char *payload, size_t len, size_t max_bytes, char *con
 	if (payload == NULL)
 	{
 		c360_kafka_fail(reason, "a message with a null value (a tombstone) is no Segment call");
-		return C360_DECODE_BAD;
+		return C360_KAFKA_DEAD_LETTER;
 	}
 	if ((root = c360_kafka_parse_object(payload, len, max_bytes, reason)) == NULL)
-		return C360_DECODE_BAD;
+		return C360_KAFKA_DEAD_LETTER;
 	ok = decode_call(root, paths, out, reason);
 	json_decref(root);
 	if (!ok)
-		return C360_DECODE_BAD;
-	return *out ? C360_DECODE_CHANGE : C360_DECODE_SKIP;
+		return C360_KAFKA_DEAD_LETTER;
+	return *out ? C360_KAFKA_CHANGE : C360_KAFKA_SKIP;
 }
 
 /*

@@ -11,7 +11,7 @@
 
 #include "decode/kafka_decode.h"
 
-extern C360DecodeOutcome c360_segment_decode(const char *payload, size_t len, size_t max_bytes,
+extern C360KafkaOutcome c360_segment_decode(const char *payload, size_t len, size_t max_bytes,
 											 char *const *paths, C360Change **out,
 											 char **reason);
 extern bool c360_segment_check_paths(char *const *paths, char **error);
