@@ -16,6 +16,10 @@
 #      onto an input of every column type, snapshot and streamed changes; mirror = source
 #   7  Kafka: JSON messages with nested fields onto an input with a jsonb column, through
 #      paths; a message lacking a mapped path goes to dead letters; mirror = the good messages
+#   8  the README's Zendesk example: Debezium change events (with schemas, as Debezium's
+#      PostgreSQL connector documents them: snapshot reads, updates without before, deletes
+#      and their tombstones) onto an input of one's own; mirror = the rows the events leave,
+#      a trait over it = the same rows counted apart
 # Runs against the cluster of test/run.sh (PGHOST/PGPORT/PGUSER, customer360 preloaded,
 # workers in c360_workers).  Every wait is a bounded poll.  Exit 0 only if every check passed.
 set -euo pipefail
@@ -323,7 +327,7 @@ q -c "SELECT c360.create_input('email_events',
           'message_id text, customer_id text, kind text, campaign jsonb, sent_at timestamptz',
           'message_id', 'customer_id', 'sent_at')" >/dev/null
 q -c "SELECT c360.create_trait('emails_opened_30d', 'email_events', 'count(*)', \$\$kind = 'open'\$\$, '30 days')" >/dev/null
-broker_start "$TMP" email:2 || die "could not start the test Kafka broker"
+broker_start "$TMP" email:2 helpdesk.public.tickets:1 || die "could not start the test Kafka broker"
 q -c "BEGIN;
       SELECT c360.create_source('ret_kafka', 'kafka', '{\"bootstrap.servers\": \"$BROKER_ADDR\", \"topic\": \"email\"}');
       SELECT c360.map_table('ret_kafka', 'email', 'email_events',
@@ -365,6 +369,99 @@ dl=$(q -c "SELECT count(*) || ' ' || bool_and(error LIKE '%recipient.id%') FROM 
 [ "$dl" = "1 true" ] || fail "ret_kafka's dead letters: $dl, want the one message without recipient.id"
 poll 30 "verify() empty" verify_empty || die "verify() is not empty with email_events"
 say "  $(wc -l <"$TMP/email.mirror") messages equal, 1 dead letter naming recipient.id, verify() empty"
+
+# ---------------------------------------------------------------------------------------------
+say "8. the README's Zendesk example: Debezium change events onto zendesk_tickets"
+q -c "SELECT c360.create_input('zendesk_tickets',
+          'id text, requester_id text, status text, priority text, satisfaction text, created_at timestamptz, updated_at timestamptz',
+          key => 'id', customer_column => 'requester_id', time_column => 'created_at')" >/dev/null
+q -c "SELECT c360.create_trait('open_urgent_tickets', 'zendesk_tickets', 'count(*)',
+          \$\$status IN ('new', 'open') AND priority = 'urgent'\$\$)" >/dev/null
+kc_topic=helpdesk.public.tickets
+python3 - "$TMP" <<'PY'
+import json, random, sys, datetime
+tmp = sys.argv[1]
+rng = random.Random(7)
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+fields = [("id", "int64", None), ("requester", "string", None), ("status", "string", None),
+          ("priority", "string", None), ("satisfaction", "string", None),
+          ("created_at", "int64", "io.debezium.time.MicroTimestamp"),
+          ("updated_at", "string", "io.debezium.time.ZonedTimestamp")]
+def struct(name):
+    return {"type": "struct", "optional": True, "name": name, "field": name,
+            "fields": [dict({"type": t, "optional": f != "id", "field": f}, **({"name": n} if n else {}))
+                       for f, t, n in fields]}
+value_schema = {"type": "struct", "name": "helpdesk.public.tickets.Envelope", "optional": False,
+                "fields": [struct("before"), struct("after"),
+                           {"type": "struct", "field": "source", "optional": False, "name": "io.debezium.connector.postgresql.Source",
+                            "fields": [{"type": "string", "field": "connector", "optional": False}]},
+                           {"type": "string", "field": "op", "optional": False},
+                           {"type": "int64", "field": "ts_ms", "optional": True}]}
+key_schema = {"type": "struct", "name": "helpdesk.public.tickets.Key", "optional": False,
+              "fields": [{"type": "int64", "field": "id", "optional": False}]}
+rows, lines = {}, []
+def key(i):
+    return json.dumps({"schema": key_schema, "payload": {"id": i}})
+def emit(op, i, before, after):
+    lines.append(key(i) + "\t" + json.dumps({"schema": value_schema, "payload": {
+        "before": before, "after": after, "source": {"connector": "postgresql"}, "op": op,
+        "ts_ms": 1700000000000}}))
+def row(i):
+    t = now - datetime.timedelta(hours=rng.randint(1, 2000))
+    return {"id": i, "requester": "c%d" % rng.choice([0, 1, 2, 4, 5, 6, 7]),
+            "status": rng.choice(["new", "open", "pending", "solved"]),
+            "priority": rng.choice(["low", "normal", "urgent", None]),
+            "satisfaction": rng.choice(["good", "bad", None]),
+            "created_at": int(t.timestamp()) * 1000000 + rng.randint(0, 999999),
+            "updated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+for i in range(1, 61):                      # the connector's snapshot
+    rows[i] = row(i); emit("r", i, None, rows[i])
+for n in range(200):                        # then the stream
+    i = rng.randint(1, 80)
+    if i not in rows:
+        rows[i] = row(i); emit("c", i, None, rows[i])
+    elif rng.random() < 0.8:                # REPLICA IDENTITY DEFAULT: before is null
+        r = dict(rows[i], status=rng.choice(["open", "pending", "solved"]), priority=rng.choice(["urgent", "normal"]))
+        rows[i] = r; emit("u", i, None, r)
+    else:
+        emit("d", i, {"id": i, "requester": None, "status": None, "priority": None, "satisfaction": None,
+                      "created_at": None, "updated_at": None}, None)
+        lines.append(key(i) + "\t")         # the tombstone: a null value
+        del rows[i]
+open(tmp + "/zendesk.msgs", "w").write("\n".join(lines) + "\n")
+def ts(us):
+    return datetime.datetime.fromtimestamp(us // 1000000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + ".%06d" % (us % 1000000)
+want = ["\t".join([str(i), r["requester"], r["status"], r["priority"] or "NULL", r["satisfaction"] or "NULL",
+                   ts(r["created_at"])]) for i, r in rows.items()]
+open(tmp + "/zendesk.want", "w").write("\n".join(sorted(want)) + "\n")
+urgent = {}
+for r in rows.values():
+    if r["status"] in ("new", "open") and r["priority"] == "urgent" and r["requester"] in ("c0", "c1", "c2", "c4", "c5", "c6", "c7"):
+        urgent[r["requester"]] = urgent.get(r["requester"], 0) + 1
+open(tmp + "/zendesk.urgent", "w").write("\n".join("%s:%d" % kv for kv in sorted(urgent.items())) + "\n")
+PY
+q -c "BEGIN;
+      SELECT c360.create_source('zendesk', 'kafka', '{\"bootstrap.servers\": \"$BROKER_ADDR\", \"topic\": \"$kc_topic\",
+                                                      \"format\": \"debezium\", \"startup\": \"earliest\"}');
+      SELECT c360.map_table('zendesk', '$kc_topic', 'zendesk_tickets', '{\"requester_id\": \"requester\"}');
+      COMMIT;" >/dev/null
+timeout 60 kcat -P -b "$BROKER_ADDR" -t "$kc_topic" -K $'\t' -Z <"$TMP/zendesk.msgs" 2>>"$TMP/kcat.err" ||
+    die "kcat could not produce: $(tail -n 3 "$TMP/kcat.err")"
+zendesk_mirror() {
+    q -F $'\t' -c "SELECT id, requester_id, status, coalesce(priority, 'NULL'), coalesce(satisfaction, 'NULL'),
+                          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
+                   FROM c360.zendesk_tickets" | LC_ALL=C sort >"$TMP/zendesk.mirror"
+}
+zendesk_equal() { zendesk_mirror; cmp -s "$TMP/zendesk.want" "$TMP/zendesk.mirror"; }
+poll 60 "zendesk_tickets mirror = the rows the change events leave" zendesk_equal || {
+    diff "$TMP/zendesk.want" "$TMP/zendesk.mirror" | head
+    die "the zendesk_tickets mirror differs from the change events"
+}
+[ "$(q -c "SELECT count(*) FROM c360.dead_letters WHERE source = 'zendesk'")" = 0 ] || fail "zendesk has dead letters"
+got=$(q -c "SELECT customer_id || ':' || open_urgent_tickets FROM c360.customer_360 WHERE open_urgent_tickets > 0 ORDER BY 1")
+[ "$got" = "$(grep . "$TMP/zendesk.urgent" || true)" ] || fail "open_urgent_tickets: got '$got', want '$(cat "$TMP/zendesk.urgent")'"
+poll 30 "verify() empty" verify_empty || die "verify() is not empty with zendesk_tickets"
+say "  $(wc -l <"$TMP/zendesk.mirror") tickets equal the change events' rows, open_urgent_tickets exact, verify() empty"
 
 if [ ${#failures[@]} -gt 0 ]; then
     echo "${#failures[@]} check(s) failed"
