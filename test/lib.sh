@@ -5,6 +5,8 @@
 #   poll SECS DESC CMD...     a bounded wait: CMD every 0.2 s until it succeeds, false after SECS
 #   run_decode_test DIR [NAME]  build test/NAME.c (default kafka_decode_test: the Kafka
 #                             decoders, no server) in DIR and run it
+#   fresh_c360                the database DB (created if need be) with the extension anew;
+#                             dies unless the server preloads it
 #   drop_c360                 a cleanup: drop every sink, source, the extension and schema c360
 #                             (the next test in the shared database starts from nothing),
 #                             whatever state they are in
@@ -29,6 +31,15 @@ poll() {
         fi
         sleep 0.2
     done
+}
+
+fresh_c360() {
+    if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
+        psql -X -q -d postgres -c "CREATE DATABASE $DB"
+    fi
+    q -c "DROP EXTENSION IF EXISTS customer360 CASCADE" -c "DROP SCHEMA IF EXISTS c360 CASCADE" >/dev/null 2>&1
+    q -c "CREATE EXTENSION customer360"
+    [ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on $PGHOST:$PGPORT"
 }
 
 drop_c360() {

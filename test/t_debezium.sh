@@ -121,12 +121,7 @@ run_decode_test "$TMP" debezium_decode_test || fail "the decoder test failed"
 
 broker_start "$TMP" dbz_customers:1 dbz_orders:3 dbz_other:1 || die "the test broker did not start"
 B=$BROKER_ADDR
-if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
-    psql -X -q -d postgres -c "CREATE DATABASE $DB"
-fi
-q -c "DROP EXTENSION IF EXISTS customer360 CASCADE" 2>/dev/null
-q -c "CREATE EXTENSION customer360"
-[ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on $PGHOST:$PGPORT"
+fresh_c360
 
 # ---------------------------------------------------------------------------------------------
 say "step 1: option format"

@@ -109,12 +109,7 @@ same() {
     fi
 }
 
-if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
-    psql -X -q -d postgres -c "CREATE DATABASE $DB"
-fi
-q -c "DROP EXTENSION IF EXISTS customer360 CASCADE" 2>/dev/null
-q -c "CREATE EXTENSION customer360"
-[ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on $PGHOST:$PGPORT"
+fresh_c360
 
 # ---------------------------------------------------------------------------------------------
 say "the PostgreSQL source cluster"

@@ -94,12 +94,7 @@ pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 1
 psql -X -q -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d postgres -c "CREATE DATABASE $SRC_DB"
 s -f test/pg_source_setup.sql >/dev/null
 
-if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
-    psql -X -q -d postgres -c "CREATE DATABASE $DB"
-fi
-q -c "DROP EXTENSION IF EXISTS customer360 CASCADE" 2>/dev/null
-q -c "CREATE EXTENSION customer360"
-[ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on $PGHOST:$PGPORT"
+fresh_c360
 LOCAL_DATA=$(q -c "SHOW data_directory")
 LOCAL_LOG=$(dirname "$LOCAL_DATA")/server.log
 [ -r "$LOCAL_LOG" ] || LOCAL_LOG=

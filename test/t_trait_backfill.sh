@@ -351,12 +351,7 @@ say "step 1: $CUSTOMERS customers with orders and events, $PROBES probe customer
 t1=$(date +%s.%N)
 broker_start "$TMP" "$TOPIC:2" || die "the test broker did not start"
 B=$BROKER_ADDR
-if [ "$(psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
-    psql -X -q -d postgres -c "CREATE DATABASE $DB"
-fi
-q -c "DROP EXTENSION IF EXISTS customer360 CASCADE" 2>/dev/null
-q -c "CREATE EXTENSION customer360"
-[ "$(q -c "SELECT c360._preloaded()")" = t ] || die "customer360 is not preloaded on $PGHOST:$PGPORT"
+fresh_c360
 LOCAL_LOG=$(dirname "$(q -c "SHOW data_directory")")/server.log
 [ -r "$LOCAL_LOG" ] || LOCAL_LOG=
 poll 60 "the ticker in $DB" bash -c "psql -X -qAt -d $DB -c \"SELECT 1 FROM pg_stat_activity WHERE datname = '$DB' AND backend_type = 'c360 ticker'\" | grep -q 1" ||
