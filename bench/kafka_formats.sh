@@ -34,7 +34,8 @@ CHUNK=20000
 NOW_MS=$(($(date +%s) * 1000))
 
 FORMATS=(json)
-for f in "${@:-segment debezium debezium_bare}"; do [ "$f" = json ] || FORMATS+=("$f"); done
+[ $# -gt 0 ] || set -- segment debezium debezium_bare
+for f in "$@"; do [ "$f" = json ] || FORMATS+=("$f"); done
 
 # produce_<format> FIRST COUNT: the events as that format's messages (test/kafka_events.py).
 produce_json() {
