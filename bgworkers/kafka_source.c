@@ -252,9 +252,10 @@ read_option(const char *key, JsonbValue *v)
 }
 
 /*
- * Format segment feeds behavioral_events (and identity_graph, from identify and alias
- * calls), its mapping may place only some columns, and source_status counts the calls it
- * skips in a column of version 0.6.
+ * A format other than json may skip a message by design (a Debezium tombstone, a Segment
+ * group call): source_status counts those in a column of version 0.6.  Format segment
+ * also feeds behavioral_events only (and identity_graph, from identify and alias calls),
+ * and its mapping may place only some columns.
  */
 static void
 check_format(void)
@@ -263,6 +264,18 @@ check_format(void)
 	char	   *error;
 	bool		counted;
 
+	if (ks.format == C360_KAFKA_JSON)
+		return;
+	c360_worker_begin("c360 source setup");
+	counted = get_attnum(get_relname_relid("source_progress", get_namespace_oid("c360", false)),
+						 "skipped_messages") != InvalidAttrNumber;
+	c360_worker_commit();
+	if (!counted)
+		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						  "format %s of source \"%s\" needs customer360 0.6: run ALTER "
+						  "EXTENSION customer360 UPDATE, then c360.resume_source('%s')",
+						  ks.format == C360_KAFKA_SEGMENT ? "segment" : "debezium",
+						  src->name, src->name);
 	if (ks.format != C360_KAFKA_SEGMENT)
 		return;
 	if (ks.table->input != C360_BEHAVIORAL_EVENTS)
@@ -273,15 +286,6 @@ check_format(void)
 	if (!c360_segment_check_paths(ks.table->map, &error))
 		c360_source_error(ERRCODE_INVALID_PARAMETER_VALUE, "source \"%s\", topic \"%s\": %s",
 						  src->name, ks.topic, error);
-	c360_worker_begin("c360 source setup");
-	counted = get_attnum(get_relname_relid("source_progress", get_namespace_oid("c360", false)),
-						 "skipped_messages") != InvalidAttrNumber;
-	c360_worker_commit();
-	if (!counted)
-		c360_source_error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-						  "format segment of source \"%s\" needs customer360 0.6: run ALTER "
-						  "EXTENSION customer360 UPDATE, then c360.resume_source('%s')",
-						  src->name, src->name);
 }
 
 /* The format option: how the topic's messages are decoded. */

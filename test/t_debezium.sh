@@ -158,6 +158,8 @@ reasons=$(q -c "SELECT string_agg(error, ' | ' ORDER BY id) FROM c360.dead_lette
 [[ $(dead_of dcust) = 2 && $reasons == 'unknown op '*' | a Debezium create or read event needs an after row'* ]] ||
     fail "dcust's dead letters: $(dead_of dcust): $reasons"
 [ "$(q -c "SELECT count(*) FROM c360.dead_letters WHERE payload IS NULL")" = 0 ] || fail "a tombstone was dead-lettered"
+[ "$(q -c "SELECT skipped_messages FROM c360.source_status WHERE name = 'dcust'")" = "$(stat_of "$TMP/customers.stats" tombstones)" ] ||
+    fail "skipped_messages of dcust is not its $(stat_of "$TMP/customers.stats" tombstones) tombstones"
 poll 30 "verify() empty" tick_verify_empty || fail "verify() not empty after the customers"
 [ ${#failures[@]} -gt 0 ] || say "  $n messages ($(stat_of "$TMP/customers.stats" tombstones) tombstones skipped): the mirror holds exactly" \
     "the $(wc -l <"$TMP/customers.expected.csv") rows they leave; 2 dead letters with reasons; verify() empty"
