@@ -898,23 +898,18 @@ castable(Oid remote_type, Oid mirror_type)
 static const char *
 type_name(Oid type)
 {
+	const char *mirror = c360_type_name(type);
+
+	if (mirror != NULL)
+		return mirror;
 	switch (type)
 	{
-		case TEXTOID: return "text";
 		case VARCHAROID: return "character varying";
 		case BPCHAROID: return "character";
-		case NUMERICOID: return "numeric";
 		case INT2OID: return "smallint";
-		case INT4OID: return "integer";
-		case INT8OID: return "bigint";
 		case FLOAT4OID: return "real";
-		case FLOAT8OID: return "double precision";
-		case BOOLOID: return "boolean";
-		case DATEOID: return "date";
 		case TIMESTAMPOID: return "timestamp without time zone";
-		case TIMESTAMPTZOID: return "timestamp with time zone";
 		case UUIDOID: return "uuid";
-		case JSONBOID: return "jsonb";
 		case JSONOID: return "json";
 		case BYTEAOID: return "bytea";
 	}

@@ -73,7 +73,8 @@ c360_input_by_name(const char *name)
 
 /*
  * A mirror column's type for messages, with no catalog access (source workers report
- * column problems between transactions).  The types an input's column may have.
+ * column problems between transactions); NULL for a type no input's column may have
+ * (create_input's check).
  */
 const char *
 c360_type_name(Oid type)
@@ -90,7 +91,7 @@ c360_type_name(Oid type)
 		case DATEOID: return "date";
 		case JSONBOID: return "jsonb";
 	}
-	return "unknown";
+	return NULL;
 }
 
 C360Op

@@ -119,7 +119,7 @@ column_type(ColumnDef *def)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("column \"%s\" of an input cannot have a type modifier", def->colname),
 				 errhint("Leave it out: the mirror keeps values as the source sends them.")));
-	if (def->typeName->arrayBounds != NIL || strcmp(c360_type_name(type), "unknown") == 0)
+	if (def->typeName->arrayBounds != NIL || c360_type_name(type) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("column \"%s\" of an input cannot have type %s", def->colname,
