@@ -105,7 +105,6 @@ RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     defs text;
-    n int;
     key_type regtype;
     customer_type regtype;
     time_type regtype;
@@ -126,11 +125,11 @@ BEGIN
         RAISE EXCEPTION 'columns, key and customer_column must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT string_agg(format('%I %s', c.name, format_type(c.type, NULL)), ', '), count(*),
+    SELECT string_agg(format('%I %s', c.name, format_type(c.type, NULL)), ', '),
            min(c.type::text) FILTER (WHERE c.name = create_input.key)::regtype,
            min(c.type::text) FILTER (WHERE c.name = create_input.customer_column)::regtype,
            min(c.type::text) FILTER (WHERE c.name = create_input.time_column)::regtype
-    INTO defs, n, key_type, customer_type, time_type
+    INTO defs, key_type, customer_type, time_type
     FROM c360._input_columns(columns) c;
     IF key_type IS NULL OR customer_type IS NULL OR (time_column IS NOT NULL AND time_type IS NULL) THEN
         RAISE EXCEPTION 'column "%" is not among the columns of input "%"',
