@@ -223,6 +223,29 @@ SELECT c360.rebuild() > 0 AS rebuilt;
 SELECT * FROM c360.verify();
 SELECT purpose, statement FROM c360.trait_statements() WHERE input = 'support_tickets' ORDER BY purpose;
 
+-- One catalog: the article's columns are its built-in entries, the traits follow, and the
+-- maintainer's statements, reference_profile() and verify() are generated from it.
+SELECT name, builtin, input, aggregate, filter, lookback, time_column, type, state
+FROM c360.profile_columns;
+SELECT purpose, statement FROM c360.profile_statements() WHERE purpose <> 'verify' ORDER BY purpose;
+SELECT position('spend_7d' IN statement) > 0 AS verify_reads_traits
+FROM c360.profile_statements() WHERE purpose = 'verify';
+-- a wrong article column and a wrong trait value are both seen, then mended
+UPDATE c360.customer_360 SET has_open_support_issue = NOT has_open_support_issue, spend = -1
+WHERE customer_id = 'a';
+SELECT * FROM c360.verify();
+SELECT c360.rebuild() > 0 AS rebuilt;
+SELECT * FROM c360.verify();
+SELECT count(*) AS differences FROM c360.reference_profile(c360.as_of()) r
+FULL JOIN c360.customer_360 p USING (customer_id)
+WHERE r.customer_id IS NULL OR p.customer_id IS NULL OR
+      (r.email, r.total_orders, r.lifetime_value::text, r.last_order_status, r.preferred_channel,
+       r.open_support_tickets, r.events_last_30d, r.sessions_last_30d, r.last_active_at,
+       r.lifecycle_stage, r.has_open_support_issue) IS DISTINCT FROM
+      (p.email, p.total_orders, p.lifetime_value::text, p.last_order_status, p.preferred_channel,
+       p.open_support_tickets, p.events_last_30d, p.sessions_last_30d, p.last_active_at,
+       p.lifecycle_stage, p.has_open_support_issue);
+
 -- A large profile backfills in chunks: the trait is 'backfilling' (and no segment may use
 -- it) until backfill_traits() has gone through every chunk.
 SET c360.trait_backfill_chunk = 10;

@@ -103,3 +103,12 @@ SELECT customer_id, refunded FROM c360.customer_360 ORDER BY 1;
 SELECT * FROM c360.verify();
 SELECT c360.drop_trait('refunded'), c360.drop_input('refunds');
 SELECT to_regclass('c360.refunds') AS refunds_mirror;
+
+-- 0.7's profile column catalog on the updated database: the article's columns are its
+-- built-in entries, and verify() and reference_profile() run queries generated from it.
+SELECT name, input, aggregate, filter, lookback FROM c360.profile_columns WHERE builtin;
+SELECT count(*) AS reference_rows FROM c360.reference_profile(c360.as_of());
+UPDATE c360.customer_360 SET lifecycle_stage = 'churned', sessions_last_30d = 7;
+SELECT column_name, profile_value, reference_value FROM c360.verify() ORDER BY 1, 2;
+SELECT c360.rebuild() > 0 AS rebuilt;
+SELECT * FROM c360.verify();

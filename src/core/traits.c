@@ -46,10 +46,7 @@ static void forget_on_abort(XactEvent event, void *arg);
 static InputStatements *input_statements(const C360Clock *clock, C360InputId input);
 static char *refresh_sql(C360InputId input, List *traits, bool bulk);
 static char *tick_sql(C360InputId input, List *traits);
-static char *reference_sql(C360InputId input, List *traits);
 static List *input_traits(List *traits, C360InputId input, bool ready);
-static void append_aggregate(StringInfo s, const C360Trait *t, const char *cond);
-static char *condition(const C360Trait *t, bool outer_join, const char *bound);
 static Datum *window_bounds(List *traits, const C360Clock *clock, Datum *args, Oid *types);
 static const char *common_window(List *traits);
 static bool named_in(List *names, const char *name);
@@ -69,12 +66,6 @@ static int	refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *
 "    SELECT d._c360_id WHERE NOT EXISTS\n" \
 "      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d._c360_id)\n" \
 "  ) r(_c360_raw))"
-
-static const char *
-key_column(C360InputId input)
-{
-	return quote_identifier(c360_inputs[input].cols[c360_inputs[input].key_col].name);
-}
 
 static const char *
 customer_column(C360InputId input)
@@ -139,7 +130,7 @@ read_catalog(void)
 	 * snapshot from before the wait), as it sees the catalog version.
 	 */
 	int			rc = SPI_execute("SELECT name, input, func, arg, order_by, descending, filter,"
-								 " lookback, time_column, state = 'ready'"
+								 " lookback, time_column, state = 'ready', type"
 								 " FROM c360.column_catalog ORDER BY created_at, name",
 								 false, 0);
 
@@ -172,6 +163,9 @@ read_catalog(void)
 		}
 		t->time_column = FIELD(9);
 		t->ready = DatumGetBool(SPI_getbinval(row, desc, 10, &isnull));
+		t->type = FIELD(11);
+		/* count gives 0 when there are no rows; every other aggregate NULL */
+		t->fill = strncmp(t->func, "count", 5) == 0 ? "0" : NULL;
 #undef FIELD
 		traits = lappend(traits, t);
 	}
@@ -474,7 +468,7 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 		char	   *bound = t->lookback ? psprintf("$%d", param++) : NULL;
 
 		appendStringInfoString(&s, ",\n         ");
-		append_aggregate(&s, t, condition(t, true, bound));
+		c360_column_aggregate(&s, t, c360_column_condition(t, true, bound));
 		appendStringInfo(&s, " AS %s", quote_identifier(t->name));
 	}
 	if (input == C360_BEHAVIORAL_EVENTS)
@@ -536,127 +530,7 @@ tick_sql(C360InputId input, List *traits)
 	return param > 1 ? s.data : NULL;
 }
 
-/*
- * A trait's aggregate, filtered by cond.  first/last values break ties by the input's key,
- * descending, as the article's last_order_status does.
- */
-static void
-append_aggregate(StringInfo s, const C360Trait *t, const char *cond)
-{
-	bool		first = strcmp(t->func, "first") == 0;
-
-	if (strcmp(t->func, "count_star") == 0)
-		appendStringInfoString(s, "count(*)");
-	else if (strcmp(t->func, "count_distinct") == 0)
-		appendStringInfo(s, "count(DISTINCT (%s))", t->arg);
-	else if (strcmp(t->func, "mode") == 0)
-		appendStringInfo(s, "mode() WITHIN GROUP (ORDER BY (%s))", t->arg);
-	else if (first)
-		appendStringInfo(s, "(array_agg((%s) ORDER BY (%s)%s, i.%s DESC)", t->arg, t->order_by,
-						 t->descending ? " DESC" : "", key_column(t->input));
-	else if (strcmp(t->func, "min") == 0 || strcmp(t->func, "max") == 0)
-
-		/*
-		 * Equal values may differ in how they print (numeric 87.35 and 87.350): which one
-		 * min() keeps depends on the order rows come in, so the order is fixed, by key.
-		 */
-		appendStringInfo(s, "%s((%s) ORDER BY i.%s)", t->func, t->arg, key_column(t->input));
-	else
-		appendStringInfo(s, "%s((%s))", t->func, t->arg);
-	appendStringInfo(s, " FILTER (WHERE %s)", cond);
-	if (first)
-		appendStringInfoString(s, ")[1]");
-}
-
-/*
- * Which rows of the input a trait counts: present (a customer with no row meets one
- * NULL-extended row), passing the filter, and later than the window's bound.
- */
-static char *
-condition(const C360Trait *t, bool outer_join, const char *bound)
-{
-	StringInfoData c;
-
-	initStringInfo(&c);
-	if (outer_join)
-		appendStringInfo(&c, "i.%s IS NOT NULL", key_column(t->input));
-	if (t->filter)
-		appendStringInfo(&c, "%s(%s)", c.len ? " AND " : "", t->filter);
-	if (t->lookback)
-		appendStringInfo(&c, "%si.%s > %s", c.len ? " AND " : "",
-						 quote_identifier(t->time_column), bound);
-	if (c.len == 0)
-		appendStringInfoString(&c, "true");
-	return c.data;
-}
-
-/*
- * The reference for the traits over one input, the way their definition reads: each
- * aggregate over every row of the input grouped by customer (events through the winning
- * identity links, as reference_profile() attributes them), with each window's bound from
- * c360.window_start($1, lookback).  Rows: (customer_id, trait, profile value, reference
- * value) where the two differ, as text.  One scan of the input for all its traits.
- */
-static char *
-reference_sql(C360InputId input, List *traits)
-{
-	StringInfoData s;
-	StringInfoData bounds;
-	StringInfoData values;
-	int			nbound = 0;
-	ListCell   *lc;
-
-	initStringInfo(&s);
-	initStringInfo(&bounds);
-	initStringInfo(&values);
-	appendStringInfoString(&s, "a AS (\n  SELECT i._c360_id");
-	foreach(lc, traits)
-	{
-		C360Trait  *t = lfirst(lc);
-		const char *name = quote_identifier(t->name);
-		char	   *bound = NULL;
-
-		if (t->lookback)
-		{
-			bound = psprintf("b._c360_b%d", ++nbound);
-			appendStringInfo(&bounds, "%sc360.window_start($1, %s::interval) AS _c360_b%d",
-							 nbound > 1 ? ", " : "",
-							 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
-																					IntervalPGetDatum(t->lookback)))),
-							 nbound);
-		}
-		appendStringInfoString(&s, ",\n         ");
-		append_aggregate(&s, t, condition(t, false, bound));
-		appendStringInfo(&s, " AS %s", name);
-		appendStringInfo(&values, "%s(%s, p.%s::text, %s%s::text)",
-						 values.len ? ",\n    " : "", quote_literal_cstr(t->name), name,
-						 strncmp(t->func, "count", 5) == 0 ? "COALESCE(a." : "a.",
-						 strncmp(t->func, "count", 5) == 0 ? psprintf("%s, 0)", name) : name);
-	}
-	appendStringInfo(&s, "\n  FROM rows_ i%s GROUP BY i._c360_id)\n", nbound ? " CROSS JOIN b" : "");
-	appendStringInfo(&s,
-					 "SELECT p.customer_id, v.column_name, v.profile_value, v.reference_value\n"
-					 "FROM c360.customer_360 p JOIN c360.customers c USING (customer_id)\n"
-					 "LEFT JOIN a ON a._c360_id = p.customer_id\n"
-					 "CROSS JOIN LATERAL (VALUES\n    %s\n) v(column_name, profile_value, reference_value)\n"
-					 "WHERE v.profile_value IS DISTINCT FROM v.reference_value",
-					 values.data);
-	return psprintf("WITH %s%s%s%s",
-					nbound ? psprintf("b AS (SELECT %s),\n", bounds.data) : "",
-					input == C360_BEHAVIORAL_EVENTS ?
-					"resolved AS (SELECT DISTINCT ON (identity_value) identity_value, customer_id\n"
-					"  FROM c360.identity_graph\n"
-					"  ORDER BY identity_value, created_at DESC NULLS LAST, identity_id DESC),\n"
-					"rows_ AS (SELECT COALESCE(ri.customer_id, e.customer_id) AS _c360_id, e.*\n"
-					"  FROM c360.behavioral_events e\n"
-					"  LEFT JOIN resolved ri ON ri.identity_value = e.customer_id),\n" : "",
-					input == C360_BEHAVIORAL_EVENTS ? "" :
-					psprintf("rows_ AS (SELECT i.%s AS _c360_id, i.* FROM c360.%s i),\n",
-							 customer_column(input), c360_inputs[input].name),
-					s.data);
-}
-
-/* The traits over one input, of those given (ready ones only when ready). */
+/* The traits over one input (-1: any), of those given (ready ones only when ready). */
 static List *
 input_traits(List *traits, C360InputId input, bool ready)
 {
@@ -667,7 +541,7 @@ input_traits(List *traits, C360InputId input, bool ready)
 	{
 		C360Trait  *t = lfirst(lc);
 
-		if (t->input == input && (t->ready || !ready))
+		if ((t->input == input || input < 0) && (t->ready || !ready))
 			mine = lappend(mine, t);
 	}
 	return mine;
@@ -675,37 +549,19 @@ input_traits(List *traits, C360InputId input, bool ready)
 
 /*
  * verify()'s part for the traits that are ready (a trait still backfilling has rows not
- * computed yet): one query, $1 the instant.
+ * computed yet), as versions 0.5 and 0.6 call it: one query, $1 the instant.
  */
 char *
 c360_traits_verify_sql(void)
 {
-	StringInfoData s;
-	List	   *traits = read_catalog();
-
-	initStringInfo(&s);
-	for (int i = 0; i < c360_ninputs; i++)
-	{
-		List	   *mine = input_traits(traits, i, true);
-
-		if (mine != NIL)
-			appendStringInfo(&s, "%sSELECT * FROM (\n%s\n) t%d", s.len ? "\nUNION ALL\n" : "",
-							 reference_sql(i, mine), i);
-	}
-	if (s.len == 0)
-		appendStringInfoString(&s, "SELECT NULL::text, NULL::text, NULL::text, NULL::text WHERE false");
-	return s.data;
+	return c360_verify_sql(input_traits(read_catalog(), -1, true), true);
 }
 
-/*
- * A generated statement, as it runs: purpose is "refresh", "bulk refresh", "tick" or
- * "reference" (verify()'s, for the ready traits).
- */
+/* A generated statement, as it runs: purpose is "refresh", "bulk refresh" or "tick". */
 char *
 c360_traits_statement(C360InputId input, const char *purpose)
 {
-	List	   *traits = read_catalog();
-	List	   *mine = input_traits(traits, input, strcmp(purpose, "reference") == 0);
+	List	   *mine = input_traits(read_catalog(), input, false);
 
 	if (mine == NIL)
 		return NULL;
@@ -715,9 +571,21 @@ c360_traits_statement(C360InputId input, const char *purpose)
 		return refresh_sql(input, mine, true);
 	if (strcmp(purpose, "tick") == 0)
 		return tick_sql(input, mine);
-	if (strcmp(purpose, "reference") == 0)
-		return reference_sql(input, mine);
 	return NULL;
+}
+
+/* verify()'s query for the ready traits and the article's columns ($1: the instant). */
+char *
+c360_profile_verify_sql(void)
+{
+	return c360_verify_sql(input_traits(read_catalog(), -1, true), false);
+}
+
+/* reference_profile()'s query ($1: the instant): the article's columns. */
+char *
+c360_profile_reference_sql(void)
+{
+	return c360_reference_sql(NIL, true);
 }
 
 /*
@@ -731,7 +599,7 @@ c360_trait_probe_sql(const C360Trait *t)
 
 	initStringInfo(&s);
 	appendStringInfoString(&s, "SELECT ");
-	append_aggregate(&s, t, condition(t, false, "now()"));
+	c360_column_aggregate(&s, t, c360_column_condition(t, false, t->lookback ? "now()" : NULL));
 	appendStringInfo(&s, " FROM c360.%s i", c360_inputs[t->input].name);
 	return s.data;
 }

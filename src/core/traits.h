@@ -13,23 +13,8 @@
 
 #include "core/change.h"
 #include "core/clock.h"
+#include "core/columns.h"
 #include "core/dirty.h"
-
-/* One row of c360.column_catalog. */
-typedef struct C360Trait
-{
-	char	   *name;
-	C360InputId input;
-	char	   *func;			/* count_star, count, count_distinct, sum, avg, min, max,
-								 * bool_or, bool_and, mode, first */
-	char	   *arg;			/* the aggregated expression; NULL for count(*) */
-	char	   *order_by;		/* first: the ordering expression */
-	bool		descending;
-	char	   *filter;			/* NULL: every row */
-	Interval   *lookback;		/* NULL: all time */
-	char	   *time_column;
-	bool		ready;			/* backfilled */
-} C360Trait;
 
 extern bool c360_traits_known(void);
 extern List *c360_traits_load(const C360Clock *clock);
@@ -41,5 +26,7 @@ extern List *c360_traits_backfill(List *names, List *ids, const C360Clock *clock
 extern char *c360_traits_statement(C360InputId input, const char *purpose);
 extern char *c360_trait_probe_sql(const C360Trait *t);
 extern char *c360_traits_verify_sql(void);
+extern char *c360_profile_verify_sql(void);
+extern char *c360_profile_reference_sql(void);
 
 #endif							/* C360_TRAITS_H */
