@@ -106,7 +106,7 @@ typedef struct Bounds
 	const char *zone;
 } Bounds;
 
-static Bounds *param_bounds(void);
+static Bounds *param_bounds(int first);
 static const char *bound_ref(Bounds *b, const char *text);
 static char *render(const char *text, Bounds *b);
 static Interval *parse_interval(const char *text);
@@ -114,6 +114,8 @@ static bool any_of(List *cols, C360InputId input);
 static void append_base_columns(StringInfo s, List *cols);
 static void append_fresh_columns(StringInfo s, List *cols, Bounds *b);
 static bool is_event_or_timed(const C360Trait *t);
+static bool is_session_count(const C360Trait *t);
+static bool is_row_count(const C360Trait *t);
 
 /*
  * The built-in entries as catalog entries, made once per process.
@@ -256,18 +258,18 @@ customer_column(C360InputId input)
 	return quote_identifier(c360_inputs[input].cols[c360_inputs[input].customer_col].name);
 }
 
-/* The maintainer's bounds: windows[] as $2.., and the zone after them. */
+/* The maintainer's bounds: windows[] as $first.., and the zone after them. */
 static Bounds *
-param_bounds(void)
+param_bounds(int first)
 {
 	Bounds	   *b = palloc0(sizeof(Bounds));
 
 	for (int w = 0; w < lengthof(windows); w++)
 	{
 		b->texts = lappend(b->texts, interval_text(parse_interval(windows[w])));
-		b->refs = lappend(b->refs, psprintf("$%d", w + 2));
+		b->refs = lappend(b->refs, psprintf("$%d", first + w));
 	}
-	b->zone = psprintf("$%d", (int) lengthof(windows) + 2);
+	b->zone = psprintf("$%d", first + (int) lengthof(windows));
 	return b;
 }
 
@@ -540,7 +542,7 @@ time_change(List *cols, Bounds *b)
 static char *
 refresh_full_sql(List *cols, bool bulk)
 {
-	Bounds	   *b = param_bounds();
+	Bounds	   *b = param_bounds(2);
 	StringInfoData s;
 
 	initStringInfo(&s);
@@ -681,7 +683,7 @@ append_fresh_columns(StringInfo s, List *cols, Bounds *b)
 static char *
 refresh_part_sql(List *cols, bool events, bool bulk)
 {
-	Bounds	   *b = param_bounds();
+	Bounds	   *b = param_bounds(2);
 	bool		(*set) (const C360Trait *) = events ? is_event_or_timed : is_timed;
 	StringInfoData s;
 	ListCell   *lc;
@@ -762,6 +764,151 @@ tick_band_sql(List *cols)
 	return s.data;
 }
 
+/*
+ * Whether the events' difference to an event column is exact: a count of the window's
+ * rows, the window's distinct sessions (through the "was this session in the window
+ * already" probe), or the latest event.
+ */
+static bool
+is_event_delta(const C360Trait *t)
+{
+	return is_latest(t) ||
+		(is_event_count(t) && (strncmp(t->func, "count", 5) == 0) &&
+		 (strcmp(t->func, "count_distinct") != 0 || strcmp(t->arg, "session_id") == 0));
+}
+
+/*
+ * per_session's column for an event column: the batch's new events of one owner and
+ * session, each counted once (a session counts when it entered the window).
+ */
+static char *
+session_delta(const C360Trait *t, const char *bound)
+{
+	char	   *cond;
+
+	if (is_latest(t))
+		return "max(event_time)";
+	if (strcmp(t->func, "count_distinct") == 0)
+		return psprintf("session_id IS NOT NULL AND max(event_time) > %s\n"
+						"           AND NOT " SESSION_SEEN_AFTER("%s"), bound, bound);
+	cond = t->filter ? psprintf("(%s) AND event_time > %s", t->filter, bound) :
+		psprintf("event_time > %s", bound);
+	return psprintf("%s FILTER (WHERE %s)", strcmp(t->func, "count") == 0 ?
+					psprintf("count(%s)", t->arg) : "count(*)", cond);
+}
+
+/*
+ * New events by difference (src/core/rollup.c, c360_rollup_insert_events_delta): the
+ * events ($1..$7, the mirror's columns) are inserted, and each owner's event columns
+ * move by the new events alone: counts by the new in-window rows, sessions by those that
+ * entered the window (no event of the session and owner was in it before: the probe
+ * reads the mirror as before this statement's insert), the latest event by max, and
+ * next_change_at by the oldest new in-window event's expiry.  An event so costs the same
+ * whatever its customer's history.  Owners without a profile row are left to the
+ * recount that creates it.  $8.. are the windows' bounds, then the zone.
+ */
+static char *
+rollup_insert_sql(List *cols)
+{
+	Bounds	   *b = param_bounds(8);
+	const Interval *window = event_window(cols);
+	const char *bound = bound_ref(b, interval_text(window));
+	StringInfoData s;
+	ListCell   *lc;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, INSERT_EVENTS_CTES ",\n"
+					 "ev AS MATERIALIZED (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n"
+					 "per_session AS (\n  SELECT owner");
+	foreach(lc, cols)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (!is_event(t))
+			continue;
+		if (!is_event_delta(t))
+			elog(ERROR, "built-in column %s cannot be kept by difference", t->name);
+		appendStringInfo(&s, ",\n         %s AS %s", session_delta(t, bound),
+						 quote_identifier(t->name));
+	}
+	appendStringInfo(&s, ",\n         min(event_time) FILTER (WHERE event_time > %s) AS _c360_first_in\n"
+					 "  FROM ev GROUP BY owner, session_id),\n"
+					 "per_owner AS (\n  SELECT owner", bound);
+	append_each(&s, cols, is_latest, "%1$s, max(%2$s) AS %2$s", "");
+	append_each(&s, cols, is_session_count, "%1$s, count(*) FILTER (WHERE %2$s) AS %2$s", "");
+	append_each(&s, cols, is_row_count, "%1$s, sum(%2$s)::bigint AS %2$s", "");
+	appendStringInfoString(&s, ", min(_c360_first_in) AS _c360_first_in\n"
+						   "  FROM per_session GROUP BY owner)\n"
+						   "UPDATE c360.customer_360 p SET\n  ");
+	append_each(&s, cols, is_latest, "%1$s%2$s = greatest(p.%2$s, r.%2$s)", ",\n  ");
+	append_each(&s, cols, is_event_count, "%1$s,\n  %2$s = p.%2$s + r.%2$s", "");
+	appendStringInfo(&s, ",\n  next_change_at = least(p.next_change_at, c360.shift_days(r._c360_first_in, %d, %s)),\n"
+					 "  profile_updated_at = clock_timestamp()\n"
+					 "FROM per_owner r\n"
+					 "WHERE p.customer_id = r.owner\n  AND (", window->day, b->zone);
+	append_each(&s, cols, is_event_count, "%1$sr.%2$s > 0", " OR ");
+	append_each(&s, cols, is_latest, "%1$s OR p.%2$s IS NULL OR r.%2$s > p.%2$s", "");
+	appendStringInfoString(&s, ")\nRETURNING p.customer_id");
+	return s.data;
+}
+
+/*
+ * The clock moved the event window's bound forward from $1 to $2: the events between
+ * them left the window, and their owners' counts drop by difference (a session leaves
+ * with its last in-window event).  Stage and expiry are left to the caller.  Returns the
+ * owners.
+ */
+static char *
+rollup_shift_sql(List *cols)
+{
+	StringInfoData s;
+	ListCell   *lc;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "WITH ev AS MATERIALIZED (\n"
+						   "  SELECT " OWNER_OF("e.customer_id") " AS owner, e.*\n"
+						   "  FROM c360.behavioral_events e WHERE e.event_time > $1 AND e.event_time <= $2),\n"
+						   "per_session AS (\n  SELECT owner");
+	foreach(lc, cols)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (!is_event_count(t))
+			continue;
+		if (strcmp(t->func, "count_distinct") == 0)
+			appendStringInfo(&s, ",\n         session_id IS NOT NULL AND NOT " SESSION_SEEN_AFTER("$2")
+							 " AS %s", quote_identifier(t->name));
+		else
+			appendStringInfo(&s, ",\n         %s%s AS %s", strcmp(t->func, "count") == 0 ?
+							 psprintf("count(%s)", t->arg) : "count(*)",
+							 t->filter ? psprintf(" FILTER (WHERE %s)", t->filter) : "",
+							 quote_identifier(t->name));
+	}
+	appendStringInfoString(&s, "\n  FROM ev GROUP BY owner, session_id),\n"
+						   "per_owner AS (\n  SELECT owner");
+	append_each(&s, cols, is_session_count, "%1$s, count(*) FILTER (WHERE %2$s) AS %2$s", "");
+	append_each(&s, cols, is_row_count, "%1$s, sum(%2$s)::bigint AS %2$s", "");
+	appendStringInfoString(&s, "\n  FROM per_session GROUP BY owner)\n"
+						   "UPDATE c360.customer_360 p SET\n  ");
+	append_each(&s, cols, is_event_count, "%1$s%2$s = p.%2$s - r.%2$s", ",\n  ");
+	appendStringInfoString(&s, ",\n  profile_updated_at = clock_timestamp()\n"
+						   "FROM per_owner r WHERE p.customer_id = r.owner\n"
+						   "RETURNING p.customer_id");
+	return s.data;
+}
+
+static bool
+is_session_count(const C360Trait *t)
+{
+	return is_event_count(t) && strcmp(t->func, "count_distinct") == 0;
+}
+
+static bool
+is_row_count(const C360Trait *t)
+{
+	return is_event_count(t) && strcmp(t->func, "count_distinct") != 0;
+}
+
 static bool
 is_event_or_timed(const C360Trait *t)
 {
@@ -772,7 +919,7 @@ const char *
 c360_profile_statement_name(C360ProfileStatement which)
 {
 	static const char *const names[] = {"refresh", "refresh behaviour", "refresh time",
-	"tick band"};
+	"tick band", "events by difference", "tick events by difference"};
 
 	return names[which];
 }
@@ -799,8 +946,14 @@ c360_profile_statement(C360ProfileStatement which, bool bulk)
 			statements[which][bulk] = refresh_part_sql(c360_builtin_columns(),
 													   which == C360_REFRESH_BEHAVIOUR, bulk);
 			break;
-		default:
+		case C360_TICK_BAND:
 			statements[which][bulk] = tick_band_sql(c360_builtin_columns());
+			break;
+		case C360_ROLLUP_INSERT:
+			statements[which][bulk] = rollup_insert_sql(c360_builtin_columns());
+			break;
+		default:
+			statements[which][bulk] = rollup_shift_sql(c360_builtin_columns());
 	}
 	MemoryContextSwitchTo(old);
 	return statements[which][bulk];

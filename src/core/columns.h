@@ -50,6 +50,8 @@ typedef enum C360ProfileStatement
 	C360_REFRESH_BEHAVIOUR,		/* event columns and what time changes */
 	C360_REFRESH_TIME,			/* only what time changes */
 	C360_TICK_BAND,				/* rows whose time-dependent expressions a tick changes */
+	C360_ROLLUP_INSERT,			/* new events, their owners' event columns by difference */
+	C360_ROLLUP_SHIFT,			/* events that left the window, by difference */
 	C360_PROFILE_STATEMENTS
 } C360ProfileStatement;
 

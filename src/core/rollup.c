@@ -14,109 +14,17 @@
 
 #include "core/spi.h"
 #include "core/clock.h"
+#include "core/columns.h"
 #include "core/rollup.h"
-
-/*
- * New events ($1..$7: the mirror's columns) into the mirror, taken in key order so that
- * concurrent batches lock index entries in one order, and among duplicates of an event id
- * in arrival order, so that the first one wins as on the replay path.  ins holds the rows
- * really inserted.
- */
-#define INSERT_EVENTS_CTES \
-"WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY\n" \
-"           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time, n)\n" \
-"           ORDER BY event_id COLLATE \"C\", n),\n" \
-"ins AS (INSERT INTO c360.behavioral_events\n" \
-"        SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time\n" \
-"        FROM v ON CONFLICT (event_id) DO NOTHING\n" \
-"        RETURNING customer_id, session_id, event_type, event_time)\n"
 
 /* Insert new events; returns their owners, whose behaviour the maintainer recounts. */
 static const char *insert_sql =
 INSERT_EVENTS_CTES
 "SELECT DISTINCT " OWNER_OF("ins.customer_id") " FROM ins";
 
-/*
- * Whether the session (ev.session_id) of an owner (ev.owner) has an event after bound b
- * under any of the owner's raw ids: one probe of the (customer_id, session_id,
- * event_time) index per raw id.  ev is materialized, so that each event's owner is
- * looked up once, not once per reference to it.
- */
-#define SESSION_SEEN_AFTER(b) \
-"EXISTS (\n" \
-"  SELECT 1 FROM (SELECT ev.owner UNION ALL SELECT ir.identity_value\n" \
-"                 FROM c360.identity_resolved ir WHERE ir.customer_id = ev.owner) r(raw_id)\n" \
-"  JOIN c360.behavioral_events was ON was.customer_id = r.raw_id\n" \
-"    AND was.session_id = ev.session_id AND was.event_time > " b "\n" \
-"  WHERE " OWNER_OF("r.raw_id") " = ev.owner)"
-
-/*
- * The same insert for a batch whose events are all new and which changes no identity
- * link (events alone, or with a CDC transaction's other rows), whose owners the caller
- * has locked (and whose links cannot change meanwhile: re-attribution takes the clock
- * lock exclusively), with each owner's profile updated by difference: its counters
- * increased by the new in-window events, its sessions by those that entered the window
- * (no event of the session and owner was in the window before: the probe reads the
- * mirror as before this statement's insert), last_active_at and next_change_at by max
- * and min.  The profile row is the owner's rollup, so an event costs the same whatever
- * the size of its customer's history.  Owners without a profile row (no customer row
- * yet) are left to the recount that creates it.  Returns the profile rows written.  $8
- * is the 30-day bound, $9 the profile's time zone.
- */
-static const char *insert_delta_sql =
-INSERT_EVENTS_CTES ",\n"
-"ev AS MATERIALIZED (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n"
-"per_session AS (\n"
-"  SELECT owner, count(*) FILTER (WHERE event_time > $8) AS n,\n"
-"         count(*) FILTER (WHERE event_type = 'product_view' AND event_time > $8) AS pv,\n"
-"         max(event_time) AS last_at, min(event_time) FILTER (WHERE event_time > $8) AS first_in,\n"
-"         session_id IS NOT NULL AND max(event_time) > $8\n"
-"           AND NOT " SESSION_SEEN_AFTER("$8") " AS entered\n"
-"  FROM ev GROUP BY owner, session_id),\n"
-"per_owner AS (\n"
-"  SELECT owner, sum(n)::bigint AS n, sum(pv)::bigint AS pv, max(last_at) AS last_at,\n"
-"         min(first_in) AS first_in, count(*) FILTER (WHERE entered) AS k\n"
-"  FROM per_session GROUP BY owner)\n"
-"UPDATE c360.customer_360 p SET\n"
-"  events_last_30d = p.events_last_30d + r.n,\n"
-"  product_views_last_30d = p.product_views_last_30d + r.pv,\n"
-"  sessions_last_30d = p.sessions_last_30d + r.k,\n"
-"  last_active_at = greatest(p.last_active_at, r.last_at),\n"
-"  next_change_at = least(p.next_change_at, c360.shift_days(r.first_in, 30, $9)),\n"
-"  profile_updated_at = clock_timestamp()\n"
-"FROM per_owner r\n"
-"WHERE p.customer_id = r.owner\n"
-"  AND (r.n > 0 OR p.last_active_at IS NULL OR r.last_at > p.last_active_at)\n"
-"RETURNING p.customer_id";
-
 /* The owners of raw ids ($1): who to lock for new events, or to recount for changed ones. */
 static const char *owners_of_sql =
 "SELECT DISTINCT " OWNER_OF("x") " FROM unnest($1::text[]) x";
-
-/*
- * The clock moved the 30-day bound forward from $1 to $2: the events between them left the
- * window.  Their owners' counters drop by difference (a session leaves with its last
- * in-window event); stage and expiry are left to the caller.  Returns the owners.
- */
-static const char *shift_delta_sql =
-"WITH ev AS MATERIALIZED (\n"
-"  SELECT " OWNER_OF("e.customer_id") " AS owner, e.session_id, e.event_type\n"
-"  FROM c360.behavioral_events e WHERE e.event_time > $1 AND e.event_time <= $2),\n"
-"per_session AS (\n"
-"  SELECT owner, count(*) AS n, count(*) FILTER (WHERE event_type = 'product_view') AS pv,\n"
-"         session_id IS NOT NULL AND NOT " SESSION_SEEN_AFTER("$2") " AS left_window\n"
-"  FROM ev GROUP BY owner, session_id),\n"
-"per_owner AS (\n"
-"  SELECT owner, sum(n)::bigint AS n, sum(pv)::bigint AS pv,\n"
-"         count(*) FILTER (WHERE left_window) AS k\n"
-"  FROM per_session GROUP BY owner)\n"
-"UPDATE c360.customer_360 p SET\n"
-"  events_last_30d = p.events_last_30d - r.n,\n"
-"  product_views_last_30d = p.product_views_last_30d - r.pv,\n"
-"  sessions_last_30d = p.sessions_last_30d - r.k,\n"
-"  profile_updated_at = clock_timestamp()\n"
-"FROM per_owner r WHERE p.customer_id = r.owner\n"
-"RETURNING p.customer_id";
 
 /*
  * The bound moved back (a DST fall-back moves as_of - 30 days back by an hour): the events
@@ -175,15 +83,17 @@ void
 c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock, C360Dirty *dirty)
 {
 	static SPIPlanPtr plan;
-	Oid			types[9] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		args[9];
+	Oid			types[FUNC_MAX_ARGS] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[FUNC_MAX_ARGS];
+	int			nargs;
 
+	/* $1..$7 the new events' columns, then the windows' bounds and the zone */
 	memcpy(args, columns, sizeof(Datum) * 7);
-	args[7] = TimestampTzGetDatum(clock->d30);
-	args[8] = CStringGetTextDatum(clock->time_zone);
-	dirty->written = c360_exec_ids(c360_plan(&plan, insert_delta_sql, 9, types), args, NULL,
-								   dirty->written);
+	nargs = 7 + c360_profile_bounds(clock, &args[7], &types[7]);
+	dirty->written = c360_exec_ids(c360_plan(&plan, c360_profile_statement(C360_ROLLUP_INSERT, false),
+											 nargs, types),
+								   args, NULL, dirty->written);
 }
 
 /*
@@ -201,7 +111,9 @@ c360_rollup_shift(TimestampTz from_bound, TimestampTz to_bound, C360Dirty *dirty
 
 	if (to_bound > from_bound)
 	{
-		List	   *owners = c360_exec_ids(c360_plan(&delta_plan, shift_delta_sql, 2, types),
+		List	   *owners = c360_exec_ids(c360_plan(&delta_plan,
+													 c360_profile_statement(C360_ROLLUP_SHIFT, false),
+													 2, types),
 										   args, NULL, NIL);
 
 		dirty->timed = list_concat(dirty->timed, owners);
