@@ -263,6 +263,30 @@ SELECT count(*) FILTER (WHERE has_orders) AS with_orders, count(*) AS profiles F
 SELECT * FROM c360.verify();
 RESET c360.trait_backfill_chunk;
 
+-- A chunk reads each input by its customers' range.  Events whose raw id lies outside the
+-- chunk's range but is linked to a customer in it count for that customer, and those of a
+-- raw id inside the range linked to a customer outside it do not.
+SET c360.trait_backfill_chunk = 10;
+SELECT c360.apply_changes($$[
+ {"input": "identity_graph", "op": "insert", "new": {"identity_id": "lnk1", "customer_id": "bulk1",
+  "identity_type": "cookie", "identity_value": "zz-cookie", "created_at": "2030-03-01 00:00+00"}},
+ {"input": "identity_graph", "op": "insert", "new": {"identity_id": "lnk2", "customer_id": "bulk9",
+  "identity_type": "cookie", "identity_value": "bulk20", "created_at": "2030-03-01 00:00+00"}},
+ {"input": "behavioral_events", "op": "insert", "new": {"event_id": "bf1", "customer_id": "zz-cookie",
+  "event_type": "page_view", "event_time": "2030-03-15 00:00+00"}},
+ {"input": "behavioral_events", "op": "insert", "new": {"event_id": "bf2", "customer_id": "bulk20",
+  "event_type": "page_view", "event_time": "2030-03-15 00:00+00"}},
+ {"input": "behavioral_events", "op": "insert", "new": {"event_id": "bf3", "customer_id": "bulk2",
+  "event_type": "page_view", "event_time": "2030-03-15 00:00+00"}}]$$::jsonb);
+SELECT c360.create_trait('events_seen', 'behavioral_events', 'count(*)', lookback => '400 days');
+SELECT name, state FROM c360.traits WHERE name = 'events_seen';
+CALL c360.backfill_traits();
+SELECT customer_id, events_seen FROM c360.customer_360 WHERE customer_id LIKE 'bulk%' AND events_seen > 0
+ORDER BY 1;
+SELECT * FROM c360.verify();
+SELECT c360.drop_trait('events_seen');
+RESET c360.trait_backfill_chunk;
+
 -- A trait created at once while another still backfills: the backfill computes both, and both
 -- are ready (create_trait does every backfilling trait, not only the oldest).
 SET c360.trait_backfill_chunk = 10;

@@ -103,6 +103,7 @@ typedef struct Bounds
 	List	   *texts;
 	List	   *refs;
 	bool		grow;
+	int			first_param;	/* grow: new bounds are parameters from here (0: b.) */
 	const char *zone;
 } Bounds;
 
@@ -285,7 +286,9 @@ bound_ref(Bounds *b, const char *text)
 	if (!b->grow)
 		elog(ERROR, "no bound for a window of %s", text);
 	b->texts = lappend(b->texts, pstrdup(text));
-	b->refs = lappend(b->refs, psprintf("b._c360_w%d", list_length(b->texts)));
+	b->refs = lappend(b->refs, b->first_param ?
+					  psprintf("$%d", b->first_param + list_length(b->texts) - 1) :
+					  psprintf("b._c360_w%d", list_length(b->texts)));
 	return llast(b->refs);
 }
 
@@ -1110,5 +1113,85 @@ c360_verify_sql(List *traits, bool traits_only)
 		appendStringInfoString(&s, "WHERE (p.customer_id IS NULL OR r.customer_id IS NULL) = (v.column_name = 'customer_id')\n"
 							   "  AND v.profile_value IS DISTINCT FROM v.reference_value\n"
 							   "ORDER BY 1, 2");
+	return s.data;
+}
+
+/*
+ * The rows of an input whose customer lies in [$2, $3], as i with _c360_id the
+ * customer: read through the input's customer index, so that the chunks of a backfill
+ * together read each input about once.  An event's customer is its owner: its own raw id
+ * in the range (unless linked elsewhere), or an identity value linked to a customer in
+ * the range.
+ */
+static char *
+range_rows(C360InputId input)
+{
+	if (input == C360_BEHAVIORAL_EVENTS)
+		return "(SELECT COALESCE(ir.customer_id, e.customer_id) AS _c360_id, e.*\n"
+			"     FROM c360.behavioral_events e\n"
+			"     LEFT JOIN c360.identity_resolved ir ON ir.identity_value = e.customer_id\n"
+			"     WHERE e.customer_id >= $2 AND e.customer_id <= $3\n"
+			"   UNION ALL\n"
+			"   SELECT ir.customer_id, e.*\n"
+			"     FROM c360.identity_resolved ir\n"
+			"     JOIN c360.behavioral_events e ON e.customer_id = ir.identity_value\n"
+			"     WHERE ir.customer_id >= $2 AND ir.customer_id <= $3\n"
+			"       AND NOT (ir.identity_value >= $2 AND ir.identity_value <= $3)) i";
+	return psprintf("(SELECT i.%1$s AS _c360_id, i.* FROM c360.%2$s i\n"
+					"     WHERE i.%1$s >= $2 AND i.%1$s <= $3) i",
+					customer_column(input), c360_inputs[input].name);
+}
+
+/*
+ * One chunk of a trait backfill: the traits' values for the customers in $1 (distinct,
+ * in customer_id order: $2 the first, $3 the last), each input's traits aggregated over
+ * its rows in that range, and one write per profile row whose values differ (by binary
+ * image).  $4.. are the windows' bounds, whose lookbacks *lookbacks returns in order.
+ */
+char *
+c360_backfill_sql(List *traits, List **lookbacks)
+{
+	Bounds	   *b = palloc0(sizeof(Bounds));
+	StringInfoData s;
+	ListCell   *lc;
+
+	b->grow = true;
+	b->first_param = 4;
+	initStringInfo(&s);
+	appendStringInfoString(&s, "WITH d AS (SELECT x AS _c360_id FROM unnest($1::text[]) x),\n");
+	for (C360InputId in = 0; in < c360_ninputs; in++)
+	{
+		if (!any_of(traits, in))
+			continue;
+		append_input_aggregates(&s, traits, in, "i._c360_id",
+								psprintf("FROM %s", range_rows(in)), b, NULL);
+		appendStringInfoString(&s, ",\n");
+	}
+	appendStringInfoString(&s, "v AS (\n  SELECT d._c360_id");
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		appendStringInfo(&s, ",\n         %s AS %s",
+						 filled(t, psprintf("agg_%s.%s", c360_inputs[t->input].name,
+											quote_identifier(t->name))),
+						 quote_identifier(t->name));
+	}
+	appendStringInfoString(&s, "\n  FROM d");
+	for (C360InputId in = 0; in < c360_ninputs; in++)
+		if (any_of(traits, in))
+			appendStringInfo(&s, "\n  LEFT JOIN agg_%1$s ON agg_%1$s._c360_id = d._c360_id",
+							 c360_inputs[in].name);
+	appendStringInfoString(&s, ")\nUPDATE c360.customer_360 p SET ");
+	append_each(&s, traits, is_any, "%1$s%2$s = v.%2$s", ", ");
+	appendStringInfoString(&s, ", profile_updated_at = clock_timestamp()\n"
+						   "FROM v WHERE p.customer_id = v._c360_id\n  AND NOT record_image_eq(ROW(");
+	append_each(&s, traits, is_any, "%1$sp.%2$s", ", ");
+	appendStringInfoString(&s, "), ROW(");
+	append_each(&s, traits, is_any, "%1$sv.%2$s", ", ");
+	appendStringInfoString(&s, "))\nRETURNING p.customer_id");
+	*lookbacks = NIL;
+	foreach(lc, b->texts)
+		*lookbacks = lappend(*lookbacks, parse_interval(lfirst(lc)));
 	return s.data;
 }

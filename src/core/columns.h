@@ -63,5 +63,6 @@ extern void c360_column_aggregate(StringInfo s, const C360Trait *t, const char *
 extern char *c360_column_condition(const C360Trait *t, bool outer_join, const char *bound);
 extern char *c360_reference_sql(List *traits, bool article_only);
 extern char *c360_verify_sql(List *traits, bool traits_only);
+extern char *c360_backfill_sql(List *traits, List **lookbacks);
 
 #endif							/* C360_COLUMNS_H */

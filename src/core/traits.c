@@ -252,39 +252,39 @@ c360_traits_recompute(C360InputId input, List *ids, const C360Clock *clock, List
 }
 
 /*
- * Compute the named traits (those backfilling) for the customers in ids (distinct), input
- * by input, with statements for those traits alone.  Returns the customers written.
+ * Compute the named traits (those backfilling) for the customers in ids (distinct, in
+ * customer_id order), all in one statement that reads each input's rows of the ids'
+ * range (src/core/columns.c, c360_backfill_sql).  Returns the customers written.
  */
 List *
 c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
 {
-	List	   *changed = NIL;
+	List	   *traits = NIL;
+	List	   *lookbacks;
+	ListCell   *lc;
+	Datum		args[FUNC_MAX_ARGS];
+	Oid			types[FUNC_MAX_ARGS] = {TEXTARRAYOID, TEXTOID, TEXTOID};
+	int			nargs = 3;
+	char	   *sql;
 
 	if (ids == NIL)
 		return NIL;
-	for (int i = 0; i < c360_ninputs; i++)
+	foreach(lc, c360_traits_load(clock))
+		if (named_in(names, ((C360Trait *) lfirst(lc))->name))
+		traits = lappend(traits, lfirst(lc));
+	if (traits == NIL)
+		return NIL;
+	sql = c360_backfill_sql(traits, &lookbacks);
+	args[0] = c360_text_array(ids);
+	args[1] = CStringGetTextDatum(linitial(ids));
+	args[2] = CStringGetTextDatum(llast(ids));
+	foreach(lc, lookbacks)
 	{
-		List	   *traits = NIL;
-		ListCell   *lc;
-		Datum		args[FUNC_MAX_ARGS];
-		Oid			types[FUNC_MAX_ARGS];
-		int			nargs;
-
-		foreach(lc, c360_traits_load(clock))
-		{
-			C360Trait  *t = lfirst(lc);
-
-			if (t->input == i && named_in(names, t->name))
-				traits = lappend(traits, t);
-		}
-		if (traits == NIL)
-			continue;
-		nargs = refresh_args(traits, ids, clock, args, types);
-		/* a chunk of a few thousand is planned as a batch is: index probes per customer */
-		changed = c360_exec_bulk(refresh_sql(i, traits, list_length(ids) >= C360_BULK_IDS),
-								 nargs, types, args, changed);
+		types[nargs] = TIMESTAMPTZOID;
+		args[nargs++] = TimestampTzGetDatum(c360_timestamp_shift(clock->as_of, lfirst(lc), true,
+																 clock->time_zone));
 	}
-	return changed;
+	return c360_exec_bulk(sql, nargs, types, args, NIL);
 }
 
 static bool
