@@ -222,6 +222,10 @@ SELECT count(*) > 0 AS corrupted FROM c360.verify();
 SELECT c360.rebuild() > 0 AS rebuilt;
 SELECT * FROM c360.verify();
 SELECT purpose, statement FROM c360.trait_statements() WHERE input = 'support_tickets' ORDER BY purpose;
+-- new events update the event traits in the rollup's own write: counts by difference, the
+-- others recomputed over the owners' events and the new ones
+SELECT statement FROM c360.trait_statements()
+WHERE input = 'behavioral_events' AND purpose = 'events by difference';
 
 -- One catalog: the article's columns are its built-in entries, the traits follow, and the
 -- maintainer's statements, reference_profile() and verify() are generated from it.

@@ -407,9 +407,8 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 			touched = list_concat(touched, dirty->inputs[i]);
 		c360_maintain_lock(c360_text_array(touched));
 		dirty->locked = true;
+		/* the owners' event traits are in the same write */
 		c360_rollup_insert_events_delta(columns, clock, dirty);
-		dirty->inputs[C360_BEHAVIORAL_EVENTS] = list_concat(dirty->inputs[C360_BEHAVIORAL_EVENTS],
-															owners);
 		return;
 	}
 	dirty->behaviour = c360_rollup_insert_events(columns, dirty->behaviour);

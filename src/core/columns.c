@@ -103,7 +103,7 @@ typedef struct Bounds
 	List	   *texts;
 	List	   *refs;
 	bool		grow;
-	int			first_param;	/* grow: new bounds are parameters from here (0: b.) */
+	int			next_param;		/* grow: a new bound is this parameter (0: a column of b) */
 	const char *zone;
 } Bounds;
 
@@ -117,6 +117,7 @@ static void append_fresh_columns(StringInfo s, List *cols, Bounds *b);
 static bool is_event_or_timed(const C360Trait *t);
 static bool is_session_count(const C360Trait *t);
 static bool is_row_count(const C360Trait *t);
+static bool is_event_delta(const C360Trait *t);
 
 /*
  * The built-in entries as catalog entries, made once per process.
@@ -271,6 +272,7 @@ param_bounds(int first)
 		b->refs = lappend(b->refs, psprintf("$%d", first + w));
 	}
 	b->zone = psprintf("$%d", first + (int) lengthof(windows));
+	b->next_param = first + (int) lengthof(windows) + 1;	/* for callers that let it grow */
 	return b;
 }
 
@@ -286,8 +288,7 @@ bound_ref(Bounds *b, const char *text)
 	if (!b->grow)
 		elog(ERROR, "no bound for a window of %s", text);
 	b->texts = lappend(b->texts, pstrdup(text));
-	b->refs = lappend(b->refs, b->first_param ?
-					  psprintf("$%d", b->first_param + list_length(b->texts) - 1) :
+	b->refs = lappend(b->refs, b->next_param ? psprintf("$%d", b->next_param++) :
 					  psprintf("b._c360_w%d", list_length(b->texts)));
 	return llast(b->refs);
 }
@@ -775,9 +776,7 @@ tick_band_sql(List *cols)
 static bool
 is_event_delta(const C360Trait *t)
 {
-	return is_latest(t) ||
-		(is_event_count(t) && (strncmp(t->func, "count", 5) == 0) &&
-		 (strcmp(t->func, "count_distinct") != 0 || strcmp(t->arg, "session_id") == 0));
+	return is_latest(t) || is_row_count(t) || is_session_count(t);
 }
 
 /*
@@ -794,10 +793,60 @@ session_delta(const C360Trait *t, const char *bound)
 	if (strcmp(t->func, "count_distinct") == 0)
 		return psprintf("session_id IS NOT NULL AND max(event_time) > %s\n"
 						"           AND NOT " SESSION_SEEN_AFTER("%s"), bound, bound);
-	cond = t->filter ? psprintf("(%s) AND event_time > %s", t->filter, bound) :
-		psprintf("event_time > %s", bound);
-	return psprintf("%s FILTER (WHERE %s)", strcmp(t->func, "count") == 0 ?
-					psprintf("count(%s)", t->arg) : "count(*)", cond);
+	cond = t->filter ? psprintf("(%s)%s", t->filter, bound ? psprintf(" AND event_time > %s", bound) : "") :
+		bound ? psprintf("event_time > %s", bound) : NULL;
+	return psprintf("%s%s", strcmp(t->func, "count") == 0 ? psprintf("count(%s)", t->arg) : "count(*)",
+					cond ? psprintf(" FILTER (WHERE %s)", cond) : "");
+}
+
+/* An event trait kept by difference: a ready count over event_time's window, or all time. */
+static bool
+is_trait_delta(const C360Trait *t)
+{
+	return t->ready && is_row_count(t) &&
+		(t->lookback == NULL || strcmp(t->time_column, "event_time") == 0);
+}
+
+/*
+ * The recomputed event traits of the batch's owners: tv(_c360_id, one column per trait),
+ * each aggregated over the owner's events, those in the mirror (read as before this
+ * statement's insert) and the new ones in ev.
+ */
+static void
+append_trait_recompute(StringInfo s, List *traits, Bounds *b)
+{
+	const C360Input *in = &c360_inputs[C360_BEHAVIORAL_EVENTS];
+	StringInfoData window;
+	ListCell   *lc;
+
+	/* when every one has a window on event_time, only the widest is read */
+	initStringInfo(&window);
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (t->lookback == NULL || strcmp(t->time_column, "event_time") != 0)
+		{
+			resetStringInfo(&window);
+			break;
+		}
+		appendStringInfo(&window, "%s%s", window.len ? ", " : " AND i.event_time > least(",
+						 bound_ref(b, interval_text(t->lookback)));
+	}
+	if (window.len)
+		appendStringInfoChar(&window, ')');
+	appendStringInfo(s, ",\nowners AS (SELECT DISTINCT owner AS _c360_id FROM ev),\n"
+					 "raw AS (\n" RAW_OF("owners") "),\n"
+					 "trows AS (\n"
+					 "  SELECT raw._c360_id, i.* FROM raw JOIN c360.behavioral_events i\n"
+					 "    ON i.customer_id = raw._c360_raw%s\n"
+					 "  UNION ALL\n"
+					 "  SELECT owner", window.data);
+	for (int c = 0; c < in->ncols; c++)
+		appendStringInfo(s, ", %s", quote_identifier(in->cols[c].name));
+	appendStringInfoString(s, " FROM ev),\n");
+	append_input_aggregates(s, list_copy(traits), C360_BEHAVIORAL_EVENTS, "i._c360_id",
+							"FROM trows i", b, NULL);
 }
 
 /*
@@ -807,23 +856,39 @@ session_delta(const C360Trait *t, const char *bound)
  * entered the window (no event of the session and owner was in it before: the probe
  * reads the mirror as before this statement's insert), the latest event by max, and
  * next_change_at by the oldest new in-window event's expiry.  An event so costs the same
- * whatever its customer's history.  Owners without a profile row are left to the
- * recount that creates it.  $8.. are the windows' bounds, then the zone.
+ * whatever its customer's history.  The event traits go in the same write: ready counts
+ * by difference too, the others recomputed over the owner's events and the new ones.
+ * Owners without a profile row are left to the recount that creates it.  $8.. are the
+ * windows' bounds and the zone, then the traits' bounds (*lookbacks, in order).
  */
-static char *
-rollup_insert_sql(List *cols)
+char *
+c360_events_delta_sql(List *traits, List **lookbacks)
 {
+	List	   *cols = c360_builtin_columns();
+	List	   *delta = NIL;
+	List	   *recomputed = NIL;
 	Bounds	   *b = param_bounds(8);
 	const Interval *window = event_window(cols);
 	const char *bound = bound_ref(b, interval_text(window));
 	StringInfoData s;
 	ListCell   *lc;
 
+	b->grow = true;				/* the traits' windows follow the built-in ones */
+	foreach(lc, traits)
+		if (((C360Trait *) lfirst(lc))->input == C360_BEHAVIORAL_EVENTS)
+		{
+			if (is_trait_delta(lfirst(lc)))
+				delta = lappend(delta, lfirst(lc));
+			else
+				recomputed = lappend(recomputed, lfirst(lc));
+		}
 	initStringInfo(&s);
-	appendStringInfo(&s, INSERT_EVENTS_CTES ",\n"
+	appendStringInfo(&s, "%s,\n"
 					 "ev AS MATERIALIZED (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n"
-					 "per_session AS (\n  SELECT owner");
-	foreach(lc, cols)
+					 "per_session AS (\n  SELECT owner",
+					 recomputed ? INSERT_EVENTS_CTES_RETURNING("*") :
+					 INSERT_EVENTS_CTES_RETURNING("customer_id, session_id, event_type, event_time"));
+	foreach(lc, list_concat_copy(cols, delta))
 	{
 		C360Trait  *t = lfirst(lc);
 
@@ -831,7 +896,9 @@ rollup_insert_sql(List *cols)
 			continue;
 		if (!is_event_delta(t))
 			elog(ERROR, "built-in column %s cannot be kept by difference", t->name);
-		appendStringInfo(&s, ",\n         %s AS %s", session_delta(t, bound),
+		appendStringInfo(&s, ",\n         %s AS %s",
+						 session_delta(t, t->lookback == NULL ? NULL :
+									   bound_ref(b, interval_text(t->lookback))),
 						 quote_identifier(t->name));
 	}
 	appendStringInfo(&s, ",\n         min(event_time) FILTER (WHERE event_time > %s) AS _c360_first_in\n"
@@ -839,19 +906,39 @@ rollup_insert_sql(List *cols)
 					 "per_owner AS (\n  SELECT owner", bound);
 	append_each(&s, cols, is_latest, "%1$s, max(%2$s) AS %2$s", "");
 	append_each(&s, cols, is_session_count, "%1$s, count(*) FILTER (WHERE %2$s) AS %2$s", "");
-	append_each(&s, cols, is_row_count, "%1$s, sum(%2$s)::bigint AS %2$s", "");
+	append_each(&s, list_concat_copy(cols, delta), is_row_count, "%1$s, sum(%2$s)::bigint AS %2$s", "");
 	appendStringInfoString(&s, ", min(_c360_first_in) AS _c360_first_in\n"
-						   "  FROM per_session GROUP BY owner)\n"
-						   "UPDATE c360.customer_360 p SET\n  ");
+						   "  FROM per_session GROUP BY owner)");
+	if (recomputed)
+		append_trait_recompute(&s, recomputed, b);
+	appendStringInfoString(&s, "\nUPDATE c360.customer_360 p SET\n  ");
 	append_each(&s, cols, is_latest, "%1$s%2$s = greatest(p.%2$s, r.%2$s)", ",\n  ");
-	append_each(&s, cols, is_event_count, "%1$s,\n  %2$s = p.%2$s + r.%2$s", "");
+	append_each(&s, list_concat_copy(cols, delta), is_event_count, "%1$s,\n  %2$s = p.%2$s + r.%2$s", "");
+	foreach(lc, recomputed)
+		appendStringInfo(&s, ",\n  %s = %s", quote_identifier(((C360Trait *) lfirst(lc))->name),
+						 filled(lfirst(lc), psprintf("tv.%s", quote_identifier(((C360Trait *) lfirst(lc))->name))));
 	appendStringInfo(&s, ",\n  next_change_at = least(p.next_change_at, c360.shift_days(r._c360_first_in, %d, %s)),\n"
 					 "  profile_updated_at = clock_timestamp()\n"
-					 "FROM per_owner r\n"
-					 "WHERE p.customer_id = r.owner\n  AND (", window->day, b->zone);
-	append_each(&s, cols, is_event_count, "%1$sr.%2$s > 0", " OR ");
+					 "FROM per_owner r%s\n"
+					 "WHERE p.customer_id = r.owner\n  AND (", window->day, b->zone,
+					 recomputed ? " JOIN agg_behavioral_events tv ON tv._c360_id = r.owner" : "");
+	append_each(&s, list_concat_copy(cols, delta), is_event_count, "%1$sr.%2$s > 0", " OR ");
 	append_each(&s, cols, is_latest, "%1$s OR p.%2$s IS NULL OR r.%2$s > p.%2$s", "");
+	if (recomputed)
+	{
+		appendStringInfoString(&s, "\n       OR NOT record_image_eq(ROW(");
+		append_each(&s, recomputed, is_any, "%1$sp.%2$s", ", ");
+		appendStringInfoString(&s, "), ROW(");
+		foreach(lc, recomputed)
+			appendStringInfo(&s, "%s%s", foreach_current_index(lc) ? ", " : "",
+							 filled(lfirst(lc), psprintf("tv.%s", quote_identifier(((C360Trait *) lfirst(lc))->name))));
+		appendStringInfoString(&s, "))");
+	}
 	appendStringInfoString(&s, ")\nRETURNING p.customer_id");
+	*lookbacks = NIL;
+	foreach(lc, b->texts)
+		if (foreach_current_index(lc) >= lengthof(windows))
+			*lookbacks = lappend(*lookbacks, parse_interval(lfirst(lc)));
 	return s.data;
 }
 
@@ -900,16 +987,20 @@ rollup_shift_sql(List *cols)
 	return s.data;
 }
 
+/* the window's distinct sessions, counted by the "was it in the window already" probe */
 static bool
 is_session_count(const C360Trait *t)
 {
-	return is_event_count(t) && strcmp(t->func, "count_distinct") == 0;
+	return is_event_count(t) && strcmp(t->func, "count_distinct") == 0 &&
+		strcmp(t->arg, "session_id") == 0;
 }
 
+/* a count of the window's (or all) rows */
 static bool
 is_row_count(const C360Trait *t)
 {
-	return is_event_count(t) && strcmp(t->func, "count_distinct") != 0;
+	return is_event_count(t) &&
+		(strcmp(t->func, "count_star") == 0 || strcmp(t->func, "count") == 0);
 }
 
 static bool
@@ -953,8 +1044,12 @@ c360_profile_statement(C360ProfileStatement which, bool bulk)
 			statements[which][bulk] = tick_band_sql(c360_builtin_columns());
 			break;
 		case C360_ROLLUP_INSERT:
-			statements[which][bulk] = rollup_insert_sql(c360_builtin_columns());
-			break;
+			{
+				List	   *none;
+
+				statements[which][bulk] = c360_events_delta_sql(NIL, &none);
+				break;
+			}
 		default:
 			statements[which][bulk] = rollup_shift_sql(c360_builtin_columns());
 	}
@@ -1156,7 +1251,7 @@ c360_backfill_sql(List *traits, List **lookbacks)
 	ListCell   *lc;
 
 	b->grow = true;
-	b->first_param = 4;
+	b->next_param = 4;
 	initStringInfo(&s);
 	appendStringInfoString(&s, "WITH d AS (SELECT x AS _c360_id FROM unnest($1::text[]) x),\n");
 	for (C360InputId in = 0; in < c360_ninputs; in++)

@@ -64,5 +64,6 @@ extern char *c360_column_condition(const C360Trait *t, bool outer_join, const ch
 extern char *c360_reference_sql(List *traits, bool article_only);
 extern char *c360_verify_sql(List *traits, bool traits_only);
 extern char *c360_backfill_sql(List *traits, List **lookbacks);
+extern char *c360_events_delta_sql(List *traits, List **lookbacks);
 
 #endif							/* C360_COLUMNS_H */

@@ -15,11 +15,12 @@
 #include "core/spi.h"
 #include "core/clock.h"
 #include "core/columns.h"
+#include "core/traits.h"
 #include "core/rollup.h"
 
 /* Insert new events; returns their owners, whose behaviour the maintainer recounts. */
 static const char *insert_sql =
-INSERT_EVENTS_CTES
+INSERT_EVENTS_CTES "\n"
 "SELECT DISTINCT " OWNER_OF("ins.customer_id") " FROM ins";
 
 /* The owners of raw ids ($1): who to lock for new events, or to recount for changed ones. */
@@ -82,18 +83,29 @@ c360_rollup_owners(Datum raw_ids, List *ids)
 void
 c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock, C360Dirty *dirty)
 {
-	static SPIPlanPtr plan;
+	static SPIPlanPtr builtin_plan;
+	SPIPlanPtr *plan = &builtin_plan;
 	Oid			types[FUNC_MAX_ARGS] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		args[FUNC_MAX_ARGS];
+	List	   *lookbacks = NIL;
+	const char *sql = c360_traits_events_delta(clock, &lookbacks, &plan);
 	int			nargs;
+	ListCell   *lc;
 
-	/* $1..$7 the new events' columns, then the windows' bounds and the zone */
+	if (sql == NULL)
+		sql = c360_profile_statement(C360_ROLLUP_INSERT, false);
+	/* $1..$7 the new events' columns, the windows' bounds and the zone, the traits' bounds */
 	memcpy(args, columns, sizeof(Datum) * 7);
 	nargs = 7 + c360_profile_bounds(clock, &args[7], &types[7]);
-	dirty->written = c360_exec_ids(c360_plan(&plan, c360_profile_statement(C360_ROLLUP_INSERT, false),
-											 nargs, types),
-								   args, NULL, dirty->written);
+	foreach(lc, lookbacks)
+	{
+		types[nargs] = TIMESTAMPTZOID;
+		args[nargs++] = TimestampTzGetDatum(c360_timestamp_shift(clock->as_of, lfirst(lc), true,
+																 clock->time_zone));
+	}
+	dirty->written = c360_exec_ids(c360_plan(plan, sql, nargs, types), args, NULL,
+								   dirty->written);
 }
 
 /*

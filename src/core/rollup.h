@@ -27,14 +27,15 @@
  * in arrival order, so that the first one wins as on the replay path.  ins holds the rows
  * really inserted.
  */
-#define INSERT_EVENTS_CTES \
+#define INSERT_EVENTS_CTES_RETURNING(cols) \
 "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY\n" \
 "           AS v(event_id, customer_id, session_id, event_type, product_id, category_id, event_time, n)\n" \
 "           ORDER BY event_id COLLATE \"C\", n),\n" \
 "ins AS (INSERT INTO c360.behavioral_events\n" \
 "        SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time\n" \
 "        FROM v ON CONFLICT (event_id) DO NOTHING\n" \
-"        RETURNING customer_id, session_id, event_type, event_time)\n"
+"        RETURNING " cols ")"
+#define INSERT_EVENTS_CTES INSERT_EVENTS_CTES_RETURNING("customer_id, session_id, event_type, event_time")
 
 /*
  * Whether the session (ev.session_id) of an owner (ev.owner) has an event after bound b

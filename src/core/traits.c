@@ -32,6 +32,9 @@ typedef struct InputStatements
 	SPIPlanPtr	refresh_plan;
 	char	   *tick;			/* NULL: no windowed trait */
 	SPIPlanPtr	tick_plan;
+	char	   *events_delta;	/* events: new events, with the event traits folded in */
+	List	   *delta_lookbacks;
+	SPIPlanPtr	delta_plan;
 } InputStatements;
 
 static MemoryContext traits_cxt;
@@ -181,6 +184,8 @@ forget(void)
 			SPI_freeplan(statements[i].refresh_plan);
 		if (statements[i].tick_plan)
 			SPI_freeplan(statements[i].tick_plan);
+		if (statements[i].delta_plan)
+			SPI_freeplan(statements[i].delta_plan);
 	}
 	memset(statements, 0, sizeof(statements));
 	if (traits_cxt)
@@ -225,6 +230,34 @@ input_statements(const C360Clock *clock, C360InputId input)
 	}
 	MemoryContextSwitchTo(old);
 	return st;
+}
+
+/*
+ * The statement that inserts a batch's new events and updates their owners by difference,
+ * with this catalog version's event traits in the same write (src/core/columns.c,
+ * c360_events_delta_sql); NULL when there is no event trait (the built-in statement
+ * serves).  *lookbacks are the traits' windows, its last parameters; *plan its plan slot.
+ */
+const char *
+c360_traits_events_delta(const C360Clock *clock, List **lookbacks, SPIPlanPtr **plan)
+{
+	InputStatements *st;
+	MemoryContext old;
+
+	if (c360_traits_load(clock) == NIL)
+		return NULL;
+	st = input_statements(clock, C360_BEHAVIORAL_EVENTS);
+	if (st->traits == NIL)
+		return NULL;
+	if (st->events_delta == NULL)
+	{
+		old = MemoryContextSwitchTo(traits_cxt);
+		st->events_delta = c360_events_delta_sql(st->traits, &st->delta_lookbacks);
+		MemoryContextSwitchTo(old);
+	}
+	*lookbacks = st->delta_lookbacks;
+	*plan = &st->delta_plan;
+	return st->events_delta;
 }
 
 /*
@@ -557,7 +590,10 @@ c360_traits_verify_sql(void)
 	return c360_verify_sql(input_traits(read_catalog(), -1, true), true);
 }
 
-/* A generated statement, as it runs: purpose is "refresh", "bulk refresh" or "tick". */
+/*
+ * A generated statement, as it runs: purpose is "refresh", "bulk refresh", "tick" or, for
+ * the events, "events by difference" (new events with the event traits folded in).
+ */
 char *
 c360_traits_statement(C360InputId input, const char *purpose)
 {
@@ -571,6 +607,12 @@ c360_traits_statement(C360InputId input, const char *purpose)
 		return refresh_sql(input, mine, true);
 	if (strcmp(purpose, "tick") == 0)
 		return tick_sql(input, mine);
+	if (strcmp(purpose, "events by difference") == 0 && input == C360_BEHAVIORAL_EVENTS)
+	{
+		List	   *lookbacks;
+
+		return c360_events_delta_sql(mine, &lookbacks);
+	}
 	return NULL;
 }
 

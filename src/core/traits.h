@@ -9,6 +9,7 @@
 #define C360_TRAITS_H
 
 #include "postgres.h"
+#include "executor/spi.h"
 #include "utils/timestamp.h"
 
 #include "core/change.h"
@@ -22,6 +23,8 @@ extern List *c360_traits_refresh(C360Dirty *dirty, const C360Clock *clock, List 
 extern void c360_traits_tick(const C360Clock *from, const C360Clock *to, C360Dirty *dirty);
 extern List *c360_traits_recompute(C360InputId input, List *ids, const C360Clock *clock,
 								   List *changed);
+extern const char *c360_traits_events_delta(const C360Clock *clock, List **lookbacks,
+											 SPIPlanPtr **plan);
 extern List *c360_traits_backfill(List *names, List *ids, const C360Clock *clock);
 extern char *c360_traits_statement(C360InputId input, const char *purpose);
 extern char *c360_trait_probe_sql(const C360Trait *t);

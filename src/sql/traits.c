@@ -223,13 +223,14 @@ c360_traits_verify(PG_FUNCTION_ARGS)
 /*
  * c360.trait_statements() RETURNS TABLE (input text, purpose text, statement text): the
  * statements generated from the catalog, as they run: per input with traits, the
- * maintainer's refresh (and its bulk form), the tick's, and the reference verify() compares
- * the ready traits with.
+ * maintainer's refresh (and its bulk form) and the tick's; for the events, the statement
+ * that applies new events with the event traits in the same write.
  */
 Datum
 c360_trait_statements(PG_FUNCTION_ARGS)
 {
-	static const char *const purposes[] = {"refresh", "bulk refresh", "tick", "reference"};
+	static const char *const purposes[] = {"refresh", "bulk refresh", "tick",
+	"events by difference"};
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	InitMaterializedSRF(fcinfo, 0);
