@@ -58,7 +58,15 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION c360._verify_columns(timestamptz);
+-- The article's columns alone (cheaper than verify() where traits are many), generated too.
+CREATE OR REPLACE FUNCTION c360._verify_columns(as_of timestamptz DEFAULT c360.as_of())
+RETURNS TABLE (customer_id text, column_name text, profile_value text, reference_value text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY EXECUTE c360._generated_sql('verify article') USING as_of;
+END
+$$;
+
 DROP FUNCTION c360._traits_verify_sql();
 
 REVOKE ALL ON c360.profile_columns FROM PUBLIC;

@@ -886,7 +886,7 @@ c360_events_delta_sql(List *traits, List **lookbacks)
 	appendStringInfo(&s, "%s,\n"
 					 "ev AS MATERIALIZED (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n"
 					 "per_session AS (\n  SELECT owner",
-					 recomputed ? INSERT_EVENTS_CTES_RETURNING("*") :
+					 recomputed || delta ? INSERT_EVENTS_CTES_RETURNING("*") :
 					 INSERT_EVENTS_CTES_RETURNING("customer_id, session_id, event_type, event_time"));
 	foreach(lc, list_concat_copy(cols, delta))
 	{

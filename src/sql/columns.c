@@ -96,8 +96,9 @@ c360_profile_statements(PG_FUNCTION_ARGS)
 }
 
 /*
- * c360._generated_sql(purpose text) RETURNS text: the query reference_profile() and
- * verify() run ('reference', 'verify'; $1 is the instant).
+ * c360._generated_sql(purpose text) RETURNS text: the query reference_profile(),
+ * verify() and _verify_columns() run ('reference', 'verify', 'verify article'; $1 is the
+ * instant).
  */
 Datum
 c360_generated_sql(PG_FUNCTION_ARGS)
@@ -111,11 +112,13 @@ c360_generated_sql(PG_FUNCTION_ARGS)
 		sql = c360_profile_reference_sql();
 	else if (strcmp(purpose, "verify") == 0)
 		sql = c360_profile_verify_sql();
+	else if (strcmp(purpose, "verify article") == 0)
+		sql = c360_verify_sql(NIL, false);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown generated statement \"%s\"", purpose),
-				 errhint("Use 'reference' or 'verify'.")));
+				 errhint("Use 'reference', 'verify' or 'verify article'.")));
 	sql = MemoryContextStrdup(caller, sql);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(sql));
