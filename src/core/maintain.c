@@ -38,7 +38,7 @@ static void split_dirty(const C360Dirty *dirty, List **full, List **recount, Lis
 
 static SPIPlanPtr lock_ids_plan;
 
-/* One of the maintainer's statements (src/core/columns.c), in its small or bulk form. */
+/* One of the maintainer's statements (src/core/profile_sql.c), in its small or bulk form. */
 static List *
 exec_profile(SPIPlanPtr *plan, C360ProfileStatement which, int n, int nargs, Oid *types,
 			 Datum *args, List *changed)

@@ -234,7 +234,7 @@ input_statements(const C360Clock *clock, C360InputId input)
 
 /*
  * The statement that inserts a batch's new events and updates their owners by difference,
- * with this catalog version's event traits in the same write (src/core/columns.c,
+ * with this catalog version's event traits in the same write (src/core/profile_sql.c,
  * c360_events_delta_sql); NULL when there is no event trait (the built-in statement
  * serves).  *lookbacks are the traits' windows, its last parameters; *plan its plan slot.
  */
@@ -287,7 +287,7 @@ c360_traits_recompute(C360InputId input, List *ids, const C360Clock *clock, List
 /*
  * Compute the named traits (those backfilling) for the customers in ids (distinct, in
  * customer_id order), all in one statement that reads each input's rows of the ids'
- * range (src/core/columns.c, c360_backfill_sql).  Returns the customers written.
+ * range (src/core/reference.c, c360_backfill_sql).  Returns the customers written.
  */
 List *
 c360_traits_backfill(List *names, List *ids, const C360Clock *clock)

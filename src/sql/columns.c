@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * columns.c
  *	  SQL-callable entry points of the profile column catalog (version 0.7): its
- *	  built-in entries, and the statements generated from it (src/core/columns.c).
+ *	  built-in entries, and the statements generated from it (src/core/columns.c,
+ *	  src/core/profile_sql.c, src/core/reference.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

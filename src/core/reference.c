@@ -1,0 +1,216 @@
+/*-------------------------------------------------------------------------
+ * reference.c
+ *	  What is generated from the whole profile column catalog, the article's
+ *	  columns and the traits alike (src/core/columns.c): the reference query
+ *	  reference_profile() returns, verify()'s comparison with it, and one chunk of
+ *	  a trait backfill.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+
+#include "core/columns_sql.h"
+
+/*
+ * The reference: every column of cols the way its definition reads, over the whole of
+ * each input (events attributed through the winning identity links, as the defining
+ * query does), each window's bound c360.window_start($1, lookback).  Columns:
+ * customer_id and cols, in order.
+ */
+static char *
+reference_sql(List *cols)
+{
+	Bounds	   *b = palloc0(sizeof(Bounds));
+	StringInfoData body;
+	StringInfoData bounds;
+	ListCell   *lc;
+
+	b->grow = true;
+	b->zone = "c360.time_zone()";
+	initStringInfo(&body);
+	for (C360InputId in = 0; in < c360_ninputs; in++)
+	{
+		if (!c360_col_any_of(cols, in))
+			continue;
+		c360_col_append_input_aggregates(&body, cols, in,
+								in == C360_BEHAVIORAL_EVENTS ? "i._c360_id" : psprintf("i.%s", c360_col_customer_column(in)),
+								psprintf("FROM %s i CROSS JOIN b", in == C360_BEHAVIORAL_EVENTS ?
+										 "attributed_events" : psprintf("c360.%s", c360_inputs[in].name)),
+								b, NULL);
+		appendStringInfoString(&body, ",\n");
+	}
+	appendStringInfoString(&body, "base AS (\n  SELECT c.customer_id");
+	foreach(lc, cols)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (c360_col_is_value(t))
+			appendStringInfo(&body, ",\n         c.%s AS %s", quote_identifier(t->arg),
+							 quote_identifier(t->name));
+		else if (c360_col_is_aggregate(t))
+			appendStringInfo(&body, ",\n         %s AS %s", c360_col_agg_value(t),
+							 quote_identifier(t->name));
+	}
+	appendStringInfoString(&body, "\n  FROM c360.customers c");
+	c360_col_append_agg_joins(&body, cols, "c.customer_id");
+	appendStringInfoString(&body, ")\nSELECT customer_id");
+	foreach(lc, cols)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		appendStringInfo(&body, ",\n       %s%s", c360_col_is_expression(t) ? c360_col_render(t->arg, b) : "",
+						 c360_col_is_expression(t) ? psprintf(" AS %s", quote_identifier(t->name)) :
+						 quote_identifier(t->name));
+	}
+	appendStringInfoString(&body, "\nFROM base CROSS JOIN b");
+
+	initStringInfo(&bounds);
+	foreach(lc, b->texts)
+		appendStringInfo(&bounds, "%sc360.window_start($1, %s::interval) AS _c360_w%d",
+						 foreach_current_index(lc) ? ", " : "",
+						 quote_literal_cstr(lfirst(lc)), foreach_current_index(lc) + 1);
+	return psprintf("WITH b AS (SELECT %s),\n"
+					"resolved AS (\n"
+					"  SELECT DISTINCT ON (identity_value) identity_value, customer_id\n"
+					"  FROM c360.identity_graph\n"
+					"  ORDER BY identity_value, created_at DESC NULLS LAST, identity_id DESC),\n"
+					"attributed_events AS (\n"
+					"  SELECT COALESCE(ri.customer_id, e.customer_id) AS _c360_id, e.*\n"
+					"  FROM c360.behavioral_events e\n"
+					"  LEFT JOIN resolved ri ON ri.identity_value = e.customer_id),\n%s",
+					bounds.len ? bounds.data : "", body.data);
+}
+
+/* The article's columns and the given traits, as one list of entries. */
+static List *
+with_traits(List *traits)
+{
+	return list_concat_copy(c360_builtin_columns(), traits);
+}
+
+/*
+ * reference_profile($1)'s query: the article's columns (article_only) or every column
+ * of the catalog, the traits given included.
+ */
+char *
+c360_reference_sql(List *traits, bool article_only)
+{
+	return reference_sql(article_only ? c360_builtin_columns() : with_traits(traits));
+}
+
+/*
+ * verify($1)'s query: every difference between the profile and the reference, column by
+ * column, compared as text so that even a numeric's scale counts.  A missing or extra
+ * profile row is one row, column_name 'customer_id'.  traits: the ready ones.  Versions
+ * 0.5 and 0.6 ask for the traits' differences alone (traits_only), on rows in both.
+ */
+char *
+c360_verify_sql(List *traits, bool traits_only)
+{
+	List	   *cols = traits_only ? traits : with_traits(traits);
+	StringInfoData s;
+	ListCell   *lc;
+
+	if (cols == NIL)
+		return "SELECT NULL::text, NULL::text, NULL::text, NULL::text WHERE false";
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "SELECT COALESCE(p.customer_id, r.customer_id) AS customer_id,\n"
+					 "       v.column_name, v.profile_value, v.reference_value\n"
+					 "FROM c360.customer_360 p\n"
+					 "FULL JOIN (\n%s\n) r ON r.customer_id = p.customer_id\n"
+					 "CROSS JOIN LATERAL (VALUES\n"
+					 "    ('customer_id', p.customer_id, r.customer_id)", reference_sql(cols));
+	foreach(lc, cols)
+	{
+		const char *name = ((C360Trait *) lfirst(lc))->name;
+
+		appendStringInfo(&s, ",\n    (%s, p.%s::text, r.%s::text)", quote_literal_cstr(name),
+						 quote_identifier(name), quote_identifier(name));
+	}
+	appendStringInfoString(&s, "\n) AS v(column_name, profile_value, reference_value)\n");
+	if (traits_only)
+		appendStringInfoString(&s, "WHERE p.customer_id IS NOT NULL AND r.customer_id IS NOT NULL\n"
+							   "  AND v.column_name <> 'customer_id'\n"
+							   "  AND v.profile_value IS DISTINCT FROM v.reference_value");
+	else
+		appendStringInfoString(&s, "WHERE (p.customer_id IS NULL OR r.customer_id IS NULL) = (v.column_name = 'customer_id')\n"
+							   "  AND v.profile_value IS DISTINCT FROM v.reference_value\n"
+							   "ORDER BY 1, 2");
+	return s.data;
+}
+
+/*
+ * The rows of an input whose customer lies in [$2, $3], as i with _c360_id the
+ * customer: read through the input's customer index, so that the chunks of a backfill
+ * together read each input about once.  An event's customer is its owner: its own raw id
+ * in the range (unless linked elsewhere), or an identity value linked to a customer in
+ * the range.
+ */
+static char *
+range_rows(C360InputId input)
+{
+	if (input == C360_BEHAVIORAL_EVENTS)
+		return "(SELECT COALESCE(ir.customer_id, e.customer_id) AS _c360_id, e.*\n"
+			"     FROM c360.behavioral_events e\n"
+			"     LEFT JOIN c360.identity_resolved ir ON ir.identity_value = e.customer_id\n"
+			"     WHERE e.customer_id >= $2 AND e.customer_id <= $3\n"
+			"   UNION ALL\n"
+			"   SELECT ir.customer_id, e.*\n"
+			"     FROM c360.identity_resolved ir\n"
+			"     JOIN c360.behavioral_events e ON e.customer_id = ir.identity_value\n"
+			"     WHERE ir.customer_id >= $2 AND ir.customer_id <= $3\n"
+			"       AND NOT (ir.identity_value >= $2 AND ir.identity_value <= $3)) i";
+	return psprintf("(SELECT i.%1$s AS _c360_id, i.* FROM c360.%2$s i\n"
+					"     WHERE i.%1$s >= $2 AND i.%1$s <= $3) i",
+					c360_col_customer_column(input), c360_inputs[input].name);
+}
+
+/*
+ * One chunk of a trait backfill: the traits' values for the customers in $1 (distinct,
+ * in customer_id order: $2 the first, $3 the last), each input's traits aggregated over
+ * its rows in that range, and one write per profile row whose values differ (by binary
+ * image).  $4.. are the windows' bounds, whose lookbacks *lookbacks returns in order.
+ */
+char *
+c360_backfill_sql(List *traits, List **lookbacks)
+{
+	Bounds	   *b = palloc0(sizeof(Bounds));
+	StringInfoData s;
+	ListCell   *lc;
+
+	b->grow = true;
+	b->next_param = 4;
+	initStringInfo(&s);
+	appendStringInfoString(&s, "WITH d AS (SELECT x AS _c360_id FROM unnest($1::text[]) x),\n");
+	for (C360InputId in = 0; in < c360_ninputs; in++)
+	{
+		if (!c360_col_any_of(traits, in))
+			continue;
+		c360_col_append_input_aggregates(&s, traits, in, "i._c360_id",
+								psprintf("FROM %s", range_rows(in)), b, NULL);
+		appendStringInfoString(&s, ",\n");
+	}
+	appendStringInfoString(&s, "v AS (\n  SELECT d._c360_id");
+	foreach(lc, traits)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		appendStringInfo(&s, ",\n         %s AS %s", c360_col_agg_value(t), quote_identifier(t->name));
+	}
+	appendStringInfoString(&s, "\n  FROM d");
+	c360_col_append_agg_joins(&s, traits, "d._c360_id");
+	appendStringInfoString(&s, ")\nUPDATE c360.customer_360 p SET ");
+	c360_col_append_each(&s, traits, c360_col_is_any, "%1$s%2$s = v.%2$s", ", ");
+	appendStringInfoString(&s, ", profile_updated_at = clock_timestamp()\n"
+						   "FROM v WHERE p.customer_id = v._c360_id\n  AND NOT record_image_eq(ROW(");
+	c360_col_append_each(&s, traits, c360_col_is_any, "%1$sp.%2$s", ", ");
+	appendStringInfoString(&s, "), ROW(");
+	c360_col_append_each(&s, traits, c360_col_is_any, "%1$sv.%2$s", ", ");
+	appendStringInfoString(&s, "))\nRETURNING p.customer_id");
+	*lookbacks = NIL;
+	foreach(lc, b->texts)
+		*lookbacks = lappend(*lookbacks, c360_col_parse_interval(lfirst(lc)));
+	return s.data;
+}
