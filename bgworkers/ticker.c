@@ -16,32 +16,22 @@
 #include "worker.h"
 
 /*
- * Between ticks, backfill new traits one chunk per transaction, for at most one tick
- * interval.  A chunk holds its customers' locks (most of the stripes, for a chunk of
- * thousands), so sources wait for it: its size adapts so that a chunk takes about
- * CHUNK_MS, as a source's batch does.  Returns whether a trait is still backfilling.
+ * Between ticks, backfill new traits one chunk per transaction (each sized to take about
+ * as long as a source's batch: src/core/maintain.c), for at most one tick interval.
+ * Returns whether a trait is still backfilling.
  */
-#define CHUNK_MS 100
-
 static bool
 backfill_traits(void)
 {
-	static int	rows = 0;		/* 0: the default size, to start with */
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), c360_tick_interval_ms);
 	int64		n = 0;
 
 	while (n >= 0 && GetCurrentTimestamp() < until)
 	{
-		TimestampTz start = GetCurrentTimestamp();
-		long		ms;
-
 		CHECK_FOR_INTERRUPTS();
 		c360_worker_begin("c360 trait backfill");
-		n = c360_maintain_backfill(false, rows);
+		n = c360_maintain_backfill(false);
 		c360_worker_commit();
-		ms = Max(1, (GetCurrentTimestamp() - start) / 1000);
-		if (n > 0)
-			rows = Max(C360_MIN_CHUNK, Min(c360_trait_backfill_chunk, (int) (n * CHUNK_MS / ms)));
 	}
 	return n >= 0;
 }

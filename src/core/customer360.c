@@ -65,7 +65,7 @@ _PG_init(void)
 							NULL, &c360_batch_ms, 100, 1, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("c360.trait_backfill_chunk",
-							"Profile rows a new trait is computed for per transaction while it backfills.",
+							"Size of a trait backfill chunk: the first is this many trait values, later ones take about 100 ms and are at most this many rows.",
 							"c360.create_trait computes a trait at once on a profile of at most this many rows.",
 							&c360_trait_backfill_chunk, 10000, 10, 10000000,
 							PGC_USERSET, 0, NULL, NULL, NULL);

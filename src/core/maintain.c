@@ -276,8 +276,17 @@ c360_maintain_rebuild(void)
 }
 
 /*
- * Backfill the traits still backfilling, all in one pass: the next chunk of `rows` profile
- * rows (0: c360.trait_backfill_chunk trait values' worth) in customer_id order after the
+ * A backfill chunk holds its customers' locks (most of the stripes, for a chunk of
+ * thousands), so sources wait for it: its size adapts, per process (the ticker, a session
+ * running CALL backfill_traits()), so that a chunk takes about CHUNK_MS, as a source's batch
+ * does, and is at most c360.trait_backfill_chunk rows.
+ */
+#define CHUNK_MS 100
+static int	chunk_rows;			/* 0: no chunk measured yet */
+
+/*
+ * Backfill the traits still backfilling, all in one pass: the next chunk of profile rows
+ * (sized as above) in customer_id order after the
  * least-advanced trait's last one, or, when all_at_once (create_trait on a small profile, holding the
  * clock), every row.  Only the backfilling traits are computed, one statement per input.  A
  * chunk holds the clock shared and its customers' locks, as one batch does, so sources and
@@ -286,7 +295,7 @@ c360_maintain_rebuild(void)
  * computed, or -1 when no trait is backfilling.
  */
 int64
-c360_maintain_backfill(bool all_at_once, int rows)
+c360_maintain_backfill(bool all_at_once)
 {
 	static SPIPlanPtr lock_plan;
 	static SPIPlanPtr cursor_plan;
@@ -300,6 +309,8 @@ c360_maintain_backfill(bool all_at_once, int rows)
 	List	   *names;
 	List	   *ids;
 	int64		n;
+	int			rows;
+	TimestampTz start = GetCurrentTimestamp();
 
 	SPI_connect();
 	if (!c360_traits_known())
@@ -322,9 +333,9 @@ c360_maintain_backfill(bool all_at_once, int rows)
 		return -1;
 	}
 	through = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	/* by default a chunk is c360.trait_backfill_chunk trait values, whatever the traits */
-	if (rows <= 0)
-		rows = Max(C360_MIN_CHUNK, c360_trait_backfill_chunk / list_length(names));
+	/* the first chunk is c360.trait_backfill_chunk trait values, whatever the traits */
+	rows = chunk_rows > 0 ? chunk_rows :
+		Max(C360_MIN_CHUNK, c360_trait_backfill_chunk / list_length(names));
 
 	args[0] = through ? CStringGetTextDatum(through) : (Datum) 0;
 	args[1] = Int32GetDatum(all_at_once ? INT_MAX : rows);
@@ -354,5 +365,11 @@ c360_maintain_backfill(bool all_at_once, int rows)
 						" state = CASE WHEN $3 THEN 'ready' ELSE state END"
 						" WHERE state = 'backfilling'", 3, types), args, NULL);
 	SPI_finish();
+	if (!all_at_once && n > 0)
+	{
+		long		ms = Max(1, (GetCurrentTimestamp() - start) / 1000);
+
+		chunk_rows = Max(C360_MIN_CHUNK, Min(c360_trait_backfill_chunk, (int) (n * CHUNK_MS / ms)));
+	}
 	return n;
 }

@@ -20,6 +20,6 @@ extern int64 c360_maintain_tick(TimestampTz to, bool strict);
 extern int64 c360_maintain_rebuild(void);
 /* the fewest profile rows a backfill chunk computes */
 #define C360_MIN_CHUNK 100
-extern int64 c360_maintain_backfill(bool all_at_once, int rows);
+extern int64 c360_maintain_backfill(bool all_at_once);
 
 #endif							/* C360_MAINTAIN_H */

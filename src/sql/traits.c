@@ -204,7 +204,7 @@ analyze_expression(const char *sql, int prefix, const char *text, const char *wh
 Datum
 c360_trait_backfill(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(c360_maintain_backfill(PG_GETARG_BOOL(0), 0));
+	PG_RETURN_INT64(c360_maintain_backfill(PG_GETARG_BOOL(0)));
 }
 
 /* c360._traits_verify_sql() RETURNS text: verify()'s query for the ready traits ($1: as_of). */
