@@ -14,7 +14,8 @@
 #                                   until TOTAL are committed; HOOK is called with the
 #                                   committed count on every look (":" for none); lines are
 #                                   "key:value", or split at KAFKA_BENCH_DELIM
-#   kafka_bench_committed NAME      the messages the source committed
+#   kafka_bench_committed NAME      the messages the source committed (NAME may be a LIKE
+#                                   pattern: the sources' sum; kafka_bench_feed passes it on)
 
 psql_b() { pg_psql "$PORT" -d bench "$@"; }
 q() { psql_b -At "$@"; }
@@ -79,7 +80,7 @@ kafka_bench_source() {
 }
 
 kafka_bench_committed() {
-    q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source = '$1'"
+    q -c "SELECT COALESCE(sum(position::bigint), 0) FROM c360.source_positions WHERE source LIKE '$1'"
 }
 
 kafka_bench_feed() {

@@ -17,9 +17,7 @@ cd "$(dirname "$0")/.."
 DB=c360_workers
 : "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
 export PGHOST PGPORT PGUSER
-MY_PORT=${MY_PORT:-33310}
-# the first free port from there: another test run may be using the machine
-while (exec 3<>"/dev/tcp/127.0.0.1/$MY_PORT") 2>/dev/null; do MY_PORT=$((MY_PORT + 1)); done
+MY_PORT=${MY_PORT:-33310}    # mysql_start_free takes the first free one from there
 CUSTOMERS=${CUSTOMERS:-50000}
 TICKETS=${TICKETS:-100000}
 CHANGES=${CHANGES:-30000}

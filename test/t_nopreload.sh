@@ -8,11 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/servers.sh
 
-# the first free port from 54320: another test run may be using the machine
-PORT=54320
-while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do PORT=$((PORT + 1)); done
-DIR=$(mktemp -d /tmp/c360-nopreload.XXXXXX)
-cleanup() { pg_stop "$DIR"; rm -rf "$DIR"; }
+PORT=
+BASE=$(mktemp -d /tmp/c360-nopreload.XXXXXX)
+chmod a+rx "$BASE"
+DIR=$BASE/pg
+cleanup() { pg_stop "$DIR"; rm -rf "$BASE"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
@@ -23,7 +23,9 @@ die() {
 }
 q() { pg_psql "$PORT" -At -d c360_nopreload "$@"; }
 
-pg_start "$DIR" "$PORT"
+# from 54320, on another port if the one that looked free is taken before the server binds it
+pg_start_free "$DIR" 54320 || die "the server did not start"
+PORT=$PG_PORT
 pg_psql "$PORT" -d postgres -c "CREATE DATABASE c360_nopreload"
 
 echo "CREATE EXTENSION without shared_preload_libraries"
