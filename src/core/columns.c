@@ -139,6 +139,25 @@ c360_col_is_expression(const C360Trait *t)
 	return strcmp(t->func, "expression") == 0;
 }
 
+/*
+ * Each window's bound as of the clock (as_of - lookback in the profile's zone), the
+ * lookbacks in order, into args and types; returns how many.
+ */
+int
+c360_window_args(List *lookbacks, const C360Clock *clock, Datum *args, Oid *types)
+{
+	ListCell   *lc;
+
+	foreach(lc, lookbacks)
+	{
+		types[foreach_current_index(lc)] = TIMESTAMPTZOID;
+		args[foreach_current_index(lc)] =
+			TimestampTzGetDatum(c360_timestamp_shift(clock->as_of, lfirst(lc), true,
+													 clock->time_zone));
+	}
+	return list_length(lookbacks);
+}
+
 bool
 c360_col_is_aggregate(const C360Trait *t)
 {
@@ -311,6 +330,24 @@ c360_col_append_profile_columns(StringInfo s, List *cols, const char *prefix)
 	appendStringInfo(s, ", %snext_change_at", prefix);
 }
 
+/*
+ * The statement's last part for traits computed in CTE v (v._c360_id, one column per
+ * trait): an UPDATE of the profile rows whose values differ by binary image (so that a
+ * numeric's scale counts, as verify() sees it), returning the customers written.
+ */
+void
+c360_col_append_trait_update(StringInfo s, List *traits)
+{
+	appendStringInfoString(s, "UPDATE c360.customer_360 p SET ");
+	c360_col_append_each(s, traits, c360_col_is_any, "%1$s%2$s = v.%2$s", ", ");
+	appendStringInfoString(s, ", profile_updated_at = clock_timestamp()\n"
+						   "FROM v WHERE p.customer_id = v._c360_id\n  AND NOT record_image_eq(ROW(");
+	c360_col_append_each(s, traits, c360_col_is_any, "%1$sp.%2$s", ", ");
+	appendStringInfoString(s, "), ROW(");
+	c360_col_append_each(s, traits, c360_col_is_any, "%1$sv.%2$s", ", ");
+	appendStringInfoString(s, "))\nRETURNING p.customer_id");
+}
+
 /* value COALESCEd with the entry's fill */
 char *
 c360_col_filled(const C360Trait *t, const char *value)
@@ -421,7 +458,7 @@ c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input, co
 	appendStringInfo(s, "\n  %s\n  GROUP BY %s)", from, id);
 }
 
-/* Whether an input other than the events has aggregate entries: it gets agg_<input>. */
+/* Whether cols have aggregate entries over the input: it gets a CTE agg_<input>. */
 bool
 c360_col_any_of(List *cols, C360InputId input)
 {

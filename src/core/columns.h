@@ -59,6 +59,7 @@ extern List *c360_builtin_columns(void);
 extern const char *c360_profile_statement(C360ProfileStatement which, bool bulk);
 extern const char *c360_profile_statement_name(C360ProfileStatement which);
 extern int	c360_profile_bounds(const C360Clock *clock, Datum *args, Oid *types);
+extern int	c360_window_args(List *lookbacks, const C360Clock *clock, Datum *args, Oid *types);
 extern void c360_column_aggregate(StringInfo s, const C360Trait *t, const char *cond);
 extern char *c360_column_condition(const C360Trait *t, bool outer_join, const char *bound);
 extern char *c360_reference_sql(List *traits, bool article_only);

@@ -3,8 +3,9 @@
  *	  What the generators of SQL from the profile column catalog share
  *	  (src/core/columns.c): the entries' kinds, window bounds, and the pieces
  *	  every generated statement is made of.  Used by src/core/profile_sql.c (the
- *	  maintainer's statements) and src/core/reference.c (reference, verify,
- *	  backfill); nothing else includes it.
+ *	  maintainer's statements), src/core/reference.c (reference, verify, backfill)
+ *	  and src/core/traits.c (the traits' own refresh and tick); nothing else
+ *	  includes it.
  *-------------------------------------------------------------------------
  */
 #ifndef C360_COLUMNS_SQL_H
@@ -68,6 +69,7 @@ extern void c360_col_append_profile_columns(StringInfo s, List *cols, const char
 extern char *c360_col_filled(const C360Trait *t, const char *value);
 extern char *c360_col_agg_value(const C360Trait *t);
 extern void c360_col_append_agg_joins(StringInfo s, List *cols, const char *id);
+extern void c360_col_append_trait_update(StringInfo s, List *traits);
 extern void c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input,
 										const char *id, const char *from, Bounds *b,
 										const char *common);

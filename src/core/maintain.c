@@ -288,7 +288,8 @@ static int	chunk_rows;			/* 0: no chunk measured yet */
  * Backfill the traits still backfilling, all in one pass: the next chunk of profile rows
  * (sized as above) in customer_id order after the
  * least-advanced trait's last one, or, when all_at_once (create_trait on a small profile, holding the
- * clock), every row.  Only the backfilling traits are computed, one statement per input.  A
+ * clock), every row.  Only the backfilling traits are computed, in one statement
+ * (src/core/reference.c, c360_backfill_sql).  A
  * chunk holds the clock shared and its customers' locks, as one batch does, so sources and
  * the ticker wait for at most about one batch.  Rows a batch touches meanwhile get the
  * traits from the maintainer, which maintains backfilling traits too.  Returns the rows

@@ -413,7 +413,7 @@ append_trait_recompute(StringInfo s, List *traits, Bounds *b)
 	for (int c = 0; c < in->ncols; c++)
 		appendStringInfo(s, ", %s", quote_identifier(in->cols[c].name));
 	appendStringInfoString(s, " FROM ev),\n");
-	c360_col_append_input_aggregates(s, list_copy(traits), C360_BEHAVIORAL_EVENTS, "i._c360_id",
+	c360_col_append_input_aggregates(s, traits, C360_BEHAVIORAL_EVENTS, "i._c360_id",
 							"FROM trows i", b, NULL);
 }
 
@@ -632,14 +632,17 @@ c360_profile_statement(C360ProfileStatement which, bool bulk)
 int
 c360_profile_bounds(const C360Clock *clock, Datum *args, Oid *types)
 {
-	for (int w = 0; w < C360_NWINDOWS; w++)
-	{
-		Interval   *span = c360_col_parse_interval(c360_windows[w]);
+	static List *spans;			/* c360_windows, parsed once per process */
 
-		types[w] = TIMESTAMPTZOID;
-		args[w] = TimestampTzGetDatum(c360_timestamp_shift(clock->as_of, span, true,
-														   clock->time_zone));
+	if (spans == NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		for (int w = 0; w < C360_NWINDOWS; w++)
+			spans = lappend(spans, c360_col_parse_interval(c360_windows[w]));
+		MemoryContextSwitchTo(old);
 	}
+	c360_window_args(spans, clock, args, types);
 	types[C360_NWINDOWS] = TEXTOID;
 	args[C360_NWINDOWS] = CStringGetTextDatum(clock->time_zone);
 	return C360_NWINDOWS + 1;

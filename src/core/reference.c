@@ -201,14 +201,8 @@ c360_backfill_sql(List *traits, List **lookbacks)
 	}
 	appendStringInfoString(&s, "\n  FROM d");
 	c360_col_append_agg_joins(&s, traits, "d._c360_id");
-	appendStringInfoString(&s, ")\nUPDATE c360.customer_360 p SET ");
-	c360_col_append_each(&s, traits, c360_col_is_any, "%1$s%2$s = v.%2$s", ", ");
-	appendStringInfoString(&s, ", profile_updated_at = clock_timestamp()\n"
-						   "FROM v WHERE p.customer_id = v._c360_id\n  AND NOT record_image_eq(ROW(");
-	c360_col_append_each(&s, traits, c360_col_is_any, "%1$sp.%2$s", ", ");
-	appendStringInfoString(&s, "), ROW(");
-	c360_col_append_each(&s, traits, c360_col_is_any, "%1$sv.%2$s", ", ");
-	appendStringInfoString(&s, "))\nRETURNING p.customer_id");
+	appendStringInfoString(&s, ")\n");
+	c360_col_append_trait_update(&s, traits);
 	*lookbacks = NIL;
 	foreach(lc, b->texts)
 		*lookbacks = lappend(*lookbacks, c360_col_parse_interval(lfirst(lc)));

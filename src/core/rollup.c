@@ -91,19 +91,13 @@ c360_rollup_insert_events_delta(Datum *columns, const C360Clock *clock, C360Dirt
 	List	   *lookbacks = NIL;
 	const char *sql = c360_traits_events_delta(clock, &lookbacks, &plan);
 	int			nargs;
-	ListCell   *lc;
 
 	if (sql == NULL)
 		sql = c360_profile_statement(C360_ROLLUP_INSERT, false);
 	/* $1..$7 the new events' columns, the windows' bounds and the zone, the traits' bounds */
 	memcpy(args, columns, sizeof(Datum) * 7);
 	nargs = 7 + c360_profile_bounds(clock, &args[7], &types[7]);
-	foreach(lc, lookbacks)
-	{
-		types[nargs] = TIMESTAMPTZOID;
-		args[nargs++] = TimestampTzGetDatum(c360_timestamp_shift(clock->as_of, lfirst(lc), true,
-																 clock->time_zone));
-	}
+	nargs += c360_window_args(lookbacks, clock, &args[nargs], &types[nargs]);
 	dirty->written = c360_exec_ids(c360_plan(plan, sql, nargs, types), args, NULL,
 								   dirty->written);
 }

@@ -20,6 +20,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "core/columns_sql.h"
 #include "core/rollup.h"
 #include "core/spi.h"
 #include "core/traits.h"
@@ -55,26 +56,6 @@ static const char *common_window(List *traits);
 static bool named_in(List *names, const char *name);
 static int	refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *args,
 						 Oid *types);
-
-/*
- * The raw ids of the customers in d: their linked identity values, and the id itself
- * unless it is an identity value linked to someone else.  As the behaviour columns
- * attribute events (src/core/maintain.c).
- */
-#define RAW_IDS_CTE \
-"raw AS (\n" \
-"  SELECT d._c360_id, r._c360_raw FROM d CROSS JOIN LATERAL (\n" \
-"    SELECT ir.identity_value FROM c360.identity_resolved ir WHERE ir.customer_id = d._c360_id\n" \
-"    UNION\n" \
-"    SELECT d._c360_id WHERE NOT EXISTS\n" \
-"      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = d._c360_id)\n" \
-"  ) r(_c360_raw))"
-
-static const char *
-customer_column(C360InputId input)
-{
-	return quote_identifier(c360_inputs[input].cols[c360_inputs[input].customer_col].name);
-}
 
 /* c360.column_catalog, or InvalidOid before version 0.5 */
 static Oid
@@ -297,7 +278,7 @@ c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
 	ListCell   *lc;
 	Datum		args[FUNC_MAX_ARGS];
 	Oid			types[FUNC_MAX_ARGS] = {TEXTARRAYOID, TEXTOID, TEXTOID};
-	int			nargs = 3;
+	int			nargs;
 	char	   *sql;
 
 	if (ids == NIL)
@@ -311,12 +292,7 @@ c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
 	args[0] = c360_text_array(ids);
 	args[1] = CStringGetTextDatum(linitial(ids));
 	args[2] = CStringGetTextDatum(llast(ids));
-	foreach(lc, lookbacks)
-	{
-		types[nargs] = TIMESTAMPTZOID;
-		args[nargs++] = TimestampTzGetDatum(c360_timestamp_shift(clock->as_of, lfirst(lc), true,
-																 clock->time_zone));
-	}
+	nargs = 3 + c360_window_args(lookbacks, clock, &args[3], &types[3]);
 	return c360_exec_bulk(sql, nargs, types, args, NIL);
 }
 
@@ -493,7 +469,7 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 	appendStringInfo(&s, "WITH d AS (SELECT %sx AS _c360_id FROM unnest($1::text[]) x),\n",
 					 bulk ? "" : "DISTINCT ");
 	if (input == C360_BEHAVIORAL_EVENTS)
-		appendStringInfoString(&s, RAW_IDS_CTE ",\n");
+		appendStringInfoString(&s, "raw AS (\n" RAW_OF("d") "),\n");
 	appendStringInfoString(&s, "v AS (\n  SELECT d._c360_id");
 	foreach(lc, traits)
 	{
@@ -509,23 +485,11 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 							   "  LEFT JOIN c360.behavioral_events i ON i.customer_id = raw._c360_raw");
 	else
 		appendStringInfo(&s, "\n  FROM d LEFT JOIN c360.%s i ON i.%s = d._c360_id",
-						 c360_inputs[input].name, customer_column(input));
+						 c360_inputs[input].name, c360_col_customer_column(input));
 	if (common_window(traits) != NULL)
 		appendStringInfo(&s, " AND i.%s > $%d", quote_identifier(common_window(traits)), param);
-	appendStringInfoString(&s, "\n  GROUP BY d._c360_id)\nUPDATE c360.customer_360 p SET ");
-	foreach(lc, traits)
-		appendStringInfo(&s, "%s = v.%s, ", quote_identifier(((C360Trait *) lfirst(lc))->name),
-						 quote_identifier(((C360Trait *) lfirst(lc))->name));
-	appendStringInfoString(&s, "profile_updated_at = clock_timestamp()\n"
-						   "FROM v WHERE p.customer_id = v._c360_id\n  AND NOT record_image_eq(ROW(");
-	foreach(lc, traits)
-		appendStringInfo(&s, "%sp.%s", foreach_current_index(lc) ? ", " : "",
-						 quote_identifier(((C360Trait *) lfirst(lc))->name));
-	appendStringInfoString(&s, "), ROW(");
-	foreach(lc, traits)
-		appendStringInfo(&s, "%sv.%s", foreach_current_index(lc) ? ", " : "",
-						 quote_identifier(((C360Trait *) lfirst(lc))->name));
-	appendStringInfoString(&s, "))\nRETURNING p.customer_id");
+	appendStringInfoString(&s, "\n  GROUP BY d._c360_id)\n");
+	c360_col_append_trait_update(&s, traits);
 	return s.data;
 }
 
@@ -544,7 +508,7 @@ tick_sql(C360InputId input, List *traits)
 	initStringInfo(&s);
 	appendStringInfo(&s, "SELECT DISTINCT %s FROM c360.%s i WHERE ",
 					 input == C360_BEHAVIORAL_EVENTS ? OWNER_OF("i.customer_id") :
-					 psprintf("i.%s", customer_column(input)), c360_inputs[input].name);
+					 psprintf("i.%s", c360_col_customer_column(input)), c360_inputs[input].name);
 	foreach(lc, traits)
 	{
 		C360Trait  *t = lfirst(lc);
