@@ -1,6 +1,9 @@
-# test/kafka_lib.sh: what the Kafka source tests share (source it after test/lib.sh; the test
-# sets DB, TMP, TEST_SCHEMA (its scratch schema), bg_pids=() and failures=(), and B, the
-# broker's address, once broker_start gave it).
+# test/kafka_lib.sh: what the Kafka source tests share (source it after test/servers.sh and
+# test/lib.sh, then call kafka_test_start; the test sets B, the broker's address, once
+# broker_start gave it).
+#   kafka_test_start NAME SCHEMA  the tests' common start: database c360_workers of the
+#                             server under test (PGHOST/PGPORT, UTC), T0, a scratch TMP,
+#                             TEST_SCHEMA, empty bg_pids and failures, the EXIT trap
 #   kafka_cleanup             the EXIT trap: background jobs, sources, extension, schema, broker
 #   die MSG                   fail with diagnostics and exit
 #   kafka_test_db N           a fresh extension in $DB, TEST_SCHEMA, customers cust-1..N loaded;
@@ -10,6 +13,22 @@
 #   kill_worker NAME          kill -9 of the source's worker, waiting for the server and a new one
 #   positions_of NAME, applied_of, dead_of, state_of, worker_pid, verify_empty,
 #   tick_verify_empty, ids_match ...: what the tests check
+
+kafka_test_start() {
+    DB=c360_workers
+    : "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
+    export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
+    T0=$(date +%s.%N)
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    TEST_SCHEMA=$2
+    BROKER_PID=
+    B=
+    failures=()
+    bg_pids=()
+    LOCAL_DATA=
+    LOCAL_LOG=
+    trap kafka_cleanup EXIT
+}
 
 die() {
     echo "FAIL: $*"

@@ -25,23 +25,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 . test/servers.sh
 
-DB=c360_workers
-: "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
-export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
-
-T0=$(date +%s.%N)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_kafka_source.XXXXXX")
-TEST_SCHEMA=kafka_test
-BROKER_PID=
-B=
-failures=()
-bg_pids=()
-LOCAL_DATA=
-LOCAL_LOG=
-
-. "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/kafka_lib.sh"
-trap kafka_cleanup EXIT
+. test/lib.sh
+. test/kafka_lib.sh
+kafka_test_start t_kafka_source kafka_test
 
 # ---------------------------------------------------------------------------------------------
 say "step 0: the decoder alone"

@@ -13,23 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/servers.sh
 
-DB=c360_workers
-: "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
-export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
-
-T0=$(date +%s.%N)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_kafka_split.XXXXXX")
-TEST_SCHEMA=kafka_split_test
-BROKER_PID=
-B=
-failures=()
-bg_pids=()
-LOCAL_DATA=
-LOCAL_LOG=
-
-. "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/kafka_lib.sh"
-trap kafka_cleanup EXIT
+. test/lib.sh
+. test/kafka_lib.sh
+kafka_test_start t_kafka_split kafka_split_test
 
 broker_start "$TMP" split_events:2 || die "the test broker did not start"
 B=$BROKER_ADDR

@@ -24,23 +24,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/servers.sh
 
-DB=c360_workers
-: "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
-export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
-
-T0=$(date +%s.%N)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/t_segment.XXXXXX")
-TEST_SCHEMA=seg_test
-BROKER_PID=
-B=
-failures=()
-bg_pids=()
-LOCAL_DATA=
-LOCAL_LOG=
-
-. "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/kafka_lib.sh"
-trap kafka_cleanup EXIT
+. test/lib.sh
+. test/kafka_lib.sh
+kafka_test_start t_segment seg_test
 
 skipped_of() { q -c "SELECT skipped_messages FROM c360.source_status WHERE name = '$1'"; }
 # events, product views, sessions in the last 30 days, as the profile has them
