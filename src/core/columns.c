@@ -333,15 +333,19 @@ c360_col_append_profile_columns(StringInfo s, List *cols, const char *prefix)
 /*
  * The statement's last part for traits computed in CTE v (v._c360_id, one column per
  * trait): an UPDATE of the profile rows whose values differ by binary image (so that a
- * numeric's scale counts, as verify() sees it), returning the customers written.
+ * numeric's scale counts, as verify() sees it), returning the customers written.  range,
+ * unless NULL, is a further condition on p.
  */
 void
-c360_col_append_trait_update(StringInfo s, List *traits)
+c360_col_append_trait_update(StringInfo s, List *traits, const char *range)
 {
 	appendStringInfoString(s, "UPDATE c360.customer_360 p SET ");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$s%2$s = v.%2$s", ", ");
 	appendStringInfoString(s, ", profile_updated_at = clock_timestamp()\n"
-						   "FROM v WHERE p.customer_id = v._c360_id\n  AND NOT record_image_eq(ROW(");
+						   "FROM v WHERE p.customer_id = v._c360_id\n");
+	if (range)
+		appendStringInfo(s, "  AND %s\n", range);
+	appendStringInfoString(s, "  AND NOT record_image_eq(ROW(");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$sp.%2$s", ", ");
 	appendStringInfoString(s, "), ROW(");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$sv.%2$s", ", ");

@@ -69,7 +69,8 @@ extern void c360_col_append_profile_columns(StringInfo s, List *cols, const char
 extern char *c360_col_filled(const C360Trait *t, const char *value);
 extern char *c360_col_agg_value(const C360Trait *t);
 extern void c360_col_append_agg_joins(StringInfo s, List *cols, const char *id);
-extern void c360_col_append_trait_update(StringInfo s, List *traits);
+extern void c360_col_append_trait_update(StringInfo s, List *traits,
+										 const char *range);
 extern void c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input,
 										const char *id, const char *from, Bounds *b,
 										const char *common);

@@ -202,7 +202,8 @@ c360_backfill_sql(List *traits, List **lookbacks)
 	appendStringInfoString(&s, "\n  FROM d");
 	c360_col_append_agg_joins(&s, traits, "d._c360_id");
 	appendStringInfoString(&s, ")\n");
-	c360_col_append_trait_update(&s, traits);
+	/* the range lets the planner read only the chunk's profile rows, not all of them */
+	c360_col_append_trait_update(&s, traits, "p.customer_id >= $2 AND p.customer_id <= $3");
 	*lookbacks = NIL;
 	foreach(lc, b->texts)
 		*lookbacks = lappend(*lookbacks, c360_col_parse_interval(lfirst(lc)));

@@ -489,7 +489,7 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 	if (common_window(traits) != NULL)
 		appendStringInfo(&s, " AND i.%s > $%d", quote_identifier(common_window(traits)), param);
 	appendStringInfoString(&s, "\n  GROUP BY d._c360_id)\n");
-	c360_col_append_trait_update(&s, traits);
+	c360_col_append_trait_update(&s, traits, NULL);
 	return s.data;
 }
 
