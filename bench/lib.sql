@@ -95,7 +95,7 @@ CREATE FUNCTION bench.label(q text) RETURNS text
         WHEN q LIKE 'WITH v AS (SELECT * FROM unnest(%UPDATE c360.customer_360%'
             THEN 'columns.c events by difference (events, profiles, event traits)'
         WHEN q LIKE 'WITH v AS (SELECT * FROM unnest(%' THEN 'rollup.c insert_sql (events mirror)'
-        WHEN q LIKE 'SELECT DISTINCT x FROM unnest($1::text[]) x' THEN 'maintain.c lock_ids (stripe ids)'
+        WHEN q LIKE 'SELECT DISTINCT x FROM unnest($1::text[]) x' THEN 'maintain.c lock_ids (customer ids)'
         WHEN q LIKE 'SELECT as_of, time_zone FROM c360.clock' THEN 'maintain.c clock read'
         WHEN q LIKE 'WITH ev AS%' THEN 'columns.c tick events by difference (events left the window)'
         WHEN q LIKE 'WITH d AS (SELECT DISTINCT x AS _c360_id%'

@@ -13,11 +13,13 @@
 /*
  * Advisory lock keys (the two-int4 form).  The clock lock is taken shared by every apply
  * batch and exclusively by tick, rebuild, segment and trait creation and batches that re-attribute
- * events; customer locks are striped; the outbox lock orders segment_changes commits.
+ * events; customer locks have two levels (all customers, then each: src/core/maintain.c,
+ * c360_maintain_lock); the outbox lock orders segment_changes commits.
  */
 #define C360_LOCK_CLOCK		0x63333630	/* "c360" */
 #define C360_LOCK_CUSTOMER	0x63333631
 #define C360_LOCK_OUTBOX	0x63333632
+#define C360_LOCK_CUSTOMERS	0x63333633	/* all customers (key 0) */
 
 /* The clock as one batch sees it: as_of and its window bounds, in the profile's zone. */
 typedef struct C360Clock

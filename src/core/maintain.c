@@ -29,8 +29,12 @@
 #include "core/spi.h"
 #include "core/traits.h"
 
-/* Customer locks are striped: a batch never needs more than this many lock entries. */
-#define C360_STRIPES		1024
+/*
+ * A batch of at most this many customers locks each of them; a larger one (a snapshot, a
+ * backfill chunk) locks all customers at once.  It bounds the entries a batch takes in the
+ * server's shared lock table (README, "More workers for one topic").
+ */
+#define C360_CUSTOMER_LOCKS	1024
 
 static int	cmp_int(const void *a, const void *b);
 static void split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour,
@@ -147,32 +151,45 @@ split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviou
 }
 
 /*
- * Customer locks are advisory so that they also cover customers with no profile row yet,
- * and striped so that a batch of any size takes a bounded number of them.  Taken in
- * ascending stripe order: two batches can wait on each other only in one direction.
+ * Customer locks are advisory so that they also cover customers with no profile row yet.
+ * Two levels, so that a batch of any size takes a bounded number of entries: every batch
+ * takes the all-customers lock, shared by a batch of at most C360_CUSTOMER_LOCKS customers,
+ * which then locks each of them (by a 32-bit hash of the id), and exclusively by a larger
+ * one, which takes nothing more.  Batches of different customers so run side by side (two
+ * sources on a topic's partitions, keyed by customer).  Taken in one order, the
+ * all-customers lock first and then ascending hashes: two batches can wait on each other
+ * only in one direction.
  */
 void
 c360_maintain_lock(Datum ids)
 {
 	Oid			types[1] = {TEXTARRAYOID};
-	int		   *stripes;
+	int		   *keys;
 	int			n;
 
 	c360_exec(c360_plan(&lock_ids_plan, "SELECT DISTINCT x FROM unnest($1::text[]) x", 1, types),
 			  &ids, NULL);
 	n = SPI_processed;
-	stripes = palloc(sizeof(int) * n);
+	if (n > C360_CUSTOMER_LOCKS)
+	{
+		DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(C360_LOCK_CUSTOMERS),
+							Int32GetDatum(0));
+		return;
+	}
+	DirectFunctionCall2(pg_advisory_xact_lock_shared_int4, Int32GetDatum(C360_LOCK_CUSTOMERS),
+						Int32GetDatum(0));
+	keys = palloc(sizeof(int) * n);
 	for (int i = 0; i < n; i++)
 	{
 		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
-		stripes[i] = id ? hash_bytes((const unsigned char *) id, strlen(id)) % C360_STRIPES : 0;
+		keys[i] = id ? (int) hash_bytes((const unsigned char *) id, strlen(id)) : 0;
 	}
-	qsort(stripes, n, sizeof(int), cmp_int);
+	qsort(keys, n, sizeof(int), cmp_int);
 	for (int i = 0; i < n; i++)
-		if (i == 0 || stripes[i] != stripes[i - 1])
+		if (i == 0 || keys[i] != keys[i - 1])
 			DirectFunctionCall2(pg_advisory_xact_lock_int4,
-								Int32GetDatum(C360_LOCK_CUSTOMER), Int32GetDatum(stripes[i]));
+								Int32GetDatum(C360_LOCK_CUSTOMER), Int32GetDatum(keys[i]));
 }
 
 static int
@@ -276,8 +293,8 @@ c360_maintain_rebuild(void)
 }
 
 /*
- * A backfill chunk holds its customers' locks (most of the stripes, for a chunk of
- * thousands), so sources wait for it: its size adapts, per process (the ticker, a session
+ * A backfill chunk holds its customers' locks (all customers', for a chunk of more than
+ * C360_CUSTOMER_LOCKS), so sources wait for it: its size adapts, per process (the ticker, a session
  * running CALL backfill_traits()), so that a chunk takes about CHUNK_MS, as a source's batch
  * does, and is at most c360.trait_backfill_chunk rows.
  */
