@@ -1,8 +1,14 @@
 -- bench/data.sql: generate the bench's shop (untimed) into staging: the rows of every phase,
 -- their JSON batches of :batch changes for c360.apply_changes, and the CSV files that the raw
 -- COPY baselines load.  psql variables: customers, base_orders, base_events, events,
--- order_changes, batch, chunks, csv_prefix, floor_batches.  Deterministic (setseed), serial
--- so the seed holds.
+-- order_changes, batch, chunks, csv_prefix, floor_batches, and optionally load_batch (the
+-- base phases' batch size, :batch unless set: a large one loads a big shop through the bulk
+-- path).  Deterministic (setseed), serial so the seed holds.
+
+\if :{?load_batch}
+\else
+\set load_batch :batch
+\endif
 
 SET max_parallel_workers_per_gather = 0;
 SELECT setseed(0.36) \gset
@@ -107,19 +113,19 @@ FROM allc;
 
 -- JSON batches, built server-side so that no client formatting is ever timed.
 INSERT INTO bench.batches
-SELECT 'customers', (seq - 1) / :batch + 1, count(*),
+SELECT 'customers', (seq - 1) / :load_batch + 1, count(*),
        jsonb_agg(jsonb_build_object('input', 'customers', 'op', 'insert',
                                     'new', to_jsonb(c) - 'seq') ORDER BY seq)::text
 FROM bench.customers c GROUP BY 2;
 
 INSERT INTO bench.batches
-SELECT 'base_orders', (seq - 1) / :batch + 1, count(*),
+SELECT 'base_orders', (seq - 1) / :load_batch + 1, count(*),
        jsonb_agg(jsonb_build_object('input', 'orders', 'op', 'insert',
                                     'new', to_jsonb(o) - 'seq') ORDER BY seq)::text
 FROM bench.base_orders o GROUP BY 2;
 
 INSERT INTO bench.batches
-SELECT 'base_events', (seq - 1) / :batch + 1, count(*),
+SELECT 'base_events', (seq - 1) / :load_batch + 1, count(*),
        jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert',
                                     'new', to_jsonb(e) - 'seq') ORDER BY seq)::text
 FROM bench.base_events e GROUP BY 2;

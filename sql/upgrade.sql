@@ -112,3 +112,7 @@ UPDATE c360.customer_360 SET lifecycle_stage = 'churned', sessions_last_30d = 7;
 SELECT column_name, profile_value, reference_value FROM c360.verify() ORDER BY 1, 2;
 SELECT c360.rebuild() > 0 AS rebuilt;
 SELECT * FROM c360.verify();
+
+-- 0.8: the profile's indexes, without (lifecycle_stage, sessions_last_30d)
+SELECT indexrelid::regclass::text AS profile_index FROM pg_index
+WHERE indrelid = 'c360.customer_360'::regclass ORDER BY 1;
