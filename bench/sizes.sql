@@ -1,0 +1,137 @@
+-- bench/sizes.sql: the scale bench's shop (bench/sizes.sh), loaded after bench/lib.sql into
+-- a database of its own per size.  psql variables: customers, changes, batch.  Orders (2 a
+-- customer), support tickets (1 in 2 customers, a fifth of them open) and events (5 a
+-- customer) are written straight into the mirrors, in chunks of a million rows
+-- a transaction: with c360.rebuild() afterwards that is the fastest way in (README,
+-- "Loading a large history"); rebuild() is timed by the script.  One customer in 100 is
+-- planted as bench/data.sql does: its last order crosses 30, 90 or 365 days, or its oldest
+-- in-window event leaves the 30-day window, in the hour after bench.t0(), so that a tick of
+-- an hour finds 1% due.  Deterministic (setseed).
+
+SET max_parallel_workers_per_gather = 0;
+SELECT setseed(0.19) \gset
+
+CREATE TABLE bench.planted AS
+SELECT i, bench.customer(i) AS customer_id, (i / 100) % 4 AS kind,
+       bench.t0() - make_interval(days => (ARRAY[30, 90, 365, 30])[(i / 100) % 4 + 1])
+                  + make_interval(mins => 1 + ((i / 100) % 58)::int) AS at
+FROM generate_series(100, :customers, 100) i;
+CREATE UNIQUE INDEX ON bench.planted (i);
+
+-- p_total rows of a mirror, a million per transaction
+CREATE PROCEDURE bench.load_mirror(p_table text, p_total bigint, p_customers bigint)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    FOR lo IN 0..p_total - 1 BY 1000000 LOOP
+        IF p_table = 'customers' THEN
+            INSERT INTO c360.customers
+            SELECT bench.customer(i), 'user' || i || '@example.com',
+                   (ARRAY['Ana','Ben','Chloe','Dev','Emma','Farid','Gia','Hugo'])[1 + i % 8],
+                   (ARRAY['Smith','Garcia','Chen','Okafor','Novak','Silva'])[1 + i % 6],
+                   '+1555' || lpad(i::text, 8, '0'),
+                   (ARRAY['organic','paid_search','social','referral','email'])[1 + floor(random() * 5)::int],
+                   bench.t0() - random() * interval '1000 days',
+                   (ARRAY['bronze','silver','gold','platinum',NULL])[1 + floor(random() * 5)::int],
+                   bench.t0() - random() * interval '100 days'
+            FROM generate_series(lo + 1, least(lo + 1000000, p_total)) i;
+        ELSIF p_table = 'support_tickets' THEN
+            INSERT INTO c360.support_tickets
+            SELECT 't' || s, bench.customer(1 + floor(random() * p_customers)::bigint),
+                   CASE WHEN random() < 0.2 THEN 'open' ELSE 'resolved' END,
+                   (ARRAY['billing','delivery','product','account'])[1 + floor(random() * 4)::int],
+                   bench.t0() - random() * interval '400 days', NULL
+            FROM generate_series(lo + 1, least(lo + 1000000, p_total)) s;
+        ELSIF p_table = 'orders' THEN
+            -- a planted customer's orders all precede its planted last order
+            INSERT INTO c360.orders
+            SELECT 'o' || s, bench.customer(o.ci),
+                   (ARRAY['delivered','shipped','pending','cancelled','returned'])[1 + floor(random() * 5)::int],
+                   round((5 + random() * 295)::numeric, 2), 1 + floor(random() * 6)::int,
+                   (ARRAY['web','mobile','store','marketplace'])[1 + floor(random() * 4)::int],
+                   CASE WHEN p.kind < 3 THEN least(o.at, p.at - interval '1 day') ELSE o.at END,
+                   CASE WHEN p.kind < 3 THEN least(o.at, p.at - interval '1 day') ELSE o.at END
+            FROM (SELECT s, 1 + floor(random() * p_customers)::bigint AS ci,
+                         bench.off_band(bench.t0() - random() * interval '730 days') AS at
+                  FROM generate_series(lo + 1, least(lo + 1000000, p_total)) s) o
+            LEFT JOIN bench.planted p ON p.i = o.ci;
+        ELSE
+            INSERT INTO c360.behavioral_events
+            SELECT 'e' || s, bench.customer(ci), 's' || ci || '-' || floor(random() * 4)::int,
+                   (ARRAY['product_view','product_view','page_view','add_to_cart','purchase'])[1 + floor(random() * 5)::int],
+                   'p' || floor(random() * 5000)::int, 'k' || floor(random() * 50)::int,
+                   bench.off_band(bench.t0() - random() * interval '60 days')
+            FROM (SELECT s, 1 + floor(random() * p_customers)::bigint AS ci
+                  FROM generate_series(lo + 1, least(lo + 1000000, p_total)) s) g;
+        END IF;
+        COMMIT;
+    END LOOP;
+END $$;
+
+CALL bench.load_mirror('customers', :customers, :customers);
+CALL bench.load_mirror('orders', 2 * :customers, :customers);
+-- the planted last orders and oldest in-window events
+INSERT INTO c360.orders
+SELECT 'od' || i, customer_id, 'delivered', 99.50, 2, 'web', at, at FROM bench.planted WHERE kind < 3;
+CALL bench.load_mirror('support_tickets', :customers / 2, :customers);
+CALL bench.load_mirror('behavioral_events', 5 * :customers, :customers);
+INSERT INTO c360.behavioral_events
+SELECT 'ed' || i, customer_id, 's' || i || '-old', 'product_view', 'p1', 'k1', at
+FROM bench.planted WHERE kind = 3;
+
+-- The measured changes, as bench/data.sql draws them: new events within 30 days, and order
+-- changes, half new orders (never for planted customers), half updates of distinct
+-- existing orders.  :changes of each, in batches of :batch.
+INSERT INTO bench.batches
+SELECT 'events', (seq - 1) / :batch + 1, count(*),
+       jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert',
+                                    'new', to_jsonb(e) - 'seq') ORDER BY seq)::text
+FROM bench.draw_events('m', :changes, :customers) e GROUP BY 2;
+
+CREATE TABLE bench.order_changes AS
+WITH ins AS (
+    SELECT 'insert' AS op, 'n' || s AS order_id,
+           bench.customer(CASE WHEN ci % 100 = 0 THEN ci - 1 ELSE ci END) AS customer_id,
+           (ARRAY['pending','shipped','delivered'])[1 + floor(random() * 3)::int] AS order_status,
+           round((5 + random() * 295)::numeric, 2) AS total_amount,
+           1 + floor(random() * 6)::int AS item_count,
+           (ARRAY['web','mobile','store','marketplace'])[1 + floor(random() * 4)::int] AS channel,
+           bench.t0() - random() * (interval '30 days' - interval '3 hours') AS created_at
+    FROM (SELECT s, 1 + floor(random() * :customers)::bigint AS ci
+          FROM generate_series(1, :changes / 2) s) g),
+upd AS (
+    SELECT 'update' AS op, o.order_id, o.customer_id,
+           (ARRAY['shipped','delivered','returned'])[1 + floor(random() * 3)::int] AS order_status,
+           o.total_amount, o.item_count, o.channel, o.created_at
+    FROM (SELECT DISTINCT 1 + floor(random() * 2 * :customers)::bigint AS s
+          FROM generate_series(1, :changes - :changes / 2)) k
+    JOIN c360.orders o ON o.order_id = 'o' || k.s)
+SELECT row_number() OVER (ORDER BY random()) AS seq, op, order_id, customer_id, order_status,
+       total_amount, item_count, channel, created_at,
+       bench.t0() - random() * interval '1 hour' AS updated_at
+FROM (SELECT * FROM ins UNION ALL SELECT * FROM upd) a;
+
+INSERT INTO bench.batches
+SELECT 'orders', (seq - 1) / :batch + 1, count(*),
+       jsonb_agg(jsonb_build_object('input', 'orders', 'op', op,
+                                    'old', CASE WHEN op = 'update' THEN jsonb_build_object('order_id', order_id) END,
+                                    'new', to_jsonb(o) - 'seq' - 'op') ORDER BY seq)::text
+FROM bench.order_changes o GROUP BY 2;
+
+-- Point lookups: random customers, each timed on the server.
+CREATE FUNCTION bench.lookups(n int, customers bigint) RETURNS float8[]
+    LANGUAGE plpgsql AS $$
+DECLARE
+    ms  float8[] := '{}';
+    t   timestamptz;
+    id  text;
+    rec record;
+BEGIN
+    FOR k IN 1..n LOOP
+        id := bench.customer(1 + floor(random() * customers)::bigint);
+        t := clock_timestamp();
+        SELECT * INTO rec FROM c360.customer_360 WHERE customer_id = id;
+        ms := ms || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
+    END LOOP;
+    RETURN ms;
+END $$;
+ANALYZE;
