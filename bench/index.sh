@@ -33,30 +33,10 @@ DBS="idx_pair idx_stage idx_none"
 
 make -s >/dev/null && make -s install >/dev/null
 . test/servers.sh
-
-DIR=$(mktemp -d /tmp/c360-indexbench.XXXXXX)
-cleanup() {
-    if [ "$KEEP" = 1 ]; then
-        echo "cluster left running: psql -h 127.0.0.1 -p $PORT -U postgres -d idx_pair;" \
-            "stop: . test/servers.sh && pg_stop $DIR && rm -rf $DIR" >&2
-        return
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+. bench/cluster.sh
 
 mkdir -p "$OUT"
-pg_start "$DIR" "$PORT" \
-    "shared_preload_libraries = 'customer360, pg_stat_statements'" \
-    "c360.tick_interval = 0" \
-    "shared_buffers = 1GB" \
-    "work_mem = 16MB" \
-    "maintenance_work_mem = 256MB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
-    "timezone = 'UTC'"
+bench_cluster indexbench "$PORT" "$KEEP" idx_pair "shared_buffers = 1GB"
 
 q() { local db=$1; shift; pg_psql "$PORT" -d "$db" "$@"; }
 say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
@@ -94,6 +74,7 @@ done
 
 # --- events, the three copies in rotation, one session each (bench/traits.sh's way) ----------
 nb=$(q idx_pair -At -c "SELECT max(batch_no) FROM bench.batches WHERE phase = 'events'")
+((CHUNKS <= nb)) || CHUNKS=$nb
 say "events: $nb batches of $BATCH in $CHUNKS chunks, rotating over $DBS"
 set -- $DBS
 {

@@ -25,32 +25,13 @@ KEEP=${BENCH_KEEP:-0}
 make -s && make -s install
 
 . test/servers.sh
-
-DIR=$(mktemp -d /tmp/c360-bench.XXXXXX)
-cleanup() {
-    if [ "$KEEP" = 1 ]; then
-        echo "cluster left running: psql -h 127.0.0.1 -p $PORT -U postgres;" \
-            "stop: . test/servers.sh && pg_stop $DIR && rm -rf $DIR" >&2
-        return
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+. bench/cluster.sh
 
 mkdir -p "$OUT"
 # Autovacuum stays on (a real deployment has it); the bench vacuums between phases so that it
-# rarely has anything to do while a phase is timed.  fsync is off (servers.sh): commits cost
-# no flush on either side of a ratio.
-pg_start "$DIR" "$PORT" \
-    "shared_preload_libraries = 'customer360, pg_stat_statements'" \
-    "c360.tick_interval = 0" \
+# rarely has anything to do while a phase is timed.
+bench_cluster bench "$PORT" "$KEEP" bench \
     "shared_buffers = 1GB" \
-    "work_mem = 16MB" \
-    "maintenance_work_mem = 256MB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
-    "timezone = 'UTC'" \
     "pg_stat_statements.track = all" \
     "pg_stat_statements.max = 1000"
 

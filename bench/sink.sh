@@ -15,6 +15,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 . test/servers.sh
+. bench/cluster.sh
 PORT=${SINK_BENCH_PORT:-54336}
 CUSTOMERS=${SINK_BENCH_CUSTOMERS:-50000}
 CHANGES=${SINK_BENCH_CHANGES:-100000}
@@ -26,30 +27,13 @@ SINK=${SINK_BENCH_SINK:-1}
 make -s >/dev/null && make -s install >/dev/null
 [ "$SINK" = 0 ] || make -s test/kafka_broker >/dev/null
 
-DIR=$(mktemp -d /tmp/c360-sinkbench.XXXXXX)
 BROKER_PID=
-cleanup() {
-    if [ -n "$BROKER_PID" ]; then kill -TERM "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi
-    if [ "$KEEP" = 1 ]; then
-        echo "cluster left running: psql -h 127.0.0.1 -p $PORT -U postgres -d bench_segs;" \
-            "stop: . test/servers.sh && pg_stop $DIR && rm -rf $DIR" >&2
-        return
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+BENCH_ON_EXIT='if [ -n "$BROKER_PID" ]; then kill -TERM "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi'
 
 # The sink runs in bench_sink (the launcher's database); the segment bench in two others.
-pg_start "$DIR" "$PORT" \
-    "shared_preload_libraries = 'customer360'" \
+bench_cluster sinkbench "$PORT" "$KEEP" bench_segs \
     "c360.database = 'bench_sink'" \
-    "c360.tick_interval = 0" \
-    "shared_buffers = 512MB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
-    "timezone = 'UTC'"
+    "shared_buffers = 512MB"
 
 q() { local db=$1; shift; pg_psql "$PORT" -d "$db" -qAt "$@"; }
 say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }

@@ -31,30 +31,10 @@ KEEP=${SCALE_KEEP:-0}
 
 make -s >/dev/null && make -s install >/dev/null
 . test/servers.sh
-
-DIR=$(mktemp -d /tmp/c360-scale.XXXXXX)
-cleanup() {
-    if [ "$KEEP" = 1 ]; then
-        echo "cluster left running: psql -h 127.0.0.1 -p $PORT -U postgres;" \
-            "stop: . test/servers.sh && pg_stop $DIR && rm -rf $DIR" >&2
-        return
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+. bench/cluster.sh
 
 mkdir -p "$OUT"
-pg_start "$DIR" "$PORT" \
-    "shared_preload_libraries = 'customer360, pg_stat_statements'" \
-    "c360.tick_interval = 0" \
-    "shared_buffers = 1GB" \
-    "work_mem = 16MB" \
-    "maintenance_work_mem = 256MB" \
-    "max_wal_size = 16GB" \
-    "checkpoint_timeout = 30min" \
-    "timezone = 'UTC'"
+bench_cluster scale "$PORT" "$KEEP" postgres "shared_buffers = 1GB" "max_wal_size = 16GB"
 
 q() { local db=$1; shift; pg_psql "$PORT" -d "$db" "$@"; }
 say() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
@@ -122,10 +102,10 @@ SQL
 done
 
 python3 - "$OUT/scale.txt" "$(nproc)" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" \
-    "$(q postgres -At -c 'SHOW server_version')" "$DIR"/size_*.json <<'PY'
+    "$(q postgres -At -c 'SHOW server_version')" "$CHANGES" "$DIR"/size_*.json <<'PY'
 import json, sys
-out, cores, load0, load1, server = sys.argv[1:6]
-runs = sorted((json.load(open(f)) for f in sys.argv[6:]), key=lambda r: r["customers"])
+out, cores, load0, load1, server, changes = sys.argv[1:7]
+runs = sorted((json.load(open(f)) for f in sys.argv[7:]), key=lambda r: r["customers"])
 base = runs[0]
 def r(run, phase, key="seconds"):
     return run["results"].get(phase, {}).get(key)
@@ -148,7 +128,8 @@ rows = [
     ("disk per customer", lambda x: "%.0f bytes (profile %.0f)" % (x["disk_bytes"] / x["customers"], x["profile_bytes"] / x["customers"]), lambda x: (x["disk_bytes"] / x["customers"]) / (base["disk_bytes"] / base["customers"]), None),
 ]
 lines = ["customer360 scale bench: PostgreSQL %s, %s cores, shared_buffers 1GB; load %s -> %s" % (server, cores, load0, load1),
-         "each size: 2 orders, 0.5 support tickets and 5 events a customer; 100,000 events and 100,000 order changes in batches of 1,000", ""]
+         "each size: 2 orders, 0.5 support tickets and 5 events a customer; %s events and %s order changes in batches of 1,000"
+         % (format(int(changes), ","), format(int(changes), ",")), ""]
 head = "%-40s" % "" + "".join("%28s" % format(x["customers"], ",") for x in runs) + "   ratio to %s, target" % format(base["customers"], ",")
 lines.append(head)
 for label, show, ratio, target in rows:

@@ -39,31 +39,12 @@ KEEP=${TRAITS_BENCH_KEEP:-0}
 make -s >/dev/null && make -s install >/dev/null
 
 . test/servers.sh
-
-DIR=$(mktemp -d /tmp/c360-traitsbench.XXXXXX)
-cleanup() {
-    if [ "$KEEP" = 1 ]; then
-        echo "cluster left running: psql -h 127.0.0.1 -p $PORT -U postgres -d bench_traits;" \
-            "stop: . test/servers.sh && pg_stop $DIR && rm -rf $DIR" >&2
-        return
-    fi
-    pg_stop "$DIR"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+. bench/cluster.sh
 
 mkdir -p "$OUT"
 # bench/run.sh's settings, but shared_buffers: two databases of run.sh's size share them.
-pg_start "$DIR" "$PORT" \
-    "shared_preload_libraries = 'customer360, pg_stat_statements'" \
-    "c360.tick_interval = 0" \
+bench_cluster traitsbench "$PORT" "$KEEP" bench_traits \
     "shared_buffers = 2GB" \
-    "work_mem = 16MB" \
-    "maintenance_work_mem = 256MB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
-    "timezone = 'UTC'" \
     "pg_stat_statements.track = all" \
     "pg_stat_statements.max = 1000"
 
