@@ -32,7 +32,7 @@
 /*
  * A batch of at most this many customers locks each of them; a larger one (a snapshot, a
  * backfill chunk) locks all customers at once.  It bounds the entries a batch takes in the
- * server's shared lock table (README, "More workers for one topic").
+ * server's shared lock table (README, "How it works", Concurrency).
  */
 #define C360_CUSTOMER_LOCKS	1024
 
@@ -294,9 +294,9 @@ c360_maintain_rebuild(void)
 
 /*
  * A backfill chunk holds its customers' locks (all customers', for a chunk of more than
- * C360_CUSTOMER_LOCKS), so sources wait for it: its size adapts, per process (the ticker, a session
- * running CALL backfill_traits()), so that a chunk takes about CHUNK_MS, as a source's batch
- * does, and is at most c360.trait_backfill_chunk rows.
+ * C360_CUSTOMER_LOCKS), so sources wait for it: its size adapts, per process (the ticker,
+ * a session running CALL backfill_traits()), so that a chunk takes about CHUNK_MS, as a
+ * source's batch does, and is at most c360.trait_backfill_chunk rows.
  */
 #define CHUNK_MS 100
 static int	chunk_rows;			/* 0: no chunk measured yet */
