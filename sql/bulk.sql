@@ -91,3 +91,22 @@ SELECT count(*) AS profiles, count(*) FILTER (WHERE events_last_30d > 0) AS acti
        count(*) FILTER (WHERE lifecycle_stage = 'active') AS stage_active
 FROM c360.customer_360;
 SELECT count(*) AS diffs FROM c360.verify();
+
+-- a rebuild in chunks of 700 customers (c360.rebuild_chunk), one transaction: profile rows
+-- wrong at a chunk's first and last customer, and rows of customers no longer in the
+-- mirror before the first customer, between two chunks and after the last one, go or
+-- come right; then the whole profile from scratch
+SET c360.rebuild_chunk = 700;
+INSERT INTO c360.customer_360
+SELECT (jsonb_populate_record(p, jsonb_build_object('customer_id', x.id))).*
+FROM c360.customer_360 p, (VALUES ('a0'), ('b4x'), ('zz')) x(id) WHERE p.customer_id = 'b1';
+UPDATE c360.customer_360 SET total_orders = total_orders + 5
+WHERE customer_id IN (SELECT customer_id FROM c360.customers ORDER BY customer_id OFFSET 699 LIMIT 2);
+SELECT count(*) AS diffs FROM c360.verify();
+SELECT c360.rebuild() AS rebuilt;
+SELECT count(*) AS profiles FROM c360.customer_360;
+SELECT count(*) AS diffs FROM c360.verify();
+DELETE FROM c360.customer_360;
+SELECT c360.rebuild() AS rebuilt, count(*) AS customers FROM c360.customers;
+SELECT count(*) AS diffs FROM c360.verify();
+RESET c360.rebuild_chunk;

@@ -22,6 +22,7 @@ int			c360_batch_size = 1000;
 int			c360_batch_ms = 100;
 int			c360_tick_interval_ms = 1000;
 int			c360_trait_backfill_chunk = 10000;
+int			c360_rebuild_chunk = 1000000;
 bool		c360_loaded_at_startup = false;
 
 void		_PG_init(void);
@@ -68,6 +69,11 @@ _PG_init(void)
 							"Size of a trait backfill chunk: the first is this many trait values, later ones take about 100 ms and are at most this many rows.",
 							"c360.create_trait computes a trait at once on a profile of at most this many rows.",
 							&c360_trait_backfill_chunk, 10000, 10, 10000000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("c360.rebuild_chunk",
+							"Most customers c360.rebuild() recomputes in one statement.",
+							"A rebuild's memory is that of one chunk; all chunks run in one transaction.",
+							&c360_rebuild_chunk, 1000000, 1, 100000000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("c360.tick_interval",
 							"How often the ticker moves the profile clock to now(); 0 stops it.",

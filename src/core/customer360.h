@@ -13,6 +13,7 @@ extern int	c360_batch_size;
 extern int	c360_batch_ms;
 extern int	c360_tick_interval_ms;
 extern int	c360_trait_backfill_chunk;
+extern int	c360_rebuild_chunk;
 extern bool c360_loaded_at_startup;
 
 #endif							/* CUSTOMER360_H */

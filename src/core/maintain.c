@@ -37,6 +37,7 @@
 #define C360_CUSTOMER_LOCKS	1024
 
 static int	cmp_int(const void *a, const void *b);
+static char *rebuild_chunk(const char *last, const C360Clock *clock, int64 *changed);
 static void split_dirty(const C360Dirty *dirty, List **full, List **recount, List **behaviour,
 						List **timed);
 
@@ -273,23 +274,61 @@ c360_maintain_tick(TimestampTz to, bool strict)
 int64
 c360_maintain_rebuild(void)
 {
-	static SPIPlanPtr all_plan;
 	C360Clock	clock;
-	C360Dirty	all = {0};
-	int64		changed;
+	int64		changed = 0;
+	char	   *last = NULL;
 
 	SPI_connect();
 	c360_clock_lock(true, &clock);
 	c360_rollup_rebuild();
-	all.full = c360_exec_ids(c360_plan(&all_plan,
-								  "SELECT customer_id FROM c360.customers UNION "
-								  "SELECT customer_id FROM c360.customer_360", 0, NULL),
-							 NULL, NULL, NIL);
-	all.behaviour = all.full;	/* the stored behaviour is what a rebuild distrusts */
-	all.inputs[C360_CUSTOMERS] = all.full;	/* and every trait */
-	changed = c360_maintain_refresh(&all, &clock, true);
+	do
+		last = rebuild_chunk(last, &clock, &changed);
+	while (last != NULL);
 	SPI_finish();
 	return changed;
+}
+
+/*
+ * Recompute the customers after `last` (NULL: from the first), at most c360.rebuild_chunk
+ * of c360.customers and the profile rows between them, in an SPI connection of its own, so
+ * that a rebuild's memory stays that of one chunk (a single statement over 10,000,000
+ * customers took 14 GB).  A chunk's statement is planned for its size, which for a large
+ * one means passes over the mirrors and the profile (hash joins, a hashed = ANY), so chunks
+ * are large: about 1.4 KB of memory a customer, against one more pass over the tables.  Returns the last customer done, in the caller's memory, or NULL
+ * after the last chunk.
+ */
+static char *
+rebuild_chunk(const char *last, const C360Clock *clock, int64 *changed)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2];
+	const char *after = last ? "customer_id > $1" : "customer_id >= $1";
+	char	   *bound = NULL;
+	char	   *range;
+	C360Dirty	all = {0};
+
+	SPI_connect();
+	args[0] = CStringGetTextDatum(last ? last : "");
+	c360_exec_bulk(psprintf("SELECT customer_id FROM c360.customers WHERE %s"
+							" ORDER BY customer_id OFFSET %d LIMIT 1", after, c360_rebuild_chunk - 1),
+				   1, types, args, NIL);
+	if (SPI_processed == 1)
+	{
+		bound = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1));
+		args[1] = CStringGetTextDatum(bound);
+	}
+	/* the last chunk also takes the profile rows past the last customer */
+	range = bound ? psprintf("%s AND customer_id <= $2", after) : pstrdup(after);
+	all.full = c360_exec_bulk(psprintf("SELECT customer_id FROM c360.customers WHERE %1$s"
+									   " UNION SELECT customer_id FROM c360.customer_360 WHERE %1$s",
+									   range), bound ? 2 : 1, types, args, NIL);
+	all.behaviour = all.full;	/* the stored behaviour is what a rebuild distrusts */
+	all.inputs[C360_CUSTOMERS] = all.full;	/* and every trait */
+	*changed += c360_maintain_refresh(&all, clock, true);
+	SPI_finish();
+	return bound;
 }
 
 /*
