@@ -88,6 +88,41 @@ check "$(held d 1 1500 \
     "SELECT 'a batch of one other customer', 'waited', try_batch('e', 1, 1);" \
     "SELECT 'a batch of 2,000 other customers', 'waited', try_batch('e', 2, 2001);")"
 
+echo "two batches insert the same new order for different customers at once"
+# The second one's upsert waits for the first's row; when the first commits, the second
+# would move the order to its customer without refreshing the first's: it fails with 40001
+# instead, and applied again it sees the row and refreshes both.
+order() { # customer -> a batch inserting order race-1 for it
+    echo "SELECT c360.apply_changes('[{\"input\": \"orders\", \"op\": \"insert\", \"new\": {\"order_id\": \"race-1\", \"customer_id\": \"$1\", \"total_amount\": 10, \"created_at\": \"2029-06-01\"}}]')"
+}
+got=$(q <<SQL
+SELECT dblink_connect('first', 'host=127.0.0.1 port=$PORT user=postgres dbname=c360_locks') \g /dev/null
+SELECT dblink_connect('second', 'host=127.0.0.1 port=$PORT user=postgres dbname=c360_locks') \g /dev/null
+SELECT dblink_exec('first', 'BEGIN') \g /dev/null
+SELECT * FROM dblink('first', \$q\$$(order a1)\$q\$) AS t(n bigint) \g /dev/null
+SELECT dblink_send_query('second', \$q\$$(order a2)\$q\$) \g /dev/null
+-- the second waits on the first's row (a bounded poll: 10 s)
+DO \$\$BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                          AND query LIKE '%race-1%');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END\$\$;
+SELECT dblink_exec('first', 'COMMIT') \g /dev/null
+SELECT count(*) FROM dblink_get_result('second', false) AS t(n bigint) \g /dev/null
+SELECT COALESCE(substring(dblink_error_message('second') from 'a concurrent batch'), 'applied');
+SELECT dblink_disconnect('first'), dblink_disconnect('second') \g /dev/null
+SQL
+)
+[ "$got" = "a concurrent batch" ] || die "the second batch: expected 40001 (a concurrent batch ...), got '$got'"
+echo "  ok: the second batch failed with 40001"
+q -c "$(order a2)" >/dev/null
+got=$(q -c "SELECT string_agg(customer_id || '=' || total_orders, ' ' ORDER BY customer_id)
+            FROM c360.customer_360 WHERE customer_id IN ('a1', 'a2')")
+[ "$got" = "a1=0 a2=1" ] || die "after the retry the profiles hold $got, expected a1=0 a2=1"
+echo "  ok: applied again, the order is a2's and a1's profile says so"
+
 echo "every committed batch is in the mirror, nothing of a batch that waited; verify() empty"
 got=$(q -c "SELECT string_agg(left(customer_id, 1) || '=' || n, ' ' ORDER BY 1)
             FROM (SELECT left(customer_id, 1) AS customer_id, count(*) AS n FROM c360.customers GROUP BY 1) x")

@@ -84,6 +84,7 @@ static void replay(C360InputId input, HTAB *keys, List *changes);
 static InputResult diff_keys(C360InputId input, HTAB *keys);
 static void write_rows(C360InputId input, InputResult *res);
 static void write_upserts(const C360Input *in, SPIPlanPtr plan, List *rows);
+static void check_no_race(const C360Input *in, List *rows);
 static void cast_tuple(const C360Input *in, const C360Tuple *t, Datum *vals, bool *nulls,
 					   bool absent_is_null);
 static Datum cast_value(const C360Input *in, int col, const char *text);
@@ -639,9 +640,46 @@ write_rows(C360InputId input, InputResult *res)
 		}
 		write_upserts(in, p->insert, fresh);
 		write_upserts(in, p->upsert, stored);
+		check_no_race(in, stored);
 		return;
 	}
 	write_upserts(in, p->upsert, res->upserts);
+	check_no_race(in, res->upserts);
+}
+
+/*
+ * After an upsert: a key the batch found absent when it locked its rows, but that the
+ * upsert updated, was inserted meanwhile by a concurrent batch, whose customer this batch
+ * never saw and so would not refresh.  The batch fails with 40001 instead: retried (a
+ * source worker retries from its position), it finds the row at lock time.
+ */
+static void
+check_no_race(const C360Input *in, List *rows)
+{
+	HTAB	   *fresh = NULL;
+	ListCell   *lc;
+
+	foreach(lc, rows)
+		if (!((KeyState *) lfirst(lc))->stored)
+		{
+			if (fresh == NULL)
+				fresh = c360_id_set();
+			(void) c360_distinct_ids(list_make1(((KeyState *) lfirst(lc))->key), fresh);
+		}
+	if (fresh == NULL)
+		return;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		char	   *key = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)) &&
+			hash_search(fresh, &key, HASH_FIND, NULL) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("a concurrent batch inserted key \"%s\" of input %s first", key, in->name),
+					 errhint("Apply the batch again: it then sees that row. A source worker does so from its position.")));
+	}
 }
 
 static void
@@ -817,8 +855,9 @@ input_plans(C360InputId input)
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO c360.%s (%s) SELECT * FROM unnest(%s) AS u(%s) "
-					 "ORDER BY %s COLLATE \"C\" ON CONFLICT (%s) DO UPDATE SET %s",
-					 in->name, cols.data, arrays.data, cols.data, key, key, sets.data);
+					 "ORDER BY %s COLLATE \"C\" ON CONFLICT (%s) DO UPDATE SET %s "
+					 "RETURNING %s, xmax <> '0'",
+					 in->name, cols.data, arrays.data, cols.data, key, key, sets.data, key);
 	c360_plan(&p->upsert, sql.data, in->ncols, types);
 
 	resetStringInfo(&sql);
