@@ -85,31 +85,9 @@ SELECT ((seq - 1) / :batch) * 5 + 5, *
 FROM bench.draw_events('v', :floor_batches * :batch, :customers, 10);
 CREATE INDEX ON bench.floor_events (batch_no);
 
--- The measured order changes: half new orders (never for planted customers, whose last
--- order must stay put), half status/amount updates of distinct existing orders, shuffled.
+-- The measured order changes (bench.draw_order_changes).
 CREATE TABLE bench.order_changes AS
-WITH ins AS (
-    SELECT 'insert' AS op,
-           'n' || lpad(s::text, 8, '0') AS order_id,
-           bench.customer(CASE WHEN ci % 100 = 0 THEN ci - 1 ELSE ci END) AS customer_id,
-           (ARRAY['pending','shipped','delivered'])[1 + floor(random() * 3)::int] AS order_status,
-           round((5 + random() * 295)::numeric, 2) AS total_amount,
-           1 + floor(random() * 6)::int AS item_count,
-           (ARRAY['web','mobile','store','marketplace'])[1 + floor(random() * 4)::int] AS channel,
-           bench.t0() - random() * (interval '30 days' - interval '3 hours') AS created_at
-    FROM (SELECT s, 1 + floor(random() * :customers)::bigint AS ci
-          FROM generate_series(1, :order_changes / 2) s) g),
-upd AS (
-    SELECT 'update' AS op, order_id, customer_id,
-           (ARRAY['shipped','delivered','cancelled','returned'])[1 + floor(random() * 4)::int] AS order_status,
-           round(total_amount * (0.5 + random())::numeric, 2) AS total_amount,
-           item_count, channel, created_at
-    FROM (SELECT * FROM bench.base_orders ORDER BY random() LIMIT :order_changes - :order_changes / 2) b),
-allc AS (SELECT * FROM ins UNION ALL SELECT * FROM upd)
-SELECT row_number() OVER (ORDER BY random()) AS seq, op, order_id, customer_id, order_status,
-       total_amount, item_count, channel, created_at,
-       bench.t0() - random() * interval '1 hour' AS updated_at
-FROM allc;
+SELECT * FROM bench.draw_order_changes(:order_changes, :customers, 'bench.base_orders');
 
 -- JSON batches, built server-side so that no client formatting is ever timed.
 INSERT INTO bench.batches

@@ -43,6 +43,40 @@ SELECT s, prefix || lpad(s::text, 9, '0'), bench.customer(v.ci),
        bench.off_band(v.at + (s - 1) % per_visit * interval '1 minute')
 FROM generate_series(1, n) s JOIN v ON v.visit = (s - 1) / per_visit $$;
 
+-- The measured order changes: half new orders (never for planted customers, one in 100,
+-- whose last order must stay put), half status/amount updates of distinct existing orders
+-- of the table `existing` names, shuffled (seq).
+CREATE FUNCTION bench.draw_order_changes(n bigint, customers bigint, existing text)
+    RETURNS TABLE (seq bigint, op text, order_id text, customer_id text, order_status text,
+                   total_amount numeric, item_count int, channel text, created_at timestamptz,
+                   updated_at timestamptz)
+    LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+WITH ins AS (
+    SELECT 'insert' AS op,
+           'n' || lpad(s::text, 8, '0') AS order_id,
+           bench.customer(CASE WHEN ci %% 100 = 0 THEN ci - 1 ELSE ci END) AS customer_id,
+           (ARRAY['pending','shipped','delivered'])[1 + floor(random() * 3)::int] AS order_status,
+           round((5 + random() * 295)::numeric, 2) AS total_amount,
+           1 + floor(random() * 6)::int AS item_count,
+           (ARRAY['web','mobile','store','marketplace'])[1 + floor(random() * 4)::int] AS channel,
+           bench.t0() - random() * (interval '30 days' - interval '3 hours') AS created_at
+    FROM (SELECT s, 1 + floor(random() * $1)::bigint AS ci
+          FROM generate_series(1, $2 / 2) s) g),
+upd AS (
+    SELECT 'update' AS op, b.order_id, b.customer_id,
+           (ARRAY['shipped','delivered','cancelled','returned'])[1 + floor(random() * 4)::int] AS order_status,
+           round(b.total_amount * (0.5 + random())::numeric, 2) AS total_amount,
+           b.item_count, b.channel, b.created_at
+    FROM (SELECT * FROM %s ORDER BY random() LIMIT $2 - $2 / 2) b),
+allc AS (SELECT * FROM ins UNION ALL SELECT * FROM upd)
+SELECT row_number() OVER (ORDER BY random()), op, order_id, customer_id, order_status,
+       total_amount, item_count, channel, created_at,
+       bench.t0() - random() * interval '1 hour'
+FROM allc$q$, existing) USING customers, n;
+END $fn$;
+
 -- Batches of JSON changes exactly as a client would send them (text), so that the timed
 -- apply includes the JSON parse, as the timed COPY includes the CSV parse.  EXTERNAL storage:
 -- fetching a batch costs no decompression that a real client would not have caused.

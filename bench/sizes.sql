@@ -79,8 +79,7 @@ SELECT 'ed' || i, customer_id, 's' || i || '-old', 'product_view', 'p1', 'k1', a
 FROM bench.planted WHERE kind = 3;
 
 -- The measured changes, as bench/data.sql draws them: new events within 30 days, and order
--- changes, half new orders (never for planted customers), half updates of distinct
--- existing orders.  :changes of each, in batches of :batch.
+-- changes (bench.draw_order_changes).  :changes of each, in batches of :batch.
 INSERT INTO bench.batches
 SELECT 'events', (seq - 1) / :batch + 1, count(*),
        jsonb_agg(jsonb_build_object('input', 'behavioral_events', 'op', 'insert',
@@ -88,27 +87,7 @@ SELECT 'events', (seq - 1) / :batch + 1, count(*),
 FROM bench.draw_events('m', :changes, :customers) e GROUP BY 2;
 
 CREATE TABLE bench.order_changes AS
-WITH ins AS (
-    SELECT 'insert' AS op, 'n' || s AS order_id,
-           bench.customer(CASE WHEN ci % 100 = 0 THEN ci - 1 ELSE ci END) AS customer_id,
-           (ARRAY['pending','shipped','delivered'])[1 + floor(random() * 3)::int] AS order_status,
-           round((5 + random() * 295)::numeric, 2) AS total_amount,
-           1 + floor(random() * 6)::int AS item_count,
-           (ARRAY['web','mobile','store','marketplace'])[1 + floor(random() * 4)::int] AS channel,
-           bench.t0() - random() * (interval '30 days' - interval '3 hours') AS created_at
-    FROM (SELECT s, 1 + floor(random() * :customers)::bigint AS ci
-          FROM generate_series(1, :changes / 2) s) g),
-upd AS (
-    SELECT 'update' AS op, o.order_id, o.customer_id,
-           (ARRAY['shipped','delivered','returned'])[1 + floor(random() * 3)::int] AS order_status,
-           o.total_amount, o.item_count, o.channel, o.created_at
-    FROM (SELECT DISTINCT 1 + floor(random() * 2 * :customers)::bigint AS s
-          FROM generate_series(1, :changes - :changes / 2)) k
-    JOIN c360.orders o ON o.order_id = 'o' || k.s)
-SELECT row_number() OVER (ORDER BY random()) AS seq, op, order_id, customer_id, order_status,
-       total_amount, item_count, channel, created_at,
-       bench.t0() - random() * interval '1 hour' AS updated_at
-FROM (SELECT * FROM ins UNION ALL SELECT * FROM upd) a;
+SELECT * FROM bench.draw_order_changes(:changes, :customers, 'c360.orders');
 
 INSERT INTO bench.batches
 SELECT 'orders', (seq - 1) / :batch + 1, count(*),
