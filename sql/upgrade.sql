@@ -116,3 +116,14 @@ SELECT * FROM c360.verify();
 -- 0.8: the profile's indexes, without (lifecycle_stage, sessions_last_30d)
 SELECT indexrelid::regclass::text AS profile_index FROM pg_index
 WHERE indrelid = 'c360.customer_360'::regclass ORDER BY 1;
+
+-- 0.9: orders by difference, on the order mirror's new indexes; an order with a NULL
+-- amount makes its customer's average inexact by difference, so that one is recomputed
+SELECT indexrelid::regclass::text AS order_index, pg_get_indexdef(indexrelid) LIKE '%WHERE%' AS partial
+FROM pg_index WHERE indrelid = 'c360.orders'::regclass ORDER BY 1;
+SELECT c360.apply_changes('[{"input": "orders", "op": "insert", "new": {"order_id": "up9a", "customer_id": "c2", "total_amount": 10.5, "channel": "web", "created_at": "2030-09-02 00:00+00"}},
+                            {"input": "orders", "op": "insert", "new": {"order_id": "up9b", "customer_id": "c2", "total_amount": null, "channel": "app", "created_at": "2030-09-03 00:00+00"}}]');
+SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "up9c", "customer_id": "c2", "total_amount": 3.25, "channel": "app", "created_at": "2030-09-04 00:00+00"}');
+SELECT customer_id, total_orders, lifetime_value, avg_order_value, preferred_channel, last_order_date
+FROM c360.customer_360 WHERE customer_id = 'c2';
+SELECT * FROM c360.verify();

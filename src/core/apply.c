@@ -89,7 +89,16 @@ static void cast_tuple(const C360Input *in, const C360Tuple *t, Datum *vals, boo
 					   bool absent_is_null);
 static Datum cast_value(const C360Input *in, int col, const char *text);
 static void check_required(const C360Input *in, const bool *nulls);
-static Datum column_array(const C360Input *in, int col, List *rows, bool events_fast,
+/* Which image of a set of rows an array holds: KeyStates' final or stored, or a flat matrix. */
+typedef enum RowImage
+{
+	IMAGE_FINAL,
+	IMAGE_STORED,
+	IMAGE_FLAT
+} RowImage;
+
+static List *orders_by_difference(const InputResult *res, C360Dirty *dirty);
+static Datum column_array(const C360Input *in, int col, List *rows, RowImage image,
 						  Datum *vals_by_row, bool *nulls_by_row);
 static InputPlans *input_plans(C360InputId input);
 static bool deferring(void);
@@ -326,6 +335,8 @@ apply_run(C360InputId input, List *changes, const C360Clock *clock, C360Dirty *d
 	write_rows(input, &res);
 	if (fresh)
 		emptied[input] = MyProc->lxid;
+	if (input == C360_ORDERS && dirty->by_difference && dirty->order_ids == NIL)
+		res.ids = orders_by_difference(&res, dirty);
 	attribution_changed(input, res.ids, dirty);
 	if (input == C360_IDENTITY_GRAPH)
 		dirty->inputs[input] = list_concat(dirty->inputs[input], res.links);
@@ -391,7 +402,7 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 		check_required(in, &nulls[row * in->ncols]);
 	}
 	for (int col = 0; col < in->ncols; col++)
-		columns[col] = column_array(in, col, changes, true, vals, nulls);
+		columns[col] = column_array(in, col, changes, IMAGE_FLAT, vals, nulls);
 
 	/*
 	 * New events update their owners' profiles by difference, once the owners are locked.
@@ -404,6 +415,8 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 		List	   *owners = c360_rollup_owners(columns[in->customer_col], NIL);
 		List	   *touched = list_concat(list_concat_copy(dirty->full, dirty->behaviour), owners);
 
+		touched = list_concat(touched, dirty->order_ids);
+
 		for (int i = C360_BUILTIN_INPUTS; i < c360_ninputs; i++)
 			touched = list_concat(touched, dirty->inputs[i]);
 		c360_maintain_lock(c360_text_array(touched));
@@ -413,6 +426,47 @@ insert_events(List *changes, const C360Clock *clock, C360Dirty *dirty)
 		return;
 	}
 	dirty->behaviour = c360_rollup_insert_events(columns, dirty->behaviour);
+}
+
+/*
+ * Orders by difference (src/core/orders_sql.c): new orders and updates that keep their
+ * customer go, as their stored and final images, to the maintainer, which applies them
+ * once the customers are locked (and recomputes those it cannot bring up to date
+ * exactly); their customers' traits over orders are recomputed as usual.  Returns the
+ * customers of deleted and moved orders, which are recomputed in full.
+ */
+static List *
+orders_by_difference(const InputResult *res, C360Dirty *dirty)
+{
+	const C360Input *in = &c360_inputs[C360_ORDERS];
+	int			cust = in->customer_col;
+	List	   *delta = NIL;
+	List	   *full = NIL;
+	ListCell   *lc;
+
+	foreach(lc, res->upserts)
+	{
+		KeyState   *ks = lfirst(lc);
+		char	   *now = TextDatumGetCString(ks->vals[cust]);
+		char	   *was = ks->stored ? TextDatumGetCString(ks->stored_vals[cust]) : NULL;
+
+		if (was == NULL || strcmp(was, now) == 0)
+			delta = lappend(delta, ks);
+		else
+			full = lappend(lappend(full, now), was);
+		dirty->inputs[C360_ORDERS] = lappend(dirty->inputs[C360_ORDERS], now);
+	}
+	foreach(lc, res->deletes)
+		full = lappend(full, TextDatumGetCString(((KeyState *) lfirst(lc))->stored_vals[cust]));
+	foreach(lc, delta)
+		dirty->order_ids = lappend(dirty->order_ids,
+								   TextDatumGetCString(((KeyState *) lfirst(lc))->vals[cust]));
+	for (int col = 0; delta != NIL && col < in->ncols; col++)
+	{
+		dirty->order_images[2 * col] = column_array(in, col, delta, IMAGE_STORED, NULL, NULL);
+		dirty->order_images[2 * col + 1] = column_array(in, col, delta, IMAGE_FINAL, NULL, NULL);
+	}
+	return full;
 }
 
 /* Fetch, locked, the stored rows of every key the changes name (unless none is stored). */
@@ -693,7 +747,7 @@ write_upserts(const C360Input *in, SPIPlanPtr plan, List *rows)
 	if (rows == NIL)
 		return;
 	for (int col = 0; col < in->ncols; col++)
-		columns[col] = column_array(in, col, rows, false, NULL, NULL);
+		columns[col] = column_array(in, col, rows, IMAGE_FINAL, NULL, NULL);
 	c360_exec(plan, columns, NULL);
 }
 
@@ -777,11 +831,12 @@ check_required(const C360Input *in, const bool *nulls)
 }
 
 /*
- * One column of a set of rows as an array parameter.  Rows come either as KeyStates or,
- * on the event fast path, as a flat row-major values/nulls matrix.
+ * One column of a set of rows as an array parameter.  Rows come either as KeyStates (their
+ * final or their stored image; a key not stored has a NULL one) or, on the event fast path,
+ * as a flat row-major values/nulls matrix.
  */
 static Datum
-column_array(const C360Input *in, int col, List *rows, bool events_fast,
+column_array(const C360Input *in, int col, List *rows, RowImage image,
 			 Datum *vals_by_row, bool *nulls_by_row)
 {
 	int			n = list_length(rows);
@@ -795,15 +850,20 @@ column_array(const C360Input *in, int col, List *rows, bool events_fast,
 
 	for (int r = 0; r < n; r++)
 	{
-		if (events_fast)
+		KeyState   *ks = image == IMAGE_FLAT ? NULL : list_nth(rows, r);
+
+		if (image == IMAGE_FLAT)
 		{
 			elems[r] = vals_by_row[r * in->ncols + col];
 			nulls[r] = nulls_by_row[r * in->ncols + col];
 		}
+		else if (image == IMAGE_STORED)
+		{
+			elems[r] = ks->stored_vals[col];
+			nulls[r] = !ks->stored || ks->stored_nulls[col];
+		}
 		else
 		{
-			KeyState   *ks = list_nth(rows, r);
-
 			elems[r] = ks->vals[col];
 			nulls[r] = ks->nulls[col];
 		}

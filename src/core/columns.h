@@ -52,6 +52,7 @@ typedef enum C360ProfileStatement
 	C360_TICK_BAND,				/* rows whose time-dependent expressions a tick changes */
 	C360_ROLLUP_INSERT,			/* new events, their owners' event columns by difference */
 	C360_ROLLUP_SHIFT,			/* events that left the window, by difference */
+	C360_ORDERS_DELTA,			/* new and updated orders, by difference */
 	C360_PROFILE_STATEMENTS
 } C360ProfileStatement;
 

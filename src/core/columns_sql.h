@@ -3,7 +3,8 @@
  *	  What the generators of SQL from the profile column catalog share
  *	  (src/core/columns.c): the entries' kinds, window bounds, and the pieces
  *	  every generated statement is made of.  Used by src/core/profile_sql.c (the
- *	  maintainer's statements), src/core/reference.c (reference, verify, backfill)
+ *	  maintainer's statements), src/core/orders_sql.c (orders by difference),
+ *	  src/core/reference.c (reference, verify, backfill)
  *	  and src/core/traits.c (the traits' own refresh and tick); nothing else
  *	  includes it.
  *-------------------------------------------------------------------------
@@ -71,6 +72,9 @@ extern char *c360_col_agg_value(const C360Trait *t);
 extern void c360_col_append_agg_joins(StringInfo s, List *cols, const char *id);
 extern void c360_col_append_trait_update(StringInfo s, List *traits,
 										 const char *range);
+extern char *c360_col_time_change(List *cols, Bounds *b);
+extern void c360_col_append_expiry(StringInfo s, List *cols, Bounds *b);
+extern char *c360_orders_delta_sql(List *cols);
 extern void c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input,
 										const char *id, const char *from, Bounds *b,
 										const char *common);

@@ -27,6 +27,10 @@ typedef struct C360Dirty
 	List	   *inputs[C360_MAX_INPUTS];
 	bool		truncated[C360_MAX_INPUTS]; /* every customer's traits over it */
 	bool		by_difference;	/* the batch may update profiles by difference */
+	/* changed orders to apply by difference (src/core/orders_sql.c): their customers, and
+	 * per column of the input an array of their stored images, then one of their new ones */
+	List	   *order_ids;
+	Datum		order_images[2 * C360_MAX_COLS];
 	bool		locked;			/* the batch already holds its customers' locks */
 } C360Dirty;
 

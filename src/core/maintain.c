@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "core/clock.h"
@@ -42,6 +43,51 @@ static void split_dirty(const C360Dirty *dirty, List **full, List **recount, Lis
 						List **timed);
 
 static SPIPlanPtr lock_ids_plan;
+
+/*
+ * Order changes by difference (src/core/orders_sql.c), once their customers are locked:
+ * adds the rows written to changed, and the customers it could not bring up to date
+ * exactly to dirty->full.  After a truncation of orders every customer is recomputed.
+ */
+static List *
+orders_delta(C360Dirty *dirty, const C360Clock *clock, List *changed)
+{
+	static SPIPlanPtr plan;
+	const C360Input *in = &c360_inputs[C360_ORDERS];
+	Oid			types[FUNC_MAX_ARGS] = {TEXTARRAYOID};
+	Datum		args[FUNC_MAX_ARGS];
+	int			nargs;
+
+	if (dirty->order_ids == NIL)
+		return changed;
+	if (dirty->truncated[C360_ORDERS])
+	{
+		dirty->full = list_concat(dirty->full, dirty->order_ids);
+		return changed;
+	}
+	/* $1 the customers, $2.. the windows' bounds and the zone, then the images */
+	args[0] = c360_text_array(dirty->order_ids);
+	nargs = 1 + c360_profile_bounds(clock, &args[1], &types[1]);
+	for (int col = 0; col < in->ncols; col++)
+		for (int img = 0; img < 2; img++)
+		{
+			args[nargs] = dirty->order_images[2 * col + img];
+			types[nargs++] = get_array_type(in->cols[col].type);
+		}
+	c360_exec(c360_plan(&plan, c360_profile_statement(C360_ORDERS_DELTA, false), nargs, types),
+			  args, NULL);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		char	   *id = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull)))
+			changed = lappend(changed, id);
+		else
+			dirty->full = lappend(dirty->full, id);
+	}
+	return changed;
+}
 
 /* One of the maintainer's statements (src/core/profile_sql.c), in its small or bulk form. */
 static List *
@@ -80,10 +126,12 @@ c360_maintain_refresh(C360Dirty *dirty, const C360Clock *clock, bool exclusive)
 	if (dirty->full == NIL && dirty->behaviour == NIL && dirty->timed == NIL &&
 		dirty->written == NIL && traits == NIL)
 		return 0;
-	split_dirty(dirty, &full, &recount, &behaviour, &timed);
 	if (!exclusive && !dirty->locked)
-		c360_maintain_lock(c360_text_array(list_concat(list_concat(list_concat_copy(full, behaviour),
-																   timed), traits)));
+		c360_maintain_lock(c360_text_array(list_concat(list_concat(list_concat_copy(dirty->full,
+																					dirty->behaviour),
+																   dirty->timed), traits)));
+	changed = orders_delta(dirty, clock, changed);
+	split_dirty(dirty, &full, &recount, &behaviour, &timed);
 
 	/* $1 the customers, then the windows' bounds and the zone, then (full) the recounted */
 	nargs = 1 + c360_profile_bounds(clock, &args[1], &types[1]);
