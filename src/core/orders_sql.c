@@ -31,7 +31,7 @@
  *     value (ties go by the key, which the stored row does not hold);
  *   - the customer has no profile row.
  * The most frequent value (mode) stays when every new value is the stored one, else it is
- * read from the index on (customer, value): a count per value, without the rows.
+ * counted per value in one scan of the index on (customer, value), without the rows.
  */
 
 typedef struct OrderEntries
@@ -52,6 +52,12 @@ static bool
 is_order_column(const C360Trait *t)
 {
 	return t->input == C360_ORDERS;
+}
+
+static bool
+is_order_mode(const C360Trait *t)
+{
+	return t->input == C360_ORDERS && strcmp(t->func, "mode") == 0;
 }
 
 static const char *
@@ -171,7 +177,7 @@ update_exact(List *cols)
 
 /* n's columns: each order entry's new value from the stored one (_p_) and the change */
 static void
-append_new_values(StringInfo s, List *cols, OrderEntries *e, const char *cust)
+append_new_values(StringInfo s, List *cols, OrderEntries *e)
 {
 	const char *count = psprintf("(s._p_%1$s + s._c360_new)", quote_identifier(e->count->name));
 	const char *sum = psprintf("(s._p_%1$s + s._d_%1$s)", quote_identifier(e->sum->name));
@@ -199,13 +205,35 @@ append_new_values(StringInfo s, List *cols, OrderEntries *e, const char *cust)
 			appendStringInfo(s, "CASE WHEN s._d_%1$s > s._p_%1$s OR s._p_%1$s IS NULL AND s._d_%1$s IS NOT NULL\n"
 							 "              THEN s._d_%2$s ELSE s._p_%2$s END AS %2$s", max, q);
 		else if (strcmp(t->func, "mode") == 0)
-			appendStringInfo(s, "CASE WHEN s._k_%1$s AND (s._d_%1$s IS NULL OR s._d_%1$s = ARRAY[s._p_%1$s])\n"
-							 "              THEN s._p_%1$s\n"
-							 "              ELSE (SELECT o.%2$s FROM c360.orders o WHERE o.%3$s = s._c360_id AND o.%2$s IS NOT NULL\n"
-							 "                    GROUP BY o.%2$s ORDER BY count(*) DESC, o.%2$s LIMIT 1) END AS %1$s",
-							 q, order_column(t->arg), cust);
+			appendStringInfo(s, "CASE WHEN s._u_%1$s THEN s._p_%1$s ELSE mode_%2$s.%1$s END AS %1$s",
+							 q, t->name);
 		else
 			elog(ERROR, "order entry \"%s\": no difference for %s", t->name, t->func);
+	}
+}
+
+/*
+ * mode_<entry>: the most frequent value of the customers whose stored one may no longer be
+ * (_u_ is false), counted per value in one scan of the index on (customer, value).
+ */
+static void
+append_mode_ctes(StringInfo s, List *cols, const char *cust)
+{
+	ListCell   *lc;
+
+	foreach(lc, cols)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		if (!is_order_mode(t))
+			continue;
+		appendStringInfo(s, "mode_%1$s AS (\n"
+						 "  SELECT DISTINCT ON (o.%3$s) o.%3$s AS _c360_id, o.%2$s AS %1$s\n"
+						 "  FROM c360.orders o\n"
+						 "  WHERE o.%3$s = ANY (ARRAY(SELECT _c360_id FROM s WHERE _c360_exact_row AND NOT _u_%1$s))\n"
+						 "    AND o.%2$s IS NOT NULL\n"
+						 "  GROUP BY o.%3$s, o.%2$s ORDER BY o.%3$s, count(*) DESC, o.%2$s),\n",
+						 quote_identifier(t->name), order_column(t->arg), cust);
 	}
 }
 
@@ -270,19 +298,25 @@ c360_orders_delta_sql(List *cols)
 	c360_col_append_each(&s, cols, is_order_aggregate, "%1$s, p.%2$s AS _p_%2$s", "");
 	appendStringInfo(&s, ", p.next_change_at AS _p_next_change_at,\n"
 					 "         %s AS _c360_old_change,\n"
-					 "         %s AS _c360_exact_row\n"
-					 "  FROM x LEFT JOIN c360.customer_360 p ON p.customer_id = x._c360_id),\n",
+					 "         %s AS _c360_exact_row",
 					 c360_col_time_change(cols, b), exact_sql(cols, &e, cust));
+	c360_col_append_each(&s, cols, is_order_mode,
+						 "%1$s,\n         x._k_%2$s AND (x._d_%2$s IS NULL OR x._d_%2$s = ARRAY[p.%2$s]) AS _u_%2$s", "");
+	appendStringInfoString(&s, "\n  FROM x LEFT JOIN c360.customer_360 p ON p.customer_id = x._c360_id),\n");
+	append_mode_ctes(&s, cols, cust);
 
 	/* new values; the event expiry is looked up only where the stored one is ambiguous */
 	appendStringInfoString(&s, "n AS (\n  SELECT s._c360_id, s._p_next_change_at");
-	append_new_values(&s, cols, &e, cust);
+	append_new_values(&s, cols, &e);
 	appendStringInfo(&s, ",\n         COALESCE(s._d_%1$s > s._p_%1$s OR s._p_%1$s IS NULL AND s._d_%1$s IS NOT NULL, false)"
 					 " AS _c360_moved,\n"
 					 "         COALESCE(s._p_next_change_at = s._c360_old_change, false) AS _c360_lookup\n"
-					 "  FROM s WHERE s._c360_exact_row),\n"
-					 "looked_up AS (SELECT _c360_id FROM n WHERE _c360_moved AND _c360_lookup),\n"
-					 "raw AS (\n" RAW_OF("looked_up") "),\n", max);
+					 "  FROM s", max);
+	c360_col_append_each(&s, cols, is_order_mode,
+						 "%1$s LEFT JOIN mode_%2$s ON mode_%2$s._c360_id = s._c360_id", "");
+	appendStringInfoString(&s, " WHERE s._c360_exact_row),\n"
+						   "looked_up AS (SELECT _c360_id FROM n WHERE _c360_moved AND _c360_lookup),\n"
+						   "raw AS (\n" RAW_OF("looked_up") "),\n");
 	c360_col_append_expiry(&s, cols, b);
 	appendStringInfoString(&s, ",\nf AS (\n  SELECT n.*");
 	foreach(lc, cols)
