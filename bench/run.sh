@@ -9,8 +9,8 @@
 # BENCH_EVENTS, BENCH_ORDER_CHANGES, BENCH_BATCH, BENCH_CHUNKS, BENCH_FLOOR_BATCHES (per way),
 # BENCH_PORT; BENCH_EXPLAIN=0 skips the plans;
 # BENCH_KEEP=1 leaves the cluster running for a closer look (it prints how to stop it);
-# BENCH_EXTRAS=0 skips the benchmarks that follow the core one (computed traits, sources,
-# sinks); BENCH_EXTRAS="traits sink" (names of bench/<name>.sh) runs only those.
+# BENCH_EXTRAS=0 skips the benchmarks that follow the core one (computed traits, orders at
+# 1,000,000, sources, sinks); BENCH_EXTRAS="traits sink" (names of bench/<name>.sh) runs only those.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -145,7 +145,7 @@ fi
 [ "$KEEP" = 1 ] || pg_stop "$DIR"
 status=0
 EXTRAS=${BENCH_EXTRAS:-1}
-for extra in bench/traits.sh bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/kafka_formats.sh bench/kafka_split.sh bench/sink.sh; do
+for extra in bench/traits.sh bench/orders.sh bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/kafka_formats.sh bench/kafka_split.sh bench/sink.sh; do
     [ -f "$extra" ] && [ "$EXTRAS" != 0 ] || continue
     name=$(basename "$extra" .sh)
     [ "$EXTRAS" = 1 ] || [[ " $EXTRAS " == *" $name "* ]] || continue

@@ -107,6 +107,9 @@ find_entries(List *cols)
 		if (t->input == C360_ORDERS && strcmp(t->func, "avg") == 0 &&
 			strcmp(t->arg, e.sum->arg) != 0)
 			elog(ERROR, "order entry \"%s\": no sum of its column", t->name);
+		if (t->input == C360_ORDERS && strcmp(t->func, "first") == 0 &&
+			(!t->descending || strcmp(t->order_by, e.max->arg) != 0))
+			elog(ERROR, "order entry \"%s\": not the latest by the max's column", t->name);
 	}
 	return e;
 }
