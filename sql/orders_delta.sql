@@ -98,6 +98,15 @@ SELECT c360.apply_changes($$[
 SELECT * FROM c360.verify();
 SELECT * FROM ord WHERE customer_id IN ('b', 'c');
 
+-- a channel too long for the index on (customer_id, channel): the orders go in, and their
+-- customer is recomputed (here the long channel becomes the most frequent)
+SELECT ins(o('c20', 'c', 'pending', 1, repeat('x', 3000), '2030-05-02 00:00+00'),
+           o('c21', 'c', 'pending', 1, repeat('x', 3000), '2030-05-03 00:00+00'),
+           o('c22', 'c', 'pending', 1, repeat('x', 3000), '2030-05-04 00:00+00'));
+SELECT * FROM c360.verify();
+SELECT customer_id, total_orders, left(preferred_channel, 3) AS channel, length(preferred_channel)
+FROM ord WHERE customer_id = 'c';
+
 -- ticks move the stage from the stored values, as for recomputed rows
 SELECT c360.tick('2031-06-01 00:00+00');
 SELECT * FROM c360.verify();

@@ -318,12 +318,12 @@ produce() {
 broker_start "$TMP" dump_events:2 dump_sink:1 || die "the test broker did not start"
 B=$BROKER_ADDR
 
-SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
-CONNINFO="host=127.0.0.1 port=$SRC_PORT user=postgres dbname=$SRC_DB"
 SRC_DIR=$(mktemp -d /tmp/c360-dumpsrc.XXXXXX)
-pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
+pg_start_free "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
     "max_wal_senders = 10" "log_min_messages = warning" >/dev/null ||
     die "could not start the source cluster"
+SRC_PORT=$PG_PORT   # pg_start_free tries further ports if one is taken meanwhile
+CONNINFO="host=127.0.0.1 port=$SRC_PORT user=postgres dbname=$SRC_DB"
 psql -X -q -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d postgres -c "CREATE DATABASE $SRC_DB"
 s -f test/pg_source_setup.sql >/dev/null
 s -c "SELECT add_orders(3000)" >/dev/null

@@ -225,11 +225,11 @@ $(diff "$TMP/neighbour.before" "$TMP/neighbour.now" | grep '^[<>]' | cut -c1-300
 broker_start "$TMP" erase_events:1 erase_out:1 || die "the test broker did not start"
 B=$BROKER_ADDR
 
-SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
 SRC_DIR=$(mktemp -d /tmp/c360-erasesrc.XXXXXX)
-pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 4" \
+pg_start_free "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 4" \
     "max_wal_senders = 4" "log_min_messages = warning" >/dev/null ||
     die "could not start the source cluster on port $SRC_PORT"
+SRC_PORT=$PG_PORT   # pg_start_free tries further ports if one is taken meanwhile
 psql -X -q -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d postgres -c "CREATE DATABASE $SRC_DB"
 s >/dev/null <<SQL
 SET client_min_messages = warning;

@@ -113,10 +113,10 @@ fresh_c360
 
 # ---------------------------------------------------------------------------------------------
 say "the PostgreSQL source cluster"
-SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
 SRC_DIR=$(mktemp -d /tmp/c360-mapsrc.XXXXXX)
-pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
+pg_start_free "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
     "max_wal_senders = 10" "log_min_messages = warning" >/dev/null || die "could not start the source cluster"
+SRC_PORT=$PG_PORT   # pg_start_free tries further ports if one is taken meanwhile
 psql -X -q -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d postgres -c "CREATE DATABASE shop"
 s <<'SQL'
 CREATE TABLE shop_orders (

@@ -85,12 +85,12 @@ wait_bg() { # wait for the background jobs started so far; their exit status is 
 }
 
 # another run (of this test, in another checkout) may hold the port: take the next free one
-SRC_PORT=$(free_port "$SRC_PORT") || die "no free port for the source cluster"
-CONNINFO="host=127.0.0.1 port=$SRC_PORT user=postgres dbname=$SRC_DB password=$SECRET"
 SRC_DIR=$(mktemp -d /tmp/c360-pgsrc.XXXXXX)
-pg_start "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
+pg_start_free "$SRC_DIR" "$SRC_PORT" "wal_level = logical" "max_replication_slots = 10" \
     "max_wal_senders = 10" "log_min_messages = warning" >/dev/null ||
     { echo "FAIL: could not start the source cluster" >&2; exit 1; }
+SRC_PORT=$PG_PORT   # pg_start_free tries further ports if one is taken meanwhile
+CONNINFO="host=127.0.0.1 port=$SRC_PORT user=postgres dbname=$SRC_DB password=$SECRET"
 psql -X -q -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d postgres -c "CREATE DATABASE $SRC_DB"
 s -f test/pg_source_setup.sql >/dev/null
 
