@@ -5,10 +5,11 @@
 --   - orders_customer_channel_idx holds (customer_id, channel), so that the preferred
 --     channel (the most frequent) of a customer whose new order has another channel is
 --     counted from the index alone (an index-only scan);
---   - orders_nulls_idx holds the orders the difference cannot take: a NULL amount or
---     creation time (the average divides by the non-NULL amounts; a NULL creation time
---     sorts first), or a pair too long for the first index.  A customer with one is
---     recomputed as before.  It holds nothing while no order is like that.
+--   - orders_recompute_idx holds the orders the difference cannot take: a NULL creation
+--     time (it sorts first, so it is the "last" order) or a pair too long for the first
+--     index.  A customer with one is recomputed as before.  It holds nothing while no
+--     order is like that.  (A NULL amount, which an average leaves out, shows in the
+--     stored row instead: no index names the amount, so that amount updates stay HOT.)
 -- A btree entry holds at most about 2,700 bytes: the first index leaves out pairs of more
 -- than 2,000 (src/core/orders_sql.c, C360_ORDERS_INDEXED_BYTES), so that no order is
 -- refused for a long channel.
@@ -18,6 +19,5 @@
 
 CREATE INDEX orders_customer_channel_idx ON c360.orders (customer_id, channel)
     WHERE octet_length(customer_id) + octet_length(channel) <= 2000;
-CREATE INDEX orders_nulls_idx ON c360.orders (customer_id)
-    WHERE total_amount IS NULL OR created_at IS NULL
-       OR octet_length(customer_id) + octet_length(channel) > 2000;
+CREATE INDEX orders_recompute_idx ON c360.orders (customer_id)
+    WHERE created_at IS NULL OR octet_length(customer_id) + octet_length(channel) > 2000;

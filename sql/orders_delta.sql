@@ -80,6 +80,17 @@ SELECT ins(o('c1', 'c', 'first', 5, 'web', NULL));
 SELECT ins(o('c2', 'c', 'second', 6, 'web', '2030-05-31 00:00+00'));
 SELECT * FROM c360.verify();
 SELECT * FROM ord WHERE customer_id IN ('b', 'c');
+-- the stored average tells whether every amount counts: with amounts 0 and NULL (a sum of
+-- 0, whatever the count) and with 10 and NULL, then a new order and an updated NULL amount
+SELECT c360.apply_changes($$[
+  {"input": "customers", "op": "insert", "new": {"customer_id": "d"}},
+  {"input": "customers", "op": "insert", "new": {"customer_id": "e"}}]$$);
+SELECT ins(o('d1', 'd', 'x', 0, 'web', '2030-05-01 00:00+00'), o('d2', 'd', 'x', NULL, 'web', '2030-05-02 00:00+00'),
+           o('e1', 'e', 'x', 10, 'web', '2030-05-01 00:00+00'), o('e2', 'e', 'x', NULL, 'web', '2030-05-02 00:00+00'));
+SELECT ins(o('d3', 'd', 'x', 5, 'web', '2030-05-03 00:00+00'));
+SELECT upd('e2', '{"total_amount": 5}');
+SELECT * FROM c360.verify();
+SELECT customer_id, total_orders, lifetime_value, avg_order_value FROM ord WHERE customer_id IN ('d', 'e');
 
 -- moves and deletes are recomputed on both sides; an unknown customer has no row
 SELECT upd('b3', '{"customer_id": "c"}');

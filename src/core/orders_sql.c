@@ -25,9 +25,11 @@
  * the change (_d_<entry>).  A difference is exact unless
  *   - an update changed a column that orders the customer's rows (a min, max or first
  *     value's), or lowered a summed amount's scale (a numeric sum keeps the largest scale);
- *   - the customer has an order with NULL in an averaged column or in the column a first
- *     value is ordered by (an average divides by the non-NULL count; NULL sorts first),
- *     or with a value too long for the index a mode is counted from;
+ *   - the customer has an order with NULL in the column a first value is ordered by (NULL
+ *     sorts first), or with a value too long for the index a mode is counted from (both
+ *     found through a partial index), or with NULL in an averaged column (an average
+ *     divides by the non-NULL count; seen in the stored row: its average is not sum /
+ *     count, and no partial index names the column, so that amount updates stay HOT);
  *   - a new order ties the latest one, or an update changed the latest order's first
  *     value (ties go by the key, which the stored row does not hold);
  *   - the customer has no profile row.
@@ -107,8 +109,6 @@ find_entries(List *cols)
 			e.count = t;
 		else if (strcmp(t->func, "sum") == 0)
 			e.sum = t;
-		else if (strcmp(t->func, "avg") == 0)
-			e.probe = lappend(e.probe, psprintf("o.%s IS NULL", order_column(t->arg)));
 		else if (strcmp(t->func, "first") == 0)
 			e.probe = lappend(e.probe, psprintf("o.%s IS NULL", order_column(t->order_by)));
 		else if (strcmp(t->func, "mode") == 0)
@@ -172,7 +172,10 @@ append_batch_parts(StringInfo s, List *cols, const char *key)
 	}
 }
 
-/* An update is exact when it keeps what orders rows and a summed column's scale. */
+/*
+ * A change is exact when it is a new order or an update that keeps what orders rows and a
+ * summed column's scale, and brings no NULL to an averaged column.
+ */
 static char *
 update_exact(List *cols)
 {
@@ -198,6 +201,15 @@ update_exact(List *cols)
 	}
 	foreach(lc, kept)
 		appendStringInfo(&s, " AND v.o_%1$s IS NOT DISTINCT FROM v.n_%1$s", strVal(lfirst(lc)));
+	appendStringInfoChar(&s, ')');
+	foreach(lc, cols)
+	{
+		C360Trait  *t = lfirst(lc);
+
+		/* an average divides by the non-NULL values: a new NULL makes it inexact */
+		if (t->input == C360_ORDERS && strcmp(t->func, "avg") == 0)
+			appendStringInfo(&s, " AND v.n_%s IS NOT NULL", order_column(t->arg));
+	}
 	return s.data;
 }
 
@@ -288,6 +300,16 @@ exact_sql(List *cols, OrderEntries *e, const char *cust)
 		if (t->input == C360_ORDERS && strcmp(t->func, "first") == 0)
 			appendStringInfo(&s, "\n           AND NOT COALESCE(x._d_%1$s = p.%1$s OR x._t_%2$s >= p.%1$s, false)",
 							 max, quote_identifier(t->name));
+
+		/*
+		 * Whether the stored average divides by every order: sum / count, unless the sum
+		 * is 0 (then any count gives 0).  Divided by fewer, non-NULL, values it differs
+		 * by at least 1/count of itself, far above numeric division's rounding.
+		 */
+		if (t->input == C360_ORDERS && strcmp(t->func, "avg") == 0)
+			appendStringInfo(&s, "\n           AND (p.%1$s = 0 OR p.%2$s <> 0 AND p.%3$s = p.%2$s / p.%1$s::numeric)",
+							 quote_identifier(e->count->name), quote_identifier(e->sum->name),
+							 quote_identifier(t->name));
 	}
 	return s.data;
 }
@@ -314,7 +336,7 @@ c360_orders_delta_sql(List *cols)
 	appendStringInfo(&s, ")),\n"
 					 "x AS (\n  SELECT v.n_%s AS _c360_id,\n"
 					 "         count(*) FILTER (WHERE v.o_%s IS NULL) AS _c360_new,\n"
-					 "         bool_and(v.o_%s IS NULL OR %s) AS _c360_exact",
+					 "         bool_and((v.o_%s IS NULL OR %s) AS _c360_exact",
 					 cust, key, key, update_exact(cols));
 	append_batch_parts(&s, cols, key);
 	appendStringInfo(&s, "\n  FROM v GROUP BY v.n_%s),\n", cust);
