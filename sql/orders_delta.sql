@@ -99,6 +99,14 @@ SELECT ins(o('z1', 'zz', 'pending', 5, 'web', '2030-05-31 00:00+00'));
 SELECT * FROM c360.verify();
 SELECT * FROM ord;
 
+-- an order whose key changes and nothing else: the customer's row is not written again
+-- (the delete of the old key recomputes it; no difference is written first)
+CREATE TEMP TABLE before AS SELECT profile_updated_at FROM c360.customer_360 WHERE customer_id = 'a';
+SELECT upd('a6', '{"order_id": "a6-renamed"}');
+SELECT p.profile_updated_at = b.profile_updated_at AS row_untouched
+FROM c360.customer_360 p, before b WHERE p.customer_id = 'a';
+SELECT * FROM c360.verify();
+
 -- one batch: an insert, an update and a delete of one customer, and a key that comes twice
 SELECT c360.apply_changes($$[
   {"input": "orders", "op": "insert", "new": {"order_id": "b9", "customer_id": "b", "total_amount": 2.5, "created_at": "2030-05-31 07:00+00"}},

@@ -65,8 +65,9 @@ orders_delta(C360Dirty *dirty, const C360Clock *clock, List *changed)
 		dirty->full = list_concat(dirty->full, dirty->order_ids);
 		return changed;
 	}
-	/* $1 the customers, $2.. the windows' bounds and the zone, then the images */
-	args[0] = c360_text_array(dirty->order_ids);
+	/* $1 the customers recomputed in full anyway, $2.. the windows' bounds and the zone,
+	 * then the images */
+	args[0] = c360_text_array(dirty->full);
 	nargs = 1 + c360_profile_bounds(clock, &args[1], &types[1]);
 	for (int col = 0; col < in->ncols; col++)
 		for (int img = 0; img < 2; img++)

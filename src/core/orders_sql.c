@@ -17,9 +17,11 @@
 /*
  * The statement reads, per changed order, its stored image (o_<column>, NULL for a new
  * order) and its new one (n_<column>), as arrays $6.., two per column of the input, in
- * the input's column order; $2..$5 are the windows' bounds and the zone.  It returns each
- * customer whose row it wrote (true) and each it could not bring up to date exactly
- * (false), which the caller recomputes in full.
+ * the input's column order; $2..$5 are the windows' bounds and the zone; $1 the customers
+ * the batch recomputes in full anyway, which it skips (a difference written and then
+ * undone by the recompute, as for an order whose key changed, would touch an unchanged
+ * row).  It returns each customer whose row it wrote (true) and each it could not bring
+ * up to date exactly (false), which the caller recomputes in full.
  *
  * Per customer, x sums up the batch: new orders (_c360_new), and per entry its part of
  * the change (_d_<entry>).  A difference is exact unless
@@ -339,7 +341,8 @@ c360_orders_delta_sql(List *cols)
 					 "         bool_and((v.o_%s IS NULL OR %s) AS _c360_exact",
 					 cust, key, key, update_exact(cols));
 	append_batch_parts(&s, cols, key);
-	appendStringInfo(&s, "\n  FROM v GROUP BY v.n_%s),\n", cust);
+	appendStringInfo(&s, "\n  FROM v WHERE NOT EXISTS (SELECT FROM unnest($1::text[]) f(id) WHERE f.id = v.n_%1$s)\n"
+					 "  GROUP BY v.n_%1$s),\n", cust);
 
 	/* the stored row (_p_), whether the difference is exact, and the stage's old change */
 	appendStringInfoString(&s, "s AS (\n  SELECT x.*");
