@@ -28,15 +28,14 @@
  *   - an update changed a column that orders the customer's rows (a min, max or first
  *     value's), or lowered a summed amount's scale (a numeric sum keeps the largest scale);
  *   - the customer has an order with NULL in the column a first value is ordered by (NULL
- *     sorts first), or with a value too long for the index a mode is counted from (both
- *     found through a partial index), or with NULL in an averaged column (an average
- *     divides by the non-NULL count; seen in the stored row: its average is not sum /
- *     count, and no partial index names the column, so that amount updates stay HOT);
+ *     sorts first; found through a partial index), or with NULL in an averaged column (an
+ *     average divides by the non-NULL count; seen in the stored row: its average is not
+ *     sum / count, so that no index names the column and amount updates stay HOT);
  *   - a new order ties the latest one, or an update changed the latest order's first
  *     value (ties go by the key, which the stored row does not hold);
  *   - the customer has no profile row.
  * The most frequent value (mode) stays when every new value is the stored one, else it is
- * counted per value in one scan of the index on (customer, value), without the rows.
+ * counted per value over the customer's rows, for all such customers in one scan.
  */
 
 typedef struct OrderEntries
@@ -63,26 +62,6 @@ static bool
 is_order_mode(const C360Trait *t)
 {
 	return t->input == C360_ORDERS && strcmp(t->func, "mode") == 0;
-}
-
-/*
- * The orders whose (customer, value) pair the index of a mode entry holds: a btree entry
- * holds at most about 2,700 bytes, so the index leaves longer pairs out (their customers
- * are recomputed), and no order is refused for a long value.  As in the indexes'
- * predicates, sql/customer360--0.8--0.9.sql.
- */
-#define C360_ORDERS_INDEXED_BYTES 2000
-
-static const char *order_column(const char *arg);
-
-static char *
-indexed_pair(const C360Trait *t, const char *op)
-{
-	const C360Input *in = &c360_inputs[C360_ORDERS];
-
-	return psprintf("octet_length(o.%s) + octet_length(o.%s) %s %d",
-					quote_identifier(in->cols[in->customer_col].name), order_column(t->arg),
-					op, C360_ORDERS_INDEXED_BYTES);
 }
 
 static const char *
@@ -113,8 +92,6 @@ find_entries(List *cols)
 			e.sum = t;
 		else if (strcmp(t->func, "first") == 0)
 			e.probe = lappend(e.probe, psprintf("o.%s IS NULL", order_column(t->order_by)));
-		else if (strcmp(t->func, "mode") == 0)
-			e.probe = lappend(e.probe, indexed_pair(t, ">"));
 	}
 	foreach(lc, cols)
 	{
@@ -254,7 +231,9 @@ append_new_values(StringInfo s, List *cols, OrderEntries *e)
 
 /*
  * mode_<entry>: the most frequent value of the customers whose stored one may no longer be
- * (_u_ is false), counted per value in one scan of the index on (customer, value).
+ * (_u_ is false), counted per value in one scan of the input's customer index.  (An index
+ * on (customer, value) would count without the rows, but it costs every new order an index
+ * entry, more than it saves; and a long value would not fit it.)
  */
 static void
 append_mode_ctes(StringInfo s, List *cols, const char *cust)
@@ -271,9 +250,9 @@ append_mode_ctes(StringInfo s, List *cols, const char *cust)
 						 "  SELECT DISTINCT ON (o.%3$s) o.%3$s AS _c360_id, o.%2$s AS %1$s\n"
 						 "  FROM c360.orders o\n"
 						 "  WHERE o.%3$s = ANY (ARRAY(SELECT _c360_id FROM s WHERE _c360_exact_row AND NOT _u_%1$s))\n"
-						 "    AND %4$s\n"
+						 "    AND o.%2$s IS NOT NULL\n"
 						 "  GROUP BY o.%3$s, o.%2$s ORDER BY o.%3$s, count(*) DESC, o.%2$s),\n",
-						 quote_identifier(t->name), order_column(t->arg), cust, indexed_pair(t, "<="));
+						 quote_identifier(t->name), order_column(t->arg), cust);
 	}
 }
 
