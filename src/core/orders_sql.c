@@ -33,9 +33,13 @@
  *     sum / count, so that no index names the column and amount updates stay HOT);
  *   - a new order ties the latest one, or an update changed the latest order's first
  *     value (ties go by the key, which the stored row does not hold);
+ *   - a new or updated order has another value than the stored most frequent one;
  *   - the customer has no profile row.
- * The most frequent value (mode) stays when every new value is the stored one, else it is
- * counted per value over the customer's rows, for all such customers in one scan.
+ * The most frequent value (mode) is kept where every new order's value is the stored one
+ * and no update changes one; elsewhere the customer is recomputed: counting the values
+ * takes the customer's rows (bench/orders.sh: counting them here cost more than the
+ * recompute; an index on (customer, value) that counts without the rows costs every new
+ * order an entry, and a long value does not fit a btree entry).
  */
 
 typedef struct OrderEntries
@@ -222,37 +226,9 @@ append_new_values(StringInfo s, List *cols, OrderEntries *e)
 			appendStringInfo(s, "CASE WHEN s._d_%1$s > s._p_%1$s OR s._p_%1$s IS NULL AND s._d_%1$s IS NOT NULL\n"
 							 "              THEN s._d_%2$s ELSE s._p_%2$s END AS %2$s", max, q);
 		else if (strcmp(t->func, "mode") == 0)
-			appendStringInfo(s, "CASE WHEN s._u_%1$s THEN s._p_%1$s ELSE mode_%2$s.%1$s END AS %1$s",
-							 q, t->name);
+			appendStringInfo(s, "s._p_%1$s AS %1$s", q);
 		else
 			elog(ERROR, "order entry \"%s\": no difference for %s", t->name, t->func);
-	}
-}
-
-/*
- * mode_<entry>: the most frequent value of the customers whose stored one may no longer be
- * (_u_ is false), counted per value in one scan of the input's customer index.  (An index
- * on (customer, value) would count without the rows, but it costs every new order an index
- * entry, more than it saves; and a long value would not fit it.)
- */
-static void
-append_mode_ctes(StringInfo s, List *cols, const char *cust)
-{
-	ListCell   *lc;
-
-	foreach(lc, cols)
-	{
-		C360Trait  *t = lfirst(lc);
-
-		if (!is_order_mode(t))
-			continue;
-		appendStringInfo(s, "mode_%1$s AS (\n"
-						 "  SELECT DISTINCT ON (o.%3$s) o.%3$s AS _c360_id, o.%2$s AS %1$s\n"
-						 "  FROM c360.orders o\n"
-						 "  WHERE o.%3$s = ANY (ARRAY(SELECT _c360_id FROM s WHERE _c360_exact_row AND NOT _u_%1$s))\n"
-						 "    AND o.%2$s IS NOT NULL\n"
-						 "  GROUP BY o.%3$s, o.%2$s ORDER BY o.%3$s, count(*) DESC, o.%2$s),\n",
-						 quote_identifier(t->name), order_column(t->arg), cust);
 	}
 }
 
@@ -281,6 +257,10 @@ exact_sql(List *cols, OrderEntries *e, const char *cust)
 		if (t->input == C360_ORDERS && strcmp(t->func, "first") == 0)
 			appendStringInfo(&s, "\n           AND NOT COALESCE(x._d_%1$s = p.%1$s OR x._t_%2$s >= p.%1$s, false)",
 							 max, quote_identifier(t->name));
+
+		if (is_order_mode(t))
+			appendStringInfo(&s, "\n           AND x._k_%1$s AND (x._d_%1$s IS NULL OR x._d_%1$s = ARRAY[p.%1$s])",
+							 quote_identifier(t->name));
 
 		/*
 		 * Whether the stored average divides by every order: sum / count, unless the sum
@@ -330,10 +310,7 @@ c360_orders_delta_sql(List *cols)
 					 "         %s AS _c360_old_change,\n"
 					 "         %s AS _c360_exact_row",
 					 c360_col_time_change(cols, b), exact_sql(cols, &e, cust));
-	c360_col_append_each(&s, cols, is_order_mode,
-						 "%1$s,\n         x._k_%2$s AND (x._d_%2$s IS NULL OR x._d_%2$s = ARRAY[p.%2$s]) AS _u_%2$s", "");
 	appendStringInfoString(&s, "\n  FROM x LEFT JOIN c360.customer_360 p ON p.customer_id = x._c360_id),\n");
-	append_mode_ctes(&s, cols, cust);
 
 	/* new values; the event expiry is looked up only where the stored one is ambiguous */
 	appendStringInfoString(&s, "n AS (\n  SELECT s._c360_id, s._p_next_change_at");
@@ -341,11 +318,8 @@ c360_orders_delta_sql(List *cols)
 	appendStringInfo(&s, ",\n         COALESCE(s._d_%1$s > s._p_%1$s OR s._p_%1$s IS NULL AND s._d_%1$s IS NOT NULL, false)"
 					 " AS _c360_moved,\n"
 					 "         COALESCE(s._p_next_change_at = s._c360_old_change, false) AS _c360_lookup\n"
-					 "  FROM s", max);
-	c360_col_append_each(&s, cols, is_order_mode,
-						 "%1$s LEFT JOIN mode_%2$s ON mode_%2$s._c360_id = s._c360_id", "");
-	appendStringInfoString(&s, " WHERE s._c360_exact_row),\n"
-						   "looked_up AS (SELECT _c360_id FROM n WHERE _c360_moved AND _c360_lookup),\n"
+					 "  FROM s WHERE s._c360_exact_row),\n", max);
+	appendStringInfoString(&s, "looked_up AS (SELECT _c360_id FROM n WHERE _c360_moved AND _c360_lookup),\n"
 						   "raw AS (\n" RAW_OF("looked_up") "),\n");
 	c360_col_append_expiry(&s, cols, b);
 	appendStringInfoString(&s, ",\nf AS (\n  SELECT n.*");
