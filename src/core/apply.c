@@ -451,16 +451,16 @@ orders_by_difference(const InputResult *res, C360Dirty *dirty)
 		char	   *was = ks->stored ? TextDatumGetCString(ks->stored_vals[cust]) : NULL;
 
 		if (was == NULL || strcmp(was, now) == 0)
+		{
 			delta = lappend(delta, ks);
+			dirty->order_ids = lappend(dirty->order_ids, now);
+		}
 		else
 			full = lappend(lappend(full, now), was);
 		dirty->inputs[C360_ORDERS] = lappend(dirty->inputs[C360_ORDERS], now);
 	}
 	foreach(lc, res->deletes)
 		full = lappend(full, TextDatumGetCString(((KeyState *) lfirst(lc))->stored_vals[cust]));
-	foreach(lc, delta)
-		dirty->order_ids = lappend(dirty->order_ids,
-								   TextDatumGetCString(((KeyState *) lfirst(lc))->vals[cust]));
 	for (int col = 0; delta != NIL && col < in->ncols; col++)
 	{
 		dirty->order_images[2 * col] = column_array(in, col, delta, IMAGE_STORED, NULL, NULL);

@@ -343,8 +343,8 @@ c360_maintain_rebuild(void)
  * that a rebuild's memory stays that of one chunk (a single statement over 10,000,000
  * customers took 14 GB).  A chunk's statement is planned for its size, which for a large
  * one means passes over the mirrors and the profile (hash joins, a hashed = ANY), so chunks
- * are large: about 1.4 KB of memory a customer, against one more pass over the tables.  Returns the last customer done, in the caller's memory, or NULL
- * after the last chunk.
+ * are large: about 1.4 KB of memory a customer, against one more pass over the tables.
+ * Returns the last customer done, in the caller's memory, or NULL after the last chunk.
  */
 static char *
 rebuild_chunk(const char *last, const C360Clock *clock, int64 *changed)

@@ -147,17 +147,16 @@ append_batch_parts(StringInfo s, List *cols, const char *key)
 							 order_column(t->arg), order_column(t->order_by),
 							 t->descending ? "DESC" : "ASC", key, q);
 		else if (strcmp(t->func, "mode") == 0)
-			appendStringInfo(s, ",\n         bool_and(v.o_%1$s IS NULL OR v.o_%2$s IS NOT DISTINCT FROM v.n_%2$s)"
-							 " AS _k_%3$s,\n"
-							 "         array_agg(DISTINCT v.n_%2$s) FILTER (WHERE v.o_%1$s IS NULL AND"
+			appendStringInfo(s, ",\n         array_agg(DISTINCT v.n_%2$s) FILTER (WHERE v.o_%1$s IS NULL AND"
 							 " v.n_%2$s IS NOT NULL) AS _d_%3$s",
 							 key, order_column(t->arg), q);
 	}
 }
 
 /*
- * A change is exact when it is a new order or an update that keeps what orders rows and a
- * summed column's scale, and brings no NULL to an averaged column.
+ * A change is exact when it is a new order or an update that keeps what orders rows, a
+ * most frequent value's column and a summed column's scale, and brings no NULL to an
+ * averaged column.
  */
 static char *
 update_exact(List *cols)
@@ -174,7 +173,8 @@ update_exact(List *cols)
 
 		if (t->input != C360_ORDERS)
 			continue;
-		if (strcmp(t->func, "min") == 0 || strcmp(t->func, "max") == 0)
+		if (strcmp(t->func, "min") == 0 || strcmp(t->func, "max") == 0 ||
+			strcmp(t->func, "mode") == 0)
 			kept = list_append_unique(kept, makeString((char *) order_column(t->arg)));
 		else if (strcmp(t->func, "first") == 0)
 			kept = list_append_unique(kept, makeString((char *) order_column(t->order_by)));
@@ -259,7 +259,7 @@ exact_sql(List *cols, OrderEntries *e, const char *cust)
 							 max, quote_identifier(t->name));
 
 		if (is_order_mode(t))
-			appendStringInfo(&s, "\n           AND x._k_%1$s AND (x._d_%1$s IS NULL OR x._d_%1$s = ARRAY[p.%1$s])",
+			appendStringInfo(&s, "\n           AND (x._d_%1$s IS NULL OR x._d_%1$s = ARRAY[p.%1$s])",
 							 quote_identifier(t->name));
 
 		/*
@@ -284,6 +284,7 @@ c360_orders_delta_sql(List *cols)
 	Bounds	   *b = c360_col_param_bounds(2);
 	OrderEntries e = find_entries(cols);
 	const char *max = quote_identifier(e.max->name);
+	char	   *change = c360_col_time_change(cols, b);
 	StringInfoData s;
 	ListCell   *lc;
 
@@ -309,7 +310,7 @@ c360_orders_delta_sql(List *cols)
 	appendStringInfo(&s, ", p.next_change_at AS _p_next_change_at,\n"
 					 "         %s AS _c360_old_change,\n"
 					 "         %s AS _c360_exact_row",
-					 c360_col_time_change(cols, b), exact_sql(cols, &e, cust));
+					 change, exact_sql(cols, &e, cust));
 	appendStringInfoString(&s, "\n  FROM x LEFT JOIN c360.customer_360 p ON p.customer_id = x._c360_id),\n");
 
 	/* new values; the event expiry is looked up only where the stored one is ambiguous */
@@ -335,8 +336,7 @@ c360_orders_delta_sql(List *cols)
 					 "              WHEN n._c360_lookup THEN least(expiry._c360_change, %1$s)\n"
 					 "              ELSE least(n._p_next_change_at, %1$s) END AS next_change_at\n"
 					 "  FROM n LEFT JOIN expiry ON expiry._c360_id = n._c360_id),\n"
-					 "g AS (\n  SELECT f.*, ROW(",
-					 c360_col_time_change(cols, b));
+					 "g AS (\n  SELECT f.*, ROW(", change);
 	c360_col_append_each(&s, cols, is_order_column, "%1$sf.%2$s", ", ");
 	appendStringInfoString(&s, ", f.next_change_at) AS _c360_row FROM f),\n");
 
