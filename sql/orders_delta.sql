@@ -92,6 +92,19 @@ SELECT upd('e2', '{"total_amount": 5}');
 SELECT * FROM c360.verify();
 SELECT customer_id, total_orders, lifetime_value, avg_order_value FROM ord WHERE customer_id IN ('d', 'e');
 
+-- infinite amounts: the sum of what remains stays -Infinity when another amount changes
+-- (by difference it would be -Infinity - -Infinity, NaN), and goes back to a number when
+-- the infinite one changes
+SELECT c360.apply_change('customers', 'insert', NULL, '{"customer_id": "f"}');
+SELECT ins(o('f1', 'f', 'x', '-Infinity', 'web', '2030-05-01 00:00+00'),
+           o('f2', 'f', 'x', 5, 'web', '2030-05-02 00:00+00'));
+SELECT upd('f2', '{"total_amount": 6}');
+SELECT * FROM c360.verify();
+SELECT customer_id, lifetime_value, avg_order_value FROM ord WHERE customer_id = 'f';
+SELECT upd('f1', '{"total_amount": 4}');
+SELECT * FROM c360.verify();
+SELECT customer_id, lifetime_value, avg_order_value FROM ord WHERE customer_id = 'f';
+
 -- moves and deletes are recomputed on both sides; an unknown customer has no row
 SELECT upd('b3', '{"customer_id": "c"}');
 SELECT c360.apply_change('orders', 'delete', '{"order_id": "a4"}', NULL);

@@ -27,6 +27,7 @@
  * the change (_d_<entry>).  A difference is exact unless
  *   - an update changed a column that orders the customer's rows (a min, max or first
  *     value's), or lowered a summed amount's scale (a numeric sum keeps the largest scale);
+ *   - a change brings or takes away an infinite or NaN summed amount;
  *   - the customer has an order with NULL in the column a first value is ordered by (NULL
  *     sorts first; found through a partial index), or with NULL in an averaged column (an
  *     average divides by the non-NULL count; seen in the stored row: its average is not
@@ -155,8 +156,8 @@ append_batch_parts(StringInfo s, List *cols, const char *key)
 
 /*
  * A change is exact when it is a new order or an update that keeps what orders rows, a
- * most frequent value's column and a summed column's scale, and brings no NULL to an
- * averaged column.
+ * most frequent value's column and a summed column's scale, brings no NULL to an averaged
+ * column, and neither brings nor takes away an infinite or NaN summed value.
  */
 static char *
 update_exact(List *cols)
@@ -192,6 +193,14 @@ update_exact(List *cols)
 		/* an average divides by the non-NULL values: a new NULL makes it inexact */
 		if (t->input == C360_ORDERS && strcmp(t->func, "avg") == 0)
 			appendStringInfo(&s, " AND v.n_%s IS NOT NULL", order_column(t->arg));
+
+		/*
+		 * A sum is kept by difference only over finite values: -Infinity - -Infinity is
+		 * NaN, though the sum of the rows that remain is -Infinity still.
+		 */
+		if (t->input == C360_ORDERS && strcmp(t->func, "sum") == 0)
+			appendStringInfo(&s, " AND COALESCE(v.n_%1$s NOT IN %2$s AND v.o_%1$s NOT IN %2$s, true)",
+							 order_column(t->arg), "('Infinity'::numeric, '-Infinity', 'NaN')");
 	}
 	return s.data;
 }
