@@ -145,7 +145,7 @@ fi
 [ "$KEEP" = 1 ] || pg_stop "$DIR"
 status=0
 EXTRAS=${BENCH_EXTRAS:-1}
-for extra in bench/traits.sh bench/orders.sh bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/kafka_formats.sh bench/kafka_split.sh bench/sink.sh; do
+for extra in bench/traits.sh bench/orders.sh bench/mirror_insert.sh bench/pg_source.sh bench/mysql.sh bench/kafka.sh bench/kafka_formats.sh bench/kafka_split.sh bench/sink.sh; do
     [ -f "$extra" ] && [ "$EXTRAS" != 0 ] || continue
     name=$(basename "$extra" .sh)
     [ "$EXTRAS" = 1 ] || [[ " $EXTRAS " == *" $name "* ]] || continue

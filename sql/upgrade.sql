@@ -127,3 +127,19 @@ SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "up9c", "custom
 SELECT customer_id, total_orders, lifetime_value, avg_order_value, preferred_channel, last_order_date
 FROM c360.customer_360 WHERE customer_id = 'c2';
 SELECT * FROM c360.verify();
+
+-- 0.10: the event mirror's indexes, without (customer_id, event_time); its readers (a
+-- recount, the latest event, windowed event traits) go through the session index
+SELECT indexrelid::regclass::text AS event_index FROM pg_index
+WHERE indrelid = 'c360.behavioral_events'::regclass ORDER BY 1;
+SELECT c360.create_trait('views_7d', 'behavioral_events', 'count(*)', $$event_type = 'product_view'$$, '7 days');
+SELECT c360.apply_changes('[{"input": "behavioral_events", "op": "insert", "new": {"event_id": "up10a", "customer_id": "c2", "session_id": "s9", "event_type": "product_view", "event_time": "2030-09-26 10:00+00"}},
+                            {"input": "identity_graph", "op": "insert", "new": {"identity_id": "i10", "customer_id": "c2", "identity_type": "cookie", "identity_value": "ck2"}},
+                            {"input": "behavioral_events", "op": "insert", "new": {"event_id": "up10b", "customer_id": "ck2", "session_id": "s9", "event_type": "product_view", "event_time": "2030-09-26 11:00+00"}}]');
+SELECT customer_id, events_last_30d, sessions_last_30d, last_active_at, views_7d
+FROM c360.customer_360 ORDER BY 1;
+SELECT c360.tick('2030-10-03 10:30+00');
+SELECT customer_id, events_last_30d, sessions_last_30d, last_active_at, views_7d
+FROM c360.customer_360 ORDER BY 1;
+SELECT * FROM c360.verify();
+SELECT c360.drop_trait('views_7d');
