@@ -62,9 +62,8 @@ append_event_ctes(StringInfo s, List *cols, const char *src, Bounds *b)
 	const char *window = c360_col_interval_text(event_window(cols));
 
 	c360_col_append_input_aggregates(s, cols, C360_BEHAVIORAL_EVENTS, "r._c360_id",
-							psprintf("FROM %s r JOIN c360.behavioral_events i\n"
-									 "    ON i.customer_id = r._c360_raw AND i.event_time > %s",
-									 src, c360_col_bound_ref(b, window)), b, window);
+							psprintf("FROM %s AND i.event_time > %s", c360_col_events_of(src, "r"),
+									 c360_col_bound_ref(b, window)), b, window);
 	appendStringInfo(s, ",\nlatest AS (\n  SELECT r._c360_id");
 	c360_col_append_each(s, cols, c360_col_is_latest, "%1$s, max(l.event_time) AS %2$s", "");
 	appendStringInfo(s, "\n  FROM %s r CROSS JOIN LATERAL (\n"
@@ -410,10 +409,9 @@ append_trait_recompute(StringInfo s, List *traits, Bounds *b)
 	appendStringInfo(s, ",\nowners AS (SELECT DISTINCT owner AS _c360_id FROM ev),\n"
 					 "raw AS (\n" RAW_OF("owners") "),\n"
 					 "trows AS (\n"
-					 "  SELECT raw._c360_id, i.* FROM raw JOIN c360.behavioral_events i\n"
-					 "    ON i.customer_id = raw._c360_raw%s\n"
+					 "  SELECT raw._c360_id, i.* FROM %s%s\n"
 					 "  UNION ALL\n"
-					 "  SELECT owner", window.data);
+					 "  SELECT owner", c360_col_events_of("raw", "raw"), window.data);
 	for (int c = 0; c < in->ncols; c++)
 		appendStringInfo(s, ", %s", quote_identifier(in->cols[c].name));
 	appendStringInfoString(s, " FROM ev),\n");

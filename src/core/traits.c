@@ -481,8 +481,8 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 		appendStringInfo(&s, " AS %s", quote_identifier(t->name));
 	}
 	if (input == C360_BEHAVIORAL_EVENTS)
-		appendStringInfoString(&s, "\n  FROM d LEFT JOIN raw ON raw._c360_id = d._c360_id\n"
-							   "  LEFT JOIN c360.behavioral_events i ON i.customer_id = raw._c360_raw");
+		appendStringInfo(&s, "\n  FROM d LEFT JOIN (SELECT raw._c360_id AS _c360_owner, i.* FROM %s) i\n"
+						 "    ON i._c360_owner = d._c360_id", c360_col_events_of("raw", "raw"));
 	else
 		appendStringInfo(&s, "\n  FROM d LEFT JOIN c360.%s i ON i.%s = d._c360_id",
 						 c360_inputs[input].name, c360_col_customer_column(input));
