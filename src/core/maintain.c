@@ -408,8 +408,8 @@ c360_maintain_backfill(bool all_at_once)
 	static SPIPlanPtr first_plan;
 	static SPIPlanPtr next_plan;
 	static SPIPlanPtr done_plan;
-	Oid			types[3] = {TEXTOID, INT4OID, BOOLOID};
-	Datum		args[3];
+	Oid			types[4] = {TEXTOID, INT4OID, BOOLOID, INT8OID};
+	Datum		args[4];
 	C360Clock	clock;
 	char	   *through;
 	List	   *names;
@@ -457,19 +457,24 @@ c360_maintain_backfill(bool all_at_once)
 		c360_maintain_lock(c360_text_array(ids));
 	c360_segments_refresh(c360_traits_backfill(names, ids, &clock));
 
-	/* each trait counts the rows past its own last one; at the end, all are ready */
+	/*
+	 * Each trait counts the rows past its own last one (all of them, unless it is ahead
+	 * of the chunk's first id: only then are the ids compared); at the end, all are ready.
+	 */
 	args[0] = c360_text_array(ids);
 	args[1] = ids != NIL ? CStringGetTextDatum(llast(ids)) : CStringGetTextDatum("");
 	args[2] = BoolGetDatum(all_at_once || n < rows);
+	args[3] = Int64GetDatum(n);
 	types[0] = TEXTARRAYOID;
 	types[1] = TEXTOID;
 	c360_exec(c360_plan(&done_plan, "UPDATE c360.column_catalog SET"
-						" backfilled = backfilled + (SELECT count(*) FROM unnest($1::text[]) x"
-						"   WHERE backfilled_through IS NULL OR x > backfilled_through),"
+						" backfilled = backfilled + CASE WHEN backfilled_through IS NULL"
+						"   OR backfilled_through < $1[1] THEN $4"
+						"   ELSE (SELECT count(*) FROM unnest($1::text[]) x WHERE x > backfilled_through) END,"
 						" backfilled_through = CASE WHEN $3 THEN NULL"
 						"   ELSE greatest(backfilled_through, $2) END,"
 						" state = CASE WHEN $3 THEN 'ready' ELSE state END"
-						" WHERE state = 'backfilling'", 3, types), args, NULL);
+						" WHERE state = 'backfilling'", 4, types), args, NULL);
 	SPI_finish();
 	if (!all_at_once && n > 0)
 	{

@@ -355,12 +355,15 @@ is_event_delta(const C360Trait *t)
  * session, each counted once (a session counts when it entered the window).
  */
 static char *
-session_delta(const C360Trait *t, const char *bound)
+session_delta(const C360Trait *t, const char *bound, bool seen)
 {
 	char	   *cond;
 
 	if (c360_col_is_latest(t))
 		return "max(event_time)";
+	if (strcmp(t->func, "count_distinct") == 0 && seen)
+		return psprintf("session_id IS NOT NULL AND max(event_time) > %s\n"
+						"           AND count(seen._c360_seen_owner) = 0", bound);
 	if (strcmp(t->func, "count_distinct") == 0)
 		return psprintf("session_id IS NOT NULL AND max(event_time) > %s\n"
 						"           AND NOT " SESSION_SEEN_AFTER("%s"), bound, bound);
@@ -379,19 +382,20 @@ is_trait_delta(const C360Trait *t)
 }
 
 /*
- * The recomputed event traits of the batch's owners: tv(_c360_id, one column per trait),
- * each aggregated over the owner's events, those in the mirror (read as before this
- * statement's insert) and the new ones in ev.
+ * The batch's owners' events in the mirror (was, read as before this statement's insert),
+ * for the recomputed event traits, and the sessions they had in the event window (seen).
+ * Read once, they serve both: per_session finds a session that was in the window already
+ * in seen, instead of probing the mirror once per session.  When every trait has a window
+ * on event_time, only the widest of them and the event window is read.
  */
 static void
-append_trait_recompute(StringInfo s, List *traits, Bounds *b)
+append_stored_events(StringInfo s, List *traits, Bounds *b, const char *bound)
 {
-	const C360Input *in = &c360_inputs[C360_BEHAVIORAL_EVENTS];
 	StringInfoData window;
 	ListCell   *lc;
 
-	/* when every one has a window on event_time, only the widest is read */
 	initStringInfo(&window);
+	appendStringInfo(&window, " AND i.event_time > least(%s", bound);
 	foreach(lc, traits)
 	{
 		C360Trait  *t = lfirst(lc);
@@ -401,17 +405,31 @@ append_trait_recompute(StringInfo s, List *traits, Bounds *b)
 			resetStringInfo(&window);
 			break;
 		}
-		appendStringInfo(&window, "%s%s", window.len ? ", " : " AND i.event_time > least(",
-						 c360_col_bound_ref(b, c360_col_interval_text(t->lookback)));
+		appendStringInfo(&window, ", %s", c360_col_bound_ref(b, c360_col_interval_text(t->lookback)));
 	}
 	if (window.len)
 		appendStringInfoChar(&window, ')');
-	appendStringInfo(s, ",\nowners AS (SELECT DISTINCT owner AS _c360_id FROM ev),\n"
+	appendStringInfo(s, "owners AS (SELECT DISTINCT owner AS _c360_id FROM ev),\n"
 					 "raw AS (\n" RAW_OF("owners") "),\n"
-					 "trows AS (\n"
-					 "  SELECT raw._c360_id, i.* FROM %s%s\n"
-					 "  UNION ALL\n"
-					 "  SELECT owner", c360_col_events_of("raw", "raw"), window.data);
+					 "was AS MATERIALIZED (\n"
+					 "  SELECT raw._c360_id, i.* FROM %s%s),\n"
+					 "seen AS (\n"
+					 "  SELECT DISTINCT _c360_id AS _c360_seen_owner, session_id AS _c360_seen_session FROM was\n"
+					 "  WHERE session_id IS NOT NULL AND event_time > %s),\n",
+					 c360_col_events_of("raw", "raw"), window.data, bound);
+}
+
+/*
+ * The recomputed event traits of the batch's owners: tv(_c360_id, one column per trait),
+ * each aggregated over the owner's events, those in the mirror (was) and the new ones in
+ * ev.
+ */
+static void
+append_trait_recompute(StringInfo s, List *traits, Bounds *b)
+{
+	const C360Input *in = &c360_inputs[C360_BEHAVIORAL_EVENTS];
+
+	appendStringInfoString(s, ",\ntrows AS (\n  SELECT * FROM was\n  UNION ALL\n  SELECT owner");
 	for (int c = 0; c < in->ncols; c++)
 		appendStringInfo(s, ", %s", quote_identifier(in->cols[c].name));
 	appendStringInfoString(s, " FROM ev),\n");
@@ -454,10 +472,12 @@ c360_events_delta_sql(List *traits, List **lookbacks)
 		}
 	initStringInfo(&s);
 	appendStringInfo(&s, "%s,\n"
-					 "ev AS MATERIALIZED (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n"
-					 "per_session AS (\n  SELECT owner",
+					 "ev AS MATERIALIZED (SELECT ins.*, " OWNER_OF("ins.customer_id") " AS owner FROM ins),\n",
 					 recomputed || delta ? INSERT_EVENTS_CTES_RETURNING("*") :
 					 INSERT_EVENTS_CTES_RETURNING("customer_id, session_id, event_type, event_time"));
+	if (recomputed)
+		append_stored_events(&s, recomputed, b, bound);
+	appendStringInfoString(&s, "per_session AS (\n  SELECT owner");
 	foreach(lc, list_concat_copy(cols, delta))
 	{
 		C360Trait  *t = lfirst(lc);
@@ -468,12 +488,15 @@ c360_events_delta_sql(List *traits, List **lookbacks)
 			elog(ERROR, "built-in column %s cannot be kept by difference", t->name);
 		appendStringInfo(&s, ",\n         %s AS %s",
 						 session_delta(t, t->lookback == NULL ? NULL :
-									   c360_col_bound_ref(b, c360_col_interval_text(t->lookback))),
+									   c360_col_bound_ref(b, c360_col_interval_text(t->lookback)),
+									   recomputed != NIL),
 						 quote_identifier(t->name));
 	}
 	appendStringInfo(&s, ",\n         min(event_time) FILTER (WHERE event_time > %s) AS _c360_first_in\n"
-					 "  FROM ev GROUP BY owner, session_id),\n"
-					 "per_owner AS (\n  SELECT owner", bound);
+					 "  FROM ev%s GROUP BY owner, session_id),\n"
+					 "per_owner AS (\n  SELECT owner", bound,
+					 recomputed ? " LEFT JOIN seen ON seen._c360_seen_owner = ev.owner"
+					 " AND seen._c360_seen_session = ev.session_id" : "");
 	c360_col_append_each(&s, cols, c360_col_is_latest, "%1$s, max(%2$s) AS %2$s", "");
 	c360_col_append_each(&s, cols, is_session_count, "%1$s, count(*) FILTER (WHERE %2$s) AS %2$s", "");
 	c360_col_append_each(&s, list_concat_copy(cols, delta), is_row_count, "%1$s, sum(%2$s)::bigint AS %2$s", "");
