@@ -5,7 +5,9 @@
 # Runs in database c360_workers of the server under test (PGHOST/PGPORT, the one test/run.sh
 # starts: customer360 preloaded, c360.database = 'c360_workers', so the ticker and the
 # source run there), with the test broker (test/kafka_broker).  Steps:
-#   1  a profile of $CUSTOMERS customers (default 40,000) with orders and events, loaded by
+#   1  a profile of $CUSTOMERS customers (default 80,000: the backfill must last long enough
+#      for $MIN_SAMPLES samples; 40,000 gave 48 once 0.10 backfilled faster) with orders
+#      and events, loaded by
 #      c360.apply_changes in big batches, plus $PROBES probe customers that only the probe
 #      events below touch; ALTER SYSTEM SET c360.trait_backfill_chunk = 2000 and a reload
 #   2  source tb_kafka streams topic tb_events into behavioral_events; a producer loop sends
@@ -37,7 +39,7 @@ cd "$(dirname "$0")/.."
 DB=c360_workers
 : "${PGHOST:=127.0.0.1}" "${PGPORT:=54310}" "${PGUSER:=postgres}"
 export PGHOST PGPORT PGUSER PGTZ=UTC PGDATESTYLE=ISO
-CUSTOMERS=${C360_BACKFILL_CUSTOMERS:-40000}
+CUSTOMERS=${C360_BACKFILL_CUSTOMERS:-80000}
 PROBES=100
 PROBE_THREADS=4
 CHUNK=2000
