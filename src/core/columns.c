@@ -242,16 +242,19 @@ c360_col_customer_column(C360InputId input)
 
 /*
  * The event mirror's rows (i) of the raw ids in CTE src (rows _c360_id, _c360_raw), joined
- * to src as alias.  One index scan reads them all (a bitmap, in block order), not one scan
- * per raw id: a batch's owners' events share pages, and a thousand index scans restarted
- * cost more than the rows (bench/traits.sh: events with ten traits 0.657x to 0.702x).
+ * to src as alias.  For a batch, one index scan reads them all (a bitmap, in block order),
+ * not one scan per raw id: a batch's owners' events share pages, and a thousand index
+ * scans restarted cost more than the rows (bench/traits.sh: events with ten traits 0.657x
+ * to 0.702x).  A bulk statement (a rebuild's chunk, a snapshot's maintainer) leaves the
+ * join to the planner, which sees its size: an array of every raw id there was not
+ * measured.
  */
 char *
-c360_col_events_of(const char *src, const char *alias)
+c360_col_events_of(const char *src, const char *alias, bool bulk)
 {
-	return psprintf("c360.behavioral_events i JOIN %1$s%3$s ON %2$s._c360_raw = i.customer_id\n"
-					"    AND i.customer_id = ANY ((SELECT array_agg(_c360_raw) FROM %1$s)::text[])",
-					src, alias, strcmp(src, alias) == 0 ? "" : psprintf(" %s", alias));
+	return psprintf("c360.behavioral_events i JOIN %1$s%3$s ON %2$s._c360_raw = i.customer_id%4$s",
+					src, alias, strcmp(src, alias) == 0 ? "" : psprintf(" %s", alias),
+					bulk ? "" : psprintf("\n    AND i.customer_id = ANY ((SELECT array_agg(_c360_raw) FROM %s)::text[])", src));
 }
 
 /* The maintainer's bounds: c360_windows[] as $first.., and the zone after them. */

@@ -69,7 +69,7 @@ extern char *c360_col_render(const char *text, Bounds *b);
 /* pieces of statements */
 extern char *c360_col_key_column(C360InputId input);
 extern const char *c360_col_customer_column(C360InputId input);
-extern char *c360_col_events_of(const char *src, const char *alias);
+extern char *c360_col_events_of(const char *src, const char *alias, bool bulk);
 extern void c360_col_append_each(StringInfo s, List *cols, bool (*keep) (const C360Trait *),
 							const char *fmt, const char *sep);
 extern void c360_col_append_profile_columns(StringInfo s, List *cols, const char *prefix);

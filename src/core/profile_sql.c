@@ -57,12 +57,12 @@ event_window(List *cols)
  * it), latest one index probe per raw id.
  */
 static void
-append_event_ctes(StringInfo s, List *cols, const char *src, Bounds *b)
+append_event_ctes(StringInfo s, List *cols, const char *src, Bounds *b, bool bulk)
 {
 	const char *window = c360_col_interval_text(event_window(cols));
 
 	c360_col_append_input_aggregates(s, cols, C360_BEHAVIORAL_EVENTS, "r._c360_id",
-							psprintf("FROM %s AND i.event_time > %s", c360_col_events_of(src, "r"),
+							psprintf("FROM %s AND i.event_time > %s", c360_col_events_of(src, "r", bulk),
 									 c360_col_bound_ref(b, window)), b, window);
 	appendStringInfo(s, ",\nlatest AS (\n  SELECT r._c360_id");
 	c360_col_append_each(s, cols, c360_col_is_latest, "%1$s, max(l.event_time) AS %2$s", "");
@@ -162,7 +162,7 @@ refresh_full_sql(List *cols, bool bulk)
 	appendStringInfoString(&s, "looked_up AS (SELECT _c360_id FROM dd WHERE lookup),\n"
 						   "raw AS (\n" RAW_OF("looked_up") "),\n"
 						   "recounted AS (SELECT raw.* FROM raw JOIN dd USING (_c360_id) WHERE dd.recount),\n");
-	append_event_ctes(&s, cols, "recounted", b);
+	append_event_ctes(&s, cols, "recounted", b, bulk);
 	appendStringInfoString(&s, ",\n");
 	c360_col_append_expiry(&s, cols, b);
 	appendStringInfoString(&s, ",\nbase AS (\n  SELECT c.customer_id");
@@ -268,7 +268,7 @@ refresh_part_sql(List *cols, bool events, bool bulk)
 					 bulk ? IDS_BULK : IDS_SMALL);
 	if (events)
 	{
-		append_event_ctes(&s, cols, "raw", b);
+		append_event_ctes(&s, cols, "raw", b, bulk);
 		appendStringInfoString(&s, ",\n");
 	}
 	c360_col_append_expiry(&s, cols, b);
@@ -416,7 +416,7 @@ append_stored_events(StringInfo s, List *traits, Bounds *b, const char *bound)
 					 "seen AS (\n"
 					 "  SELECT DISTINCT _c360_id AS _c360_seen_owner, session_id AS _c360_seen_session FROM was\n"
 					 "  WHERE session_id IS NOT NULL AND event_time > %s),\n",
-					 c360_col_events_of("raw", "raw"), window.data, bound);
+					 c360_col_events_of("raw", "raw", false), window.data, bound);
 }
 
 /*

@@ -482,7 +482,7 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 	}
 	if (input == C360_BEHAVIORAL_EVENTS)
 		appendStringInfo(&s, "\n  FROM d LEFT JOIN (SELECT raw._c360_id AS _c360_owner, i.* FROM %s) i\n"
-						 "    ON i._c360_owner = d._c360_id", c360_col_events_of("raw", "raw"));
+						 "    ON i._c360_owner = d._c360_id", c360_col_events_of("raw", "raw", bulk));
 	else
 		appendStringInfo(&s, "\n  FROM d LEFT JOIN c360.%s i ON i.%s = d._c360_id",
 						 c360_inputs[input].name, c360_col_customer_column(input));
