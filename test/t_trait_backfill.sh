@@ -7,9 +7,9 @@
 # source run there), with the test broker (test/kafka_broker).  Steps:
 #   1  a profile of $CUSTOMERS customers (default 80,000: the backfill must last long enough
 #      for $MIN_SAMPLES samples; 40,000 gave 48 once 0.10 backfilled faster) with orders
-#      and events, loaded by
-#      c360.apply_changes in big batches, plus $PROBES probe customers that only the probe
-#      events below touch; ALTER SYSTEM SET c360.trait_backfill_chunk = 2000 and a reload
+#      and events, loaded by c360.apply_changes in big batches, plus $PROBES probe
+#      customers that only the probe events below touch; ALTER SYSTEM SET
+#      c360.trait_backfill_chunk = 2000 and a reload
 #   2  source tb_kafka streams topic tb_events into behavioral_events; a producer loop sends
 #      about 600 events a second for the whole test; $PROBE_THREADS probers each send one event at
 #      a time for a probe customer and time how long until its row is in the mirror (the

@@ -352,7 +352,8 @@ is_event_delta(const C360Trait *t)
 
 /*
  * per_session's column for an event column: the batch's new events of one owner and
- * session, each counted once (a session counts when it entered the window).
+ * session, each counted once (a session counts when it entered the window: it was not in
+ * seen, when the statement has it, or the mirror's probe finds no event of it there).
  */
 static char *
 session_delta(const C360Trait *t, const char *bound, bool seen)
@@ -361,12 +362,11 @@ session_delta(const C360Trait *t, const char *bound, bool seen)
 
 	if (c360_col_is_latest(t))
 		return "max(event_time)";
-	if (strcmp(t->func, "count_distinct") == 0 && seen)
-		return psprintf("session_id IS NOT NULL AND max(event_time) > %s\n"
-						"           AND count(seen._c360_seen_owner) = 0", bound);
 	if (strcmp(t->func, "count_distinct") == 0)
 		return psprintf("session_id IS NOT NULL AND max(event_time) > %s\n"
-						"           AND NOT " SESSION_SEEN_AFTER("%s"), bound, bound);
+						"           AND %s", bound,
+						seen ? "count(seen._c360_seen_owner) = 0" :
+						psprintf("NOT " SESSION_SEEN_AFTER("%s"), bound));
 	cond = t->filter ? psprintf("(%s)%s", t->filter, bound ? psprintf(" AND event_time > %s", bound) : "") :
 		bound ? psprintf("event_time > %s", bound) : NULL;
 	return psprintf("%s%s", strcmp(t->func, "count") == 0 ? psprintf("count(%s)", t->arg) : "count(*)",
