@@ -100,10 +100,17 @@ SELECT c360.create_trait('events_7d', 'behavioral_events', 'count(*)', lookback 
 SELECT c360.tick('2030-01-07 22:59:59.999999+00');
 SELECT customer_id, events_7d, cart_adds_7d, spend_7d FROM c360.customer_360 ORDER BY 1;
 SELECT * FROM c360.verify();
+-- next_change_at includes the traits' windows: a's is e5 leaving events_7d.  Its parts:
+-- the article's (the 30-day window, the stage), each input's windowed traits, their least.
+SELECT customer_id, next_change_at, article_change_at, traits_change_at,
+       behavioral_events_traits_change_at AS events_part, orders_traits_change_at AS orders_part
+FROM c360.customer_360 ORDER BY 1;
 SELECT c360.tick('2030-01-07 23:00:00+00');
 SELECT customer_id, events_7d, cart_adds_7d, spend_7d FROM c360.customer_360 ORDER BY 1;
 SELECT * FROM c360.verify();
-SELECT count(*) AS diffs_a_microsecond_earlier FROM c360.verify('2030-01-07 22:59:59.999999+00');
+SELECT customer_id, next_change_at, traits_change_at FROM c360.customer_360 ORDER BY 1;
+SELECT column_name, count(*) AS diffs_a_microsecond_earlier
+FROM c360.verify('2030-01-07 22:59:59.999999+00') GROUP BY 1 ORDER BY 1;
 
 -- Across a DST change (the profile's zone is America/New_York): on 2030-03-10 clocks spring
 -- forward, so as_of - 7 days is 167 hours back across it, and a 1 hour window is an hour of
@@ -123,6 +130,8 @@ SELECT * FROM c360.verify();
 -- 7 days after d1 in New York is 2030-03-16 11:00 UTC (EDT), not 12:00
 SELECT c360.tick('2030-03-16 10:59:59+00');
 SELECT customer_id, events_7d, views_1h FROM c360.customer_360 WHERE customer_id = 'a';
+-- and next_change_at says so
+SELECT customer_id, next_change_at, behavioral_events_traits_change_at FROM c360.customer_360 WHERE customer_id = 'a';
 SELECT c360.tick('2030-03-16 11:00:00+00');
 SELECT customer_id, events_7d, views_1h FROM c360.customer_360 WHERE customer_id = 'a';
 SELECT c360.window_start('2030-03-16 11:00:00+00', '7 days') AS bound_7d;

@@ -50,8 +50,14 @@ DELETE FROM c360.sources WHERE name LIKE 'up\_%';
 SELECT extversion FROM pg_extension WHERE extname = 'customer360';
 SELECT * FROM c360.verify();
 -- the same profile rows, bookkeeping and all
-SELECT count(*) AS changed FROM ((TABLE before EXCEPT TABLE c360.customer_360)
-                                 UNION ALL (TABLE c360.customer_360 EXCEPT TABLE before)) d;
+-- (0.11 adds next_change_at's parts; without traits the article's part is next_change_at)
+CREATE TEMP VIEW after AS
+SELECT to_jsonb(p) - 'article_change_at' - 'traits_change_at' AS r FROM c360.customer_360 p;
+SELECT count(*) AS changed FROM ((SELECT to_jsonb(b) FROM before b EXCEPT TABLE after)
+                                 UNION ALL (TABLE after EXCEPT SELECT to_jsonb(b) FROM before b)) d;
+SELECT count(*) AS parts_apart FROM c360.customer_360
+WHERE article_change_at IS DISTINCT FROM next_change_at OR traits_change_at IS NOT NULL;
+DROP VIEW after;
 SELECT segment, customer_id FROM c360.segment_members ORDER BY 1, 2;
 -- the same objects as a fresh install
 SELECT object AS missing_after_update FROM fresh
@@ -143,3 +149,42 @@ SELECT customer_id, events_last_30d, sessions_last_30d, last_active_at, views_7d
 FROM c360.customer_360 ORDER BY 1;
 SELECT * FROM c360.verify();
 SELECT c360.drop_trait('views_7d');
+
+-- 0.11: next_change_at's parts.  A database at 0.10 with windowed traits and data, updated:
+-- each input's part is computed, and next_change_at includes the traits' windows.
+SET client_min_messages = warning;
+DROP EXTENSION customer360;
+CREATE EXTENSION customer360 VERSION '0.10';
+RESET client_min_messages;
+SELECT c360.tick('2031-01-10 00:00+00');
+SELECT c360.apply_changes('[
+  {"input": "customers", "op": "insert", "new": {"customer_id": "u1"}},
+  {"input": "customers", "op": "insert", "new": {"customer_id": "u2"}},
+  {"input": "orders", "op": "insert", "new": {"order_id": "uo1", "customer_id": "u1", "total_amount": 5, "created_at": "2031-01-05 00:00+00"}},
+  {"input": "behavioral_events", "op": "insert", "new": {"event_id": "ue1", "customer_id": "u2", "session_id": "s1", "event_type": "add_to_cart", "event_time": "2031-01-09 12:00+00"}}
+]');
+SELECT c360.create_trait('orders_7d', 'orders', 'count(*)', lookback => '7 days');
+SELECT c360.create_trait('carts_1d', 'behavioral_events', 'count(*)', $$event_type = 'add_to_cart'$$, '1 day');
+ALTER EXTENSION customer360 UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'customer360';
+SELECT customer_id, next_change_at, article_change_at, traits_change_at,
+       orders_traits_change_at, behavioral_events_traits_change_at
+FROM c360.customer_360 ORDER BY 1;
+SELECT * FROM c360.verify();
+-- the parts follow changes, ticks and drop_trait
+SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "uo2", "customer_id": "u2", "total_amount": 1, "created_at": "2031-01-09 00:00+00"}');
+SELECT c360.tick('2031-01-10 12:00+00');
+SELECT customer_id, next_change_at, traits_change_at FROM c360.customer_360 ORDER BY 1;
+SELECT * FROM c360.verify();
+SELECT c360.drop_trait('orders_7d');
+SELECT customer_id, next_change_at, traits_change_at FROM c360.customer_360 ORDER BY 1;
+SELECT count(*) AS orders_part_columns FROM pg_attribute
+WHERE attrelid = 'c360.customer_360'::regclass AND attname = 'orders_traits_change_at' AND NOT attisdropped;
+SELECT * FROM c360.verify();
+-- a trait may not take a part's name, nor a part a trait's
+SELECT c360.create_trait('behavioral_events_traits_change_at', 'behavioral_events', 'count(*)');
+\echo :LAST_ERROR_SQLSTATE
+SELECT c360.create_trait('support_tickets_traits_change_at', 'orders', 'count(*)');
+SELECT c360.create_trait('tickets_7d', 'support_tickets', 'count(*)', lookback => '7 days');
+\echo :LAST_ERROR_SQLSTATE
+SELECT c360.drop_trait('support_tickets_traits_change_at');

@@ -170,7 +170,8 @@ save_state() {
                        last_order_date, last_order_status, preferred_channel, open_support_tickets,
                        total_support_tickets, last_ticket_at, events_last_30d, product_views_last_30d,
                        sessions_last_30d, last_active_at, lifecycle_stage, has_open_support_issue,
-                       next_change_at, $TRAIT_COLS
+                       next_change_at, article_change_at, traits_change_at,
+                       behavioral_events_traits_change_at, orders_traits_change_at, $TRAIT_COLS
                 FROM c360.customer_360 ORDER BY customer_id COLLATE \"C\") TO STDOUT" >"$dir/profile"
     q -c "COPY (SELECT customer_id, profile_updated_at FROM c360.customer_360 ORDER BY customer_id COLLATE \"C\") TO STDOUT" >"$dir/profile_updated_at"
     q -c "COPY (SELECT segment, customer_id, entered_at, payload FROM c360.segment_members

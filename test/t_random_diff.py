@@ -1424,9 +1424,16 @@ class Run:
     SECTIONS = ("--stamps--", "--catalog--", "--bounds--", "--traits--")
 
     def columns(self, skip=()):
-        """The profile's columns the checks compare: the article's, next_change_at, the
-        traits' (but those in skip)."""
-        return PROFILE_COLUMNS + ", next_change_at" + "".join(
+        """The profile's columns the checks compare: the article's, next_change_at and its
+        parts, the traits' (but those in skip; and but next_change_at and the traits' parts
+        when a trait in skip has a window: a rebuild computes its part too)."""
+        parts = sorted({t.table for t in self.traits if t.lookback})
+        if any(t.lookback for t in self.traits if t.name in skip):
+            bookkeeping = ", article_change_at"
+        else:
+            bookkeeping = ", next_change_at, article_change_at, traits_change_at" + "".join(
+                ", %s_traits_change_at" % p for p in parts)
+        return PROFILE_COLUMNS + bookkeeping + "".join(
             ", " + t.name for t in self.traits if t.name not in skip)
 
     def check_sql(self, full):

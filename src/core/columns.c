@@ -338,35 +338,63 @@ c360_col_append_each(StringInfo s, List *cols, bool (*keep) (const C360Trait *),
 	}
 }
 
-/* The profile's columns: customer_id, the entries, next_change_at; each prefixed. */
+/* The profile's columns: customer_id, the entries, the article's part; each prefixed. */
 void
-c360_col_append_profile_columns(StringInfo s, List *cols, const char *prefix)
+c360_col_append_profile_columns(StringInfo s, List *cols, const char *prefix, bool parts)
 {
 	appendStringInfo(s, "%scustomer_id", prefix);
 	c360_col_append_each(s, cols, c360_col_is_any, psprintf("%%1$s, %s%%2$s", prefix), "");
-	appendStringInfo(s, ", %snext_change_at", prefix);
+	appendStringInfo(s, ", %s%s", prefix, c360_col_article(parts));
+}
+
+/*
+ * The column that holds the article's part of next_change_at: its own from 0.11 on
+ * (src/core/change_parts.c), next_change_at itself before.
+ */
+const char *
+c360_col_article(bool parts)
+{
+	return parts ? "article_change_at" : "next_change_at";
 }
 
 /*
  * The statement's last part for traits computed in CTE v (v._c360_id, one column per
- * trait): an UPDATE of the profile rows whose values differ by binary image (so that a
- * numeric's scale counts, as verify() sees it), returning the customers written.  range,
- * unless NULL, is a further condition on p.
+ * trait, and v._c360_change_<input> per input of theirs with a part): an UPDATE of the
+ * profile rows whose values or parts differ (values by binary image, so that a numeric's
+ * scale counts, as verify() sees it), returning the customers written.  range, unless
+ * NULL, is a further condition on p.  parted: the inputs with a part (NIL before 0.11);
+ * lower: v's parts only lower the stored ones (src/core/change_parts.c).
  */
 void
-c360_col_append_trait_update(StringInfo s, List *traits, const char *range)
+c360_col_append_trait_update(StringInfo s, List *traits, const char *range, List *parted,
+							 bool lower)
 {
+	List	   *mine = NIL;
+	List	   *new = NIL;
+	ListCell   *lc;
+	char	   *changed;
+
+	foreach(lc, parted)
+		if (c360_input_has_part(traits, lfirst_int(lc)))
+		{
+			mine = lappend_int(mine, lfirst_int(lc));
+			new = lappend(new, psprintf("v._c360_change_%s", c360_inputs[lfirst_int(lc)].name));
+		}
+	changed = c360_part_changed(mine, new, lower);
 	appendStringInfoString(s, "UPDATE c360.customer_360 p SET ");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$s%2$s = v.%2$s", ", ");
+	if (mine != NIL)
+		c360_append_part_sets(s, parted, mine, new, lower, NULL);
 	appendStringInfoString(s, ", profile_updated_at = clock_timestamp()\n"
 						   "FROM v WHERE p.customer_id = v._c360_id\n");
 	if (range)
 		appendStringInfo(s, "  AND %s\n", range);
-	appendStringInfoString(s, "  AND NOT record_image_eq(ROW(");
+	appendStringInfoString(s, "  AND (NOT record_image_eq(ROW(");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$sp.%2$s", ", ");
 	appendStringInfoString(s, "), ROW(");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$sv.%2$s", ", ");
-	appendStringInfoString(s, "))\nRETURNING p.customer_id");
+	appendStringInfo(s, "))%s%s)\nRETURNING p.customer_id", changed ? "\n       OR " : "",
+					 changed ? changed : "");
 }
 
 /* value COALESCEd with the entry's fill */
@@ -460,6 +488,7 @@ void
 c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input, const char *id,
 						const char *from, Bounds *b, const char *common)
 {
+	List	   *bounds = NIL;
 	ListCell   *lc;
 
 	appendStringInfo(s, "agg_%s AS (\n  SELECT %s AS _c360_id", c360_inputs[input].name, id);
@@ -475,7 +504,12 @@ c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input, co
 		appendStringInfoString(s, ",\n         ");
 		c360_column_aggregate(s, t, c360_column_condition(t, false, bound));
 		appendStringInfo(s, " AS %s", quote_identifier(t->name));
+		if (b->parts && t->lookback && !t->builtin)
+			bounds = lappend(bounds, (char *) c360_col_bound_ref(b, c360_col_interval_text(t->lookback)));
 	}
+	if (bounds != NIL)
+		appendStringInfo(s, ",\n         %s AS _c360_change",
+						 c360_part_aggregate(cols, input, bounds, b->zone, false));
 	appendStringInfo(s, "\n  %s\n  GROUP BY %s)", from, id);
 }
 

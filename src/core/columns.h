@@ -64,8 +64,8 @@ extern int	c360_window_args(List *lookbacks, const C360Clock *clock, Datum *args
 extern void c360_column_aggregate(StringInfo s, const C360Trait *t, const char *cond);
 extern char *c360_column_condition(const C360Trait *t, bool outer_join, const char *bound);
 extern char *c360_reference_sql(List *traits, bool article_only);
-extern char *c360_verify_sql(List *traits, bool traits_only);
-extern char *c360_backfill_sql(List *traits, List **lookbacks);
-extern char *c360_events_delta_sql(List *traits, List **lookbacks);
+extern char *c360_verify_sql(List *traits, bool traits_only, List *parted);
+extern char *c360_backfill_sql(List *traits, bool parts, List **lookbacks);
+extern char *c360_events_delta_sql(List *traits, bool parts, List **lookbacks);
 
 #endif							/* C360_COLUMNS_H */

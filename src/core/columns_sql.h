@@ -30,6 +30,7 @@ typedef struct Bounds
 	bool		grow;
 	int			next_param;		/* grow: a new bound is this parameter (0: a column of b) */
 	const char *zone;
+	bool		parts;			/* agg_<input> adds the input's part (_c360_change) */
 } Bounds;
 
 /*
@@ -72,17 +73,30 @@ extern const char *c360_col_customer_column(C360InputId input);
 extern char *c360_col_events_of(const char *src, const char *alias, bool bulk);
 extern void c360_col_append_each(StringInfo s, List *cols, bool (*keep) (const C360Trait *),
 							const char *fmt, const char *sep);
-extern void c360_col_append_profile_columns(StringInfo s, List *cols, const char *prefix);
+extern void c360_col_append_profile_columns(StringInfo s, List *cols, const char *prefix,
+											bool parts);
+extern const char *c360_col_article(bool parts);
 extern char *c360_col_filled(const C360Trait *t, const char *value);
 extern char *c360_col_agg_value(const C360Trait *t);
 extern void c360_col_append_agg_joins(StringInfo s, List *cols, const char *id);
 extern void c360_col_append_trait_update(StringInfo s, List *traits,
-										 const char *range);
+										 const char *range, List *parted, bool lower);
 extern char *c360_col_time_change(List *cols, Bounds *b);
 extern void c360_col_append_expiry(StringInfo s, List *cols, Bounds *b);
-extern char *c360_orders_delta_sql(List *cols);
+extern char *c360_orders_delta_sql(List *cols, bool parts);
 extern void c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input,
 										const char *id, const char *from, Bounds *b,
 										const char *common);
+
+/* next_change_at's parts (src/core/change_parts.c) */
+extern bool c360_parts_known(void);
+extern const char *c360_part_column(C360InputId input);
+extern bool c360_input_has_part(List *traits, C360InputId input);
+extern List *c360_parted_inputs(List *traits);
+extern char *c360_part_aggregate(List *traits, C360InputId input, List *bounds,
+								 const char *zone, bool outer_join);
+extern void c360_append_part_sets(StringInfo s, List *parted, List *mine, List *new,
+								  bool lower, const char *article);
+extern char *c360_part_changed(List *mine, List *new, bool lower);
 
 #endif							/* C360_COLUMNS_SQL_H */

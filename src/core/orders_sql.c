@@ -285,8 +285,9 @@ exact_sql(List *cols, OrderEntries *e, const char *cust)
 }
 
 char *
-c360_orders_delta_sql(List *cols)
+c360_orders_delta_sql(List *cols, bool parts)
 {
+	const char *art = c360_col_article(parts);
 	const C360Input *in = &c360_inputs[C360_ORDERS];
 	const char *key = quote_identifier(in->cols[in->key_col].name);
 	const char *cust = quote_identifier(in->cols[in->customer_col].name);
@@ -316,10 +317,10 @@ c360_orders_delta_sql(List *cols)
 	/* the stored row (_p_), whether the difference is exact, and the stage's old change */
 	appendStringInfoString(&s, "s AS (\n  SELECT x.*");
 	c360_col_append_each(&s, cols, is_order_aggregate, "%1$s, p.%2$s AS _p_%2$s", "");
-	appendStringInfo(&s, ", p.next_change_at AS _p_next_change_at,\n"
+	appendStringInfo(&s, ", p.%s AS _p_next_change_at,\n"
 					 "         %s AS _c360_old_change,\n"
 					 "         %s AS _c360_exact_row",
-					 change, exact_sql(cols, &e, cust));
+					 art, change, exact_sql(cols, &e, cust));
 	appendStringInfoString(&s, "\n  FROM x LEFT JOIN c360.customer_360 p ON p.customer_id = x._c360_id),\n");
 
 	/* new values; the event expiry is looked up only where the stored one is ambiguous */
@@ -352,11 +353,14 @@ c360_orders_delta_sql(List *cols)
 	/* the rows, written where they differ (binary images: a numeric's scale counts) */
 	appendStringInfoString(&s, "written AS (\n  UPDATE c360.customer_360 p SET ");
 	c360_col_append_each(&s, cols, is_order_column, "%1$s%2$s = f.%2$s", ", ");
-	appendStringInfoString(&s, ",\n    next_change_at = f.next_change_at, profile_updated_at = clock_timestamp()\n"
+	appendStringInfo(&s, ",\n    %s = f.next_change_at, ", art);
+	if (parts)
+		appendStringInfoString(&s, "next_change_at = least(f.next_change_at, p.traits_change_at),\n    ");
+	appendStringInfoString(&s, "profile_updated_at = clock_timestamp()\n"
 						   "  FROM g f WHERE p.customer_id = f._c360_id\n    AND NOT (ROW(");
 	c360_col_append_each(&s, cols, is_order_column, "%1$sp.%2$s", ", ");
-	appendStringInfoString(&s, ", p.next_change_at) *= f._c360_row)\n  RETURNING p.customer_id)\n"
-						   "SELECT customer_id, true FROM written\n"
+	appendStringInfo(&s, ", p.%s) *= f._c360_row)\n  RETURNING p.customer_id)\n", art);
+	appendStringInfoString(&s, "SELECT customer_id, true FROM written\n"
 						   "UNION ALL SELECT _c360_id, false FROM s WHERE NOT s._c360_exact_row");
 	return s.data;
 }

@@ -16,7 +16,8 @@
 #include "core/columns_sql.h"
 #include "core/rollup.h"
 
-static const char *statements[C360_PROFILE_STATEMENTS][2];
+/* by statement, bulk form, and whether the profile keeps next_change_at's parts (0.11) */
+static const char *statements[C360_PROFILE_STATEMENTS][2][2];
 
 static void append_base_columns(StringInfo s, List *cols);
 static void append_fresh_columns(StringInfo s, List *cols, Bounds *b);
@@ -128,9 +129,10 @@ c360_col_time_change(List *cols, Bounds *b)
  * 45 of 145 ms of a batch of 1,000 at 100,000 customers (bench/orders.sh).
  */
 static char *
-refresh_full_sql(List *cols, bool bulk)
+refresh_full_sql(List *cols, bool bulk, bool parts)
 {
 	Bounds	   *b = c360_col_param_bounds(2);
+	const char *art = c360_col_article(parts);
 	StringInfoData s;
 
 	initStringInfo(&s);
@@ -138,16 +140,16 @@ refresh_full_sql(List *cols, bool bulk)
 	appendStringInfoString(&s, "dd AS (\n  SELECT d._c360_id, x.recount");
 	c360_col_append_each(&s, cols, c360_col_is_event, "%1$s, sp.%2$s", "");
 	appendStringInfoString(&s, ",\n         CASE WHEN sp.customer_id IS NOT NULL THEN ROW(");
-	c360_col_append_profile_columns(&s, cols, "sp.");
+	c360_col_append_profile_columns(&s, cols, "sp.", parts);
 	appendStringInfo(&s, ") END AS stored,\n"
-					 "         x.recount OR COALESCE(sp.next_change_at = x.time_change, false) AS lookup,\n"
-					 "         CASE WHEN x.time_change IS NULL OR sp.next_change_at < x.time_change\n"
-					 "              THEN sp.next_change_at END AS stored_expiry\n"
+					 "         x.recount OR COALESCE(sp.%1$s = x.time_change, false) AS lookup,\n"
+					 "         CASE WHEN x.time_change IS NULL OR sp.%1$s < x.time_change\n"
+					 "              THEN sp.%1$s END AS stored_expiry\n"
 					 "  FROM d LEFT JOIN c360.customer_360 sp ON sp.customer_id = d._c360_id\n"
-					 "  LEFT JOIN unnest(%s::text[]) b(x) ON b.x = d._c360_id\n"
+					 "  LEFT JOIN unnest(%2$s::text[]) b(x) ON b.x = d._c360_id\n"
 					 "  CROSS JOIN LATERAL (SELECT sp.customer_id IS NULL OR b.x IS NOT NULL AS recount,\n"
-					 "    %s AS time_change) x),\n",
-					 psprintf("$%d", (int) C360_NWINDOWS + 3), c360_col_time_change(cols, b));
+					 "    %3$s AS time_change) x),\n",
+					 art, psprintf("$%d", (int) C360_NWINDOWS + 3), c360_col_time_change(cols, b));
 	for (C360InputId in = 0; in < C360_BUILTIN_INPUTS; in++)
 	{
 		const char *c = c360_col_customer_column(in);
@@ -176,21 +178,24 @@ refresh_full_sql(List *cols, bool bulk)
 						   "  LEFT JOIN expiry ON expiry._c360_id = c.customer_id),\n"
 						   "fresh AS (\n  SELECT customer_id");
 	append_fresh_columns(&s, cols, b);
-	appendStringInfo(&s, ",\n         least(_c360_expiry, %s) AS next_change_at, stored\n"
+	appendStringInfo(&s, ",\n         least(_c360_expiry, %s) AS %s, stored\n"
 					 "  FROM base),\n"
-					 "changed AS (\n  SELECT ", c360_col_time_change(cols, b));
-	c360_col_append_profile_columns(&s, cols, "f.");
+					 "changed AS (\n  SELECT ", c360_col_time_change(cols, b), art);
+	c360_col_append_profile_columns(&s, cols, "f.", parts);
 	appendStringInfoString(&s, " FROM fresh f\n  WHERE f.stored IS NULL OR NOT (ROW(");
-	c360_col_append_profile_columns(&s, cols, "f.");
+	c360_col_append_profile_columns(&s, cols, "f.", parts);
 	appendStringInfoString(&s, ") *= f.stored)),\n"
 						   "written AS (\n  INSERT INTO c360.customer_360 AS p (");
-	c360_col_append_profile_columns(&s, cols, "");
-	appendStringInfoString(&s, ", profile_updated_at)\n"
-						   "  SELECT changed.*, clock_timestamp() FROM changed\n"
-						   "  ON CONFLICT (customer_id) DO UPDATE SET\n    ");
+	c360_col_append_profile_columns(&s, cols, "", parts);
+	appendStringInfo(&s, "%s, profile_updated_at)\n"
+					 "  SELECT changed.*%s, clock_timestamp() FROM changed\n"
+					 "  ON CONFLICT (customer_id) DO UPDATE SET\n    ",
+					 parts ? ", next_change_at" : "", parts ? ", changed.article_change_at" : "");
 	c360_col_append_each(&s, cols, c360_col_is_any, "%1$s%2$s = excluded.%2$s", ",\n    ");
-	appendStringInfoString(&s, ",\n    next_change_at = excluded.next_change_at,\n"
-						   "    profile_updated_at = excluded.profile_updated_at\n"
+	appendStringInfo(&s, ",\n    %1$s = excluded.%1$s,\n", art);
+	if (parts)
+		appendStringInfoString(&s, "    next_change_at = least(excluded.article_change_at, p.traits_change_at),\n");
+	appendStringInfoString(&s, "    profile_updated_at = excluded.profile_updated_at\n"
 						   "  RETURNING customer_id),\n"
 						   "gone AS (\n"
 						   "  DELETE FROM c360.customer_360 p USING (\n"
@@ -256,9 +261,10 @@ append_fresh_columns(StringInfo s, List *cols, Bounds *b)
  * events, their event columns too (their events or identity links changed).
  */
 static char *
-refresh_part_sql(List *cols, bool events, bool bulk)
+refresh_part_sql(List *cols, bool events, bool bulk, bool parts)
 {
 	Bounds	   *b = c360_col_param_bounds(2);
+	const char *art = c360_col_article(parts);
 	bool		(*set) (const C360Trait *) = events ? is_event_or_timed : c360_col_is_timed;
 	StringInfoData s;
 	ListCell   *lc;
@@ -286,23 +292,25 @@ refresh_part_sql(List *cols, bool events, bool bulk)
 			appendStringInfo(&s, ",\n         %s AS %s",
 							 c360_col_filled(t, psprintf("agg_behavioral_events.%s", q)), q);
 	}
-	appendStringInfo(&s, ",\n         least(expiry._c360_change, %s) AS next_change_at\n"
+	appendStringInfo(&s, ",\n         least(expiry._c360_change, %s) AS %s\n"
 					 "  FROM c360.customer_360 p JOIN d ON d._c360_id = p.customer_id\n",
-					 c360_col_time_change(cols, b));
+					 c360_col_time_change(cols, b), art);
 	if (events)
 		appendStringInfoString(&s, "  LEFT JOIN agg_behavioral_events ON agg_behavioral_events._c360_id = p.customer_id\n"
 							   "  LEFT JOIN latest ON latest._c360_id = p.customer_id\n");
 	appendStringInfoString(&s, "  LEFT JOIN expiry ON expiry._c360_id = p.customer_id),\n"
 						   "written AS (\n  UPDATE c360.customer_360 p SET\n    ");
 	c360_col_append_each(&s, cols, set, "%1$s%2$s = f.%2$s", ", ");
-	appendStringInfoString(&s, ", next_change_at = f.next_change_at,\n"
-						   "    profile_updated_at = clock_timestamp()\n"
+	appendStringInfo(&s, ", %1$s = f.%1$s,\n", art);
+	if (parts)
+		appendStringInfoString(&s, "    next_change_at = least(f.article_change_at, p.traits_change_at),\n");
+	appendStringInfoString(&s, "    profile_updated_at = clock_timestamp()\n"
 						   "  FROM fresh f\n  WHERE p.customer_id = f.customer_id\n    AND (");
 	c360_col_append_each(&s, cols, set, "%1$sp.%2$s", ", ");
-	appendStringInfoString(&s, ", p.next_change_at) IS DISTINCT FROM\n        (");
+	appendStringInfo(&s, ", p.%s) IS DISTINCT FROM\n        (", art);
 	c360_col_append_each(&s, cols, set, "%1$sf.%2$s", ", ");
-	appendStringInfoString(&s, ", f.next_change_at)\n  RETURNING p.customer_id)\n"
-						   "SELECT customer_id FROM written");
+	appendStringInfo(&s, ", f.%s)\n  RETURNING p.customer_id)\n", art);
+	appendStringInfoString(&s, "SELECT customer_id FROM written");
 	return s.data;
 }
 
@@ -446,11 +454,13 @@ append_trait_recompute(StringInfo s, List *traits, Bounds *b)
  * next_change_at by the oldest new in-window event's expiry.  An event so costs the same
  * whatever its customer's history.  The event traits go in the same write: ready counts
  * by difference too, the others recomputed over the owner's events and the new ones.
- * Owners without a profile row are left to the recount that creates it.  $8.. are the
- * windows' bounds and the zone, then the traits' bounds (*lookbacks, in order).
+ * New events only add rows, so the parts of next_change_at (parts: from 0.11 on) only
+ * fall: each is least()ed with the new events' (tp, for the traits).  Owners without a
+ * profile row are left to the recount that creates it.  $8.. are the windows' bounds and
+ * the zone, then the traits' bounds (*lookbacks, in order).
  */
 char *
-c360_events_delta_sql(List *traits, List **lookbacks)
+c360_events_delta_sql(List *traits, bool parts, List **lookbacks)
 {
 	List	   *cols = c360_builtin_columns();
 	List	   *delta = NIL;
@@ -458,6 +468,9 @@ c360_events_delta_sql(List *traits, List **lookbacks)
 	Bounds	   *b = c360_col_param_bounds(8);
 	const Interval *window = event_window(cols);
 	const char *bound = c360_col_bound_ref(b, c360_col_interval_text(window));
+	bool		parted = parts && c360_input_has_part(traits, C360_BEHAVIORAL_EVENTS);
+	List	   *part_bounds = NIL;
+	char	   *expiry;
 	StringInfoData s;
 	ListCell   *lc;
 
@@ -504,17 +517,35 @@ c360_events_delta_sql(List *traits, List **lookbacks)
 						   "  FROM per_session GROUP BY owner)");
 	if (recomputed)
 		append_trait_recompute(&s, recomputed, b);
+	if (parted)
+	{
+		foreach(lc, traits)
+			if (((C360Trait *) lfirst(lc))->input == C360_BEHAVIORAL_EVENTS &&
+				((C360Trait *) lfirst(lc))->lookback)
+			part_bounds = lappend(part_bounds, (char *) c360_col_bound_ref(b,
+																		   c360_col_interval_text(((C360Trait *) lfirst(lc))->lookback)));
+		appendStringInfo(&s, ",\ntp AS (\n  SELECT owner, %s AS _c360_change\n  FROM ev i GROUP BY owner)",
+						 c360_part_aggregate(traits, C360_BEHAVIORAL_EVENTS, part_bounds, b->zone, false));
+	}
 	appendStringInfoString(&s, "\nUPDATE c360.customer_360 p SET\n  ");
 	c360_col_append_each(&s, cols, c360_col_is_latest, "%1$s%2$s = greatest(p.%2$s, r.%2$s)", ",\n  ");
 	c360_col_append_each(&s, list_concat_copy(cols, delta), c360_col_is_event_count, "%1$s,\n  %2$s = p.%2$s + r.%2$s", "");
 	foreach(lc, recomputed)
 		appendStringInfo(&s, ",\n  %s = %s", quote_identifier(((C360Trait *) lfirst(lc))->name),
 						 c360_col_filled(lfirst(lc), psprintf("tv.%s", quote_identifier(((C360Trait *) lfirst(lc))->name))));
-	appendStringInfo(&s, ",\n  next_change_at = least(p.next_change_at, c360.shift_days(r._c360_first_in, %d, %s)),\n"
-					 "  profile_updated_at = clock_timestamp()\n"
-					 "FROM per_owner r%s\n"
-					 "WHERE p.customer_id = r.owner\n  AND (", window->day, b->zone,
-					 recomputed ? " JOIN agg_behavioral_events tv ON tv._c360_id = r.owner" : "");
+	expiry = psprintf("c360.shift_days(r._c360_first_in, %d, %s)", window->day, b->zone);
+	if (parted)
+		c360_append_part_sets(&s, NIL, list_make1_int(C360_BEHAVIORAL_EVENTS), list_make1("tp._c360_change"),
+							  true, psprintf("least(p.article_change_at, %s)", expiry));
+	else
+		appendStringInfo(&s, ",\n  next_change_at = least(p.next_change_at, %s)", expiry);
+	if (parts)
+		appendStringInfo(&s, ",\n  article_change_at = least(p.article_change_at, %s)", expiry);
+	appendStringInfo(&s, ",\n  profile_updated_at = clock_timestamp()\n"
+					 "FROM per_owner r%s%s\n"
+					 "WHERE p.customer_id = r.owner\n  AND (",
+					 recomputed ? " JOIN agg_behavioral_events tv ON tv._c360_id = r.owner" : "",
+					 parted ? " JOIN tp ON tp.owner = r.owner" : "");
 	c360_col_append_each(&s, list_concat_copy(cols, delta), c360_col_is_event_count, "%1$sr.%2$s > 0", " OR ");
 	c360_col_append_each(&s, cols, c360_col_is_latest, "%1$s OR p.%2$s IS NULL OR r.%2$s > p.%2$s", "");
 	if (recomputed)
@@ -527,6 +558,9 @@ c360_events_delta_sql(List *traits, List **lookbacks)
 							 c360_col_filled(lfirst(lc), psprintf("tv.%s", quote_identifier(((C360Trait *) lfirst(lc))->name))));
 		appendStringInfoString(&s, "))");
 	}
+	if (parted)
+		appendStringInfo(&s, "\n       OR %s", c360_part_changed(list_make1_int(C360_BEHAVIORAL_EVENTS),
+														  list_make1("tp._c360_change"), true));
 	appendStringInfoString(&s, ")\nRETURNING p.customer_id");
 	*lookbacks = NIL;
 	foreach(lc, b->texts)
@@ -613,44 +647,45 @@ c360_profile_statement_name(C360ProfileStatement which)
 
 /*
  * The maintainer's statement for the article's columns (bulk: the form planned for a
- * bulk set), generated once per process from the built-in entries.
+ * bulk set), generated once per process from the built-in entries, for the profile
+ * table as it is: an ALTER EXTENSION UPDATE to 0.11 in this session brings the parts'
+ * form (a new text, so c360_plan prepares it anew).
  */
 const char *
 c360_profile_statement(C360ProfileStatement which, bool bulk)
 {
+	bool		parts = c360_parts_known();
+	const char **st = &statements[which][bulk][parts];
+	List	   *cols = c360_builtin_columns();
+	List	   *none;
 	MemoryContext old;
 
-	if (statements[which][bulk] != NULL)
-		return statements[which][bulk];
+	if (*st != NULL)
+		return *st;
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	switch (which)
 	{
 		case C360_REFRESH_FULL:
-			statements[which][bulk] = refresh_full_sql(c360_builtin_columns(), bulk);
+			*st = refresh_full_sql(cols, bulk, parts);
 			break;
 		case C360_REFRESH_BEHAVIOUR:
 		case C360_REFRESH_TIME:
-			statements[which][bulk] = refresh_part_sql(c360_builtin_columns(),
-													   which == C360_REFRESH_BEHAVIOUR, bulk);
+			*st = refresh_part_sql(cols, which == C360_REFRESH_BEHAVIOUR, bulk, parts);
 			break;
 		case C360_TICK_BAND:
-			statements[which][bulk] = tick_band_sql(c360_builtin_columns());
+			*st = tick_band_sql(cols);
 			break;
 		case C360_ROLLUP_INSERT:
-			{
-				List	   *none;
-
-				statements[which][bulk] = c360_events_delta_sql(NIL, &none);
-				break;
-			}
+			*st = c360_events_delta_sql(NIL, parts, &none);
+			break;
 		case C360_ORDERS_DELTA:
-			statements[which][bulk] = c360_orders_delta_sql(c360_builtin_columns());
+			*st = c360_orders_delta_sql(cols, parts);
 			break;
 		default:
-			statements[which][bulk] = rollup_shift_sql(c360_builtin_columns());
+			*st = rollup_shift_sql(cols);
 	}
 	MemoryContextSwitchTo(old);
-	return statements[which][bulk];
+	return *st;
 }
 
 /*

@@ -19,7 +19,7 @@
  * customer_id and cols, in order.
  */
 static char *
-reference_sql(List *cols)
+reference_sql(List *cols, List *parted)
 {
 	Bounds	   *b = palloc0(sizeof(Bounds));
 	StringInfoData body;
@@ -28,6 +28,7 @@ reference_sql(List *cols)
 
 	b->grow = true;
 	b->zone = "c360.time_zone()";
+	b->parts = parted != NIL;
 	initStringInfo(&body);
 	for (C360InputId in = 0; in < c360_ninputs; in++)
 	{
@@ -52,6 +53,9 @@ reference_sql(List *cols)
 			appendStringInfo(&body, ",\n         %s AS %s", c360_col_agg_value(t),
 							 quote_identifier(t->name));
 	}
+	foreach(lc, parted)
+		appendStringInfo(&body, ",\n         agg_%s._c360_change AS %s", c360_inputs[lfirst_int(lc)].name,
+						 c360_part_column(lfirst_int(lc)));
 	appendStringInfoString(&body, "\n  FROM c360.customers c");
 	c360_col_append_agg_joins(&body, cols, "c.customer_id");
 	appendStringInfoString(&body, ")\nSELECT customer_id");
@@ -63,6 +67,13 @@ reference_sql(List *cols)
 						 c360_col_is_expression(t) ? psprintf(" AS %s", quote_identifier(t->name)) :
 						 quote_identifier(t->name));
 	}
+	foreach(lc, parted)
+		appendStringInfo(&body, ",\n       %s", c360_part_column(lfirst_int(lc)));
+	foreach(lc, parted)
+		appendStringInfo(&body, "%s%s", foreach_current_index(lc) ? ", " : ",\n       least(",
+						 c360_part_column(lfirst_int(lc)));
+	if (parted)
+		appendStringInfoString(&body, ") AS traits_change_at");
 	appendStringInfoString(&body, "\nFROM base CROSS JOIN b");
 
 	initStringInfo(&bounds);
@@ -96,7 +107,7 @@ with_traits(List *traits)
 char *
 c360_reference_sql(List *traits, bool article_only)
 {
-	return reference_sql(article_only ? c360_builtin_columns() : with_traits(traits));
+	return reference_sql(article_only ? c360_builtin_columns() : with_traits(traits), NIL);
 }
 
 /*
@@ -104,9 +115,11 @@ c360_reference_sql(List *traits, bool article_only)
  * column, compared as text so that even a numeric's scale counts.  A missing or extra
  * profile row is one row, column_name 'customer_id'.  traits: the ready ones.  Versions
  * 0.5 and 0.6 ask for the traits' differences alone (traits_only), on rows in both.
+ * parted: the inputs whose parts of next_change_at are compared too (every windowed
+ * trait ready), and then next_change_at with the least of its parts.
  */
 char *
-c360_verify_sql(List *traits, bool traits_only)
+c360_verify_sql(List *traits, bool traits_only, List *parted)
 {
 	List	   *cols = traits_only ? traits : with_traits(traits);
 	StringInfoData s;
@@ -121,7 +134,7 @@ c360_verify_sql(List *traits, bool traits_only)
 					 "FROM c360.customer_360 p\n"
 					 "FULL JOIN (\n%s\n) r ON r.customer_id = p.customer_id\n"
 					 "CROSS JOIN LATERAL (VALUES\n"
-					 "    ('customer_id', p.customer_id, r.customer_id)", reference_sql(cols));
+					 "    ('customer_id', p.customer_id, r.customer_id)", reference_sql(cols, parted));
 	foreach(lc, cols)
 	{
 		const char *name = ((C360Trait *) lfirst(lc))->name;
@@ -129,6 +142,13 @@ c360_verify_sql(List *traits, bool traits_only)
 		appendStringInfo(&s, ",\n    (%s, p.%s::text, r.%s::text)", quote_literal_cstr(name),
 						 quote_identifier(name), quote_identifier(name));
 	}
+	foreach(lc, parted)
+		appendStringInfo(&s, ",\n    (%1$s, p.%2$s::text, r.%2$s::text)",
+						 quote_literal_cstr(c360_part_column(lfirst_int(lc))), c360_part_column(lfirst_int(lc)));
+	if (parted)
+		appendStringInfoString(&s, ",\n    ('traits_change_at', p.traits_change_at::text, r.traits_change_at::text),\n"
+							   "    ('next_change_at', p.next_change_at::text,\n"
+							   "     least(p.article_change_at, p.traits_change_at)::text)");
 	appendStringInfoString(&s, "\n) AS v(column_name, profile_value, reference_value)\n");
 	if (traits_only)
 		appendStringInfoString(&s, "WHERE p.customer_id IS NOT NULL AND r.customer_id IS NOT NULL\n"
@@ -171,17 +191,22 @@ range_rows(C360InputId input)
  * One chunk of a trait backfill: the traits' values for the customers in $1 (distinct,
  * in customer_id order: $2 the first, $3 the last), each input's traits aggregated over
  * its rows in that range, and one write per profile row whose values differ (by binary
- * image).  $4.. are the windows' bounds, whose lookbacks *lookbacks returns in order.
+ * image).  $4 is the profile's zone, $5.. the windows' bounds, whose lookbacks
+ * *lookbacks returns in order.  With parts (0.11 on), each input's part of next_change_at
+ * comes with its aggregates, and only lowers the stored one: the traits are new.
  */
 char *
-c360_backfill_sql(List *traits, List **lookbacks)
+c360_backfill_sql(List *traits, bool parts, List **lookbacks)
 {
 	Bounds	   *b = palloc0(sizeof(Bounds));
+	List	   *parted = parts ? c360_parted_inputs(traits) : NIL;
 	StringInfoData s;
 	ListCell   *lc;
 
 	b->grow = true;
-	b->next_param = 4;
+	b->parts = parts;
+	b->zone = "$4";
+	b->next_param = 5;
 	initStringInfo(&s);
 	appendStringInfoString(&s, "WITH d AS (SELECT x AS _c360_id FROM unnest($1::text[]) x),\n");
 	for (C360InputId in = 0; in < c360_ninputs; in++)
@@ -199,11 +224,15 @@ c360_backfill_sql(List *traits, List **lookbacks)
 
 		appendStringInfo(&s, ",\n         %s AS %s", c360_col_agg_value(t), quote_identifier(t->name));
 	}
+	foreach(lc, parted)
+		appendStringInfo(&s, ",\n         agg_%1$s._c360_change AS _c360_change_%1$s",
+						 c360_inputs[lfirst_int(lc)].name);
 	appendStringInfoString(&s, "\n  FROM d");
 	c360_col_append_agg_joins(&s, traits, "d._c360_id");
 	appendStringInfoString(&s, ")\n");
 	/* the range lets the planner read only the chunk's profile rows, not all of them */
-	c360_col_append_trait_update(&s, traits, "p.customer_id >= $2 AND p.customer_id <= $3");
+	c360_col_append_trait_update(&s, traits, "p.customer_id >= $2 AND p.customer_id <= $3",
+								 parted, true);
 	*lookbacks = NIL;
 	foreach(lc, b->texts)
 		*lookbacks = lappend(*lookbacks, c360_col_parse_interval(lfirst(lc)));

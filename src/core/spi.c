@@ -15,10 +15,33 @@
 
 #include "core/spi.h"
 
-/* Prepare a statement once per backend and keep it. */
+/*
+ * Which text each plan slot was prepared from.  A generated statement has one text per
+ * form (src/core/profile_sql.c keeps each form's for the process), so a slot asked for
+ * another text, the profile table's form having changed under this backend (ALTER
+ * EXTENSION UPDATE), prepares that one.
+ */
+#define MAX_SLOTS 128
+static struct
+{
+	SPIPlanPtr *cache;
+	const char *sql;
+}			slots[MAX_SLOTS];
+static int	nslots;
+
+/* Prepare a statement once per backend (per text, for a slot) and keep it. */
 SPIPlanPtr
 c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types)
 {
+	int			i;
+
+	for (i = 0; i < nslots && slots[i].cache != cache; i++)
+		;
+	if (*cache != NULL && i < nslots && slots[i].sql != sql)
+	{
+		SPI_freeplan(*cache);
+		*cache = NULL;
+	}
 	if (*cache == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) types);
@@ -27,6 +50,10 @@ c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types)
 			elog(ERROR, "SPI_prepare failed: %s: %s", SPI_result_code_string(SPI_result), sql);
 		SPI_keepplan(plan);
 		*cache = plan;
+		if (i == nslots && nslots < MAX_SLOTS)
+			slots[nslots++].cache = cache;
+		if (i < nslots)
+			slots[i].sql = sql;
 	}
 	return *cache;
 }

@@ -33,6 +33,7 @@ typedef struct InputStatements
 	SPIPlanPtr	refresh_plan;
 	char	   *tick;			/* NULL: no windowed trait */
 	SPIPlanPtr	tick_plan;
+	List	   *parted;			/* the inputs with a part of next_change_at (0.11 on) */
 	char	   *events_delta;	/* events: new events, with the event traits folded in */
 	List	   *delta_lookbacks;
 	SPIPlanPtr	delta_plan;
@@ -48,7 +49,7 @@ static List *read_catalog(void);
 static void forget(void);
 static void forget_on_abort(XactEvent event, void *arg);
 static InputStatements *input_statements(const C360Clock *clock, C360InputId input);
-static char *refresh_sql(C360InputId input, List *traits, bool bulk);
+static char *refresh_sql(C360InputId input, List *traits, bool bulk, List *parted);
 static char *tick_sql(C360InputId input, List *traits);
 static List *input_traits(List *traits, C360InputId input, bool ready);
 static Datum *window_bounds(List *traits, const C360Clock *clock, Datum *args, Oid *types);
@@ -205,8 +206,9 @@ input_statements(const C360Clock *clock, C360InputId input)
 			st->traits = lappend(st->traits, lfirst(lc));
 	if (st->traits != NIL)
 	{
-		st->refresh[0] = refresh_sql(input, st->traits, false);
-		st->refresh[1] = refresh_sql(input, st->traits, true);
+		st->parted = c360_parts_known() ? c360_parted_inputs(traits) : NIL;
+		st->refresh[0] = refresh_sql(input, st->traits, false, st->parted);
+		st->refresh[1] = refresh_sql(input, st->traits, true, st->parted);
 		st->tick = tick_sql(input, st->traits);
 	}
 	MemoryContextSwitchTo(old);
@@ -233,7 +235,8 @@ c360_traits_events_delta(const C360Clock *clock, List **lookbacks, SPIPlanPtr **
 	if (st->events_delta == NULL)
 	{
 		old = MemoryContextSwitchTo(traits_cxt);
-		st->events_delta = c360_events_delta_sql(st->traits, &st->delta_lookbacks);
+		st->events_delta = c360_events_delta_sql(st->traits, c360_parts_known(),
+												 &st->delta_lookbacks);
 		MemoryContextSwitchTo(old);
 	}
 	*lookbacks = st->delta_lookbacks;
@@ -277,7 +280,7 @@ c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
 	List	   *lookbacks;
 	ListCell   *lc;
 	Datum		args[FUNC_MAX_ARGS];
-	Oid			types[FUNC_MAX_ARGS] = {TEXTARRAYOID, TEXTOID, TEXTOID};
+	Oid			types[FUNC_MAX_ARGS] = {TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
 	int			nargs;
 	char	   *sql;
 
@@ -288,11 +291,12 @@ c360_traits_backfill(List *names, List *ids, const C360Clock *clock)
 		traits = lappend(traits, lfirst(lc));
 	if (traits == NIL)
 		return NIL;
-	sql = c360_backfill_sql(traits, &lookbacks);
+	sql = c360_backfill_sql(traits, c360_parts_known(), &lookbacks);
 	args[0] = c360_text_array(ids);
 	args[1] = CStringGetTextDatum(linitial(ids));
 	args[2] = CStringGetTextDatum(llast(ids));
-	nargs = 3 + c360_window_args(lookbacks, clock, &args[3], &types[3]);
+	args[3] = CStringGetTextDatum(clock->time_zone);
+	nargs = 4 + c360_window_args(lookbacks, clock, &args[4], &types[4]);
 	return c360_exec_bulk(sql, nargs, types, args, NIL);
 }
 
@@ -308,8 +312,9 @@ named_in(List *names, const char *name)
 }
 
 /*
- * The parameters of a refresh statement: the customers, each windowed trait's bound, and
- * the earliest bound when every trait has a window on one column.  Returns their number.
+ * The parameters of a refresh statement: the customers, each windowed trait's bound, the
+ * earliest bound when every trait has a window on one column, and the profile's zone.
+ * Returns their number.
  */
 static int
 refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *args, Oid *types)
@@ -327,6 +332,8 @@ refresh_args(List *traits, List *ids, const C360Clock *clock, Datum *args, Oid *
 												  DatumGetTimestampTz(args[i])));
 		types[nargs++] = TIMESTAMPTZOID;
 	}
+	args[nargs] = CStringGetTextDatum(clock->time_zone);
+	types[nargs++] = TEXTOID;
 	return nargs;
 }
 
@@ -454,15 +461,18 @@ c360_traits_tick(const C360Clock *from, const C360Clock *to, C360Dirty *dirty)
  *   UPDATE the profile rows whose values differ (by binary image, so that a numeric's
  *   scale counts, as verify() sees it).
  *
- * $2.. are the windowed traits' bounds, in trait order.  The customers' own columns are
- * prefixed _c360_ so that a trait's expressions, written over the input's columns, can
- * name any of them unqualified.
+ * $2.. are the windowed traits' bounds, in trait order, then the common window's bound
+ * and the zone (refresh_args).  The customers' own columns are prefixed _c360_ so that a
+ * trait's expressions, written over the input's columns, can name any of them
+ * unqualified.  With parts (parted: the inputs that have one), v also computes the
+ * input's part of next_change_at, written with the traits.
  */
 static char *
-refresh_sql(C360InputId input, List *traits, bool bulk)
+refresh_sql(C360InputId input, List *traits, bool bulk, List *parted)
 {
 	StringInfoData s;
 	int			param = 2;
+	List	   *bounds = NIL;
 	ListCell   *lc;
 
 	initStringInfo(&s);
@@ -479,7 +489,15 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 		appendStringInfoString(&s, ",\n         ");
 		c360_column_aggregate(&s, t, c360_column_condition(t, true, bound));
 		appendStringInfo(&s, " AS %s", quote_identifier(t->name));
+		if (bound)
+			bounds = lappend(bounds, bound);
 	}
+	if (list_member_int(parted, input))
+		appendStringInfo(&s, ",\n         %s AS _c360_change_%s",
+						 c360_part_aggregate(traits, input, bounds,
+											 psprintf("$%d", param + (common_window(traits) != NULL)),
+											 true),
+						 c360_inputs[input].name);
 	if (input == C360_BEHAVIORAL_EVENTS)
 		appendStringInfo(&s, "\n  FROM d LEFT JOIN (SELECT raw._c360_id AS _c360_owner, i.* FROM %s) i\n"
 						 "    ON i._c360_owner = d._c360_id", c360_col_events_of("raw", "raw", bulk));
@@ -489,7 +507,7 @@ refresh_sql(C360InputId input, List *traits, bool bulk)
 	if (common_window(traits) != NULL)
 		appendStringInfo(&s, " AND i.%s > $%d", quote_identifier(common_window(traits)), param);
 	appendStringInfoString(&s, "\n  GROUP BY d._c360_id)\n");
-	c360_col_append_trait_update(&s, traits, NULL);
+	c360_col_append_trait_update(&s, traits, NULL, parted, false);
 	return s.data;
 }
 
@@ -551,7 +569,7 @@ input_traits(List *traits, C360InputId input, bool ready)
 char *
 c360_traits_verify_sql(void)
 {
-	return c360_verify_sql(input_traits(read_catalog(), -1, true), true);
+	return c360_verify_sql(input_traits(read_catalog(), -1, true), true, NIL);
 }
 
 /*
@@ -561,21 +579,23 @@ c360_traits_verify_sql(void)
 char *
 c360_traits_statement(C360InputId input, const char *purpose)
 {
-	List	   *mine = input_traits(read_catalog(), input, false);
+	List	   *all = read_catalog();
+	List	   *mine = input_traits(all, input, false);
+	List	   *parted = c360_parts_known() ? c360_parted_inputs(all) : NIL;
 
 	if (mine == NIL)
 		return NULL;
 	if (strcmp(purpose, "refresh") == 0)
-		return refresh_sql(input, mine, false);
+		return refresh_sql(input, mine, false, parted);
 	if (strcmp(purpose, "bulk refresh") == 0)
-		return refresh_sql(input, mine, true);
+		return refresh_sql(input, mine, true, parted);
 	if (strcmp(purpose, "tick") == 0)
 		return tick_sql(input, mine);
 	if (strcmp(purpose, "events by difference") == 0 && input == C360_BEHAVIORAL_EVENTS)
 	{
 		List	   *lookbacks;
 
-		return c360_events_delta_sql(mine, &lookbacks);
+		return c360_events_delta_sql(mine, parted != NIL, &lookbacks);
 	}
 	return NULL;
 }
@@ -584,7 +604,12 @@ c360_traits_statement(C360InputId input, const char *purpose)
 char *
 c360_profile_verify_sql(void)
 {
-	return c360_verify_sql(input_traits(read_catalog(), -1, true), false);
+	List	   *all = read_catalog();
+	List	   *ready = input_traits(all, -1, true);
+
+	/* the parts, when every trait is ready (a backfilling one has rows not computed) */
+	return c360_verify_sql(ready, false, c360_parts_known() &&
+						   list_length(ready) == list_length(all) ? c360_parted_inputs(all) : NIL);
 }
 
 /* reference_profile()'s query ($1: the instant): the article's columns. */

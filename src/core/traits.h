@@ -27,6 +27,7 @@ extern const char *c360_traits_events_delta(const C360Clock *clock, List **lookb
 											 SPIPlanPtr **plan);
 extern List *c360_traits_backfill(List *names, List *ids, const C360Clock *clock);
 extern char *c360_traits_statement(C360InputId input, const char *purpose);
+extern int64 c360_parts_recompute(C360InputId input);
 extern char *c360_trait_probe_sql(const C360Trait *t);
 extern char *c360_traits_verify_sql(void);
 extern char *c360_profile_verify_sql(void);

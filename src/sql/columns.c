@@ -114,7 +114,7 @@ c360_generated_sql(PG_FUNCTION_ARGS)
 	else if (strcmp(purpose, "verify") == 0)
 		sql = c360_profile_verify_sql();
 	else if (strcmp(purpose, "verify article") == 0)
-		sql = c360_verify_sql(NIL, false);
+		sql = c360_verify_sql(NIL, false, NIL);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

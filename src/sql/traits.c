@@ -29,6 +29,8 @@ PG_FUNCTION_INFO_V1(c360_trait_backfill);
 PG_FUNCTION_INFO_V1(c360_traits_verify);
 PG_FUNCTION_INFO_V1(c360_trait_statements);
 PG_FUNCTION_INFO_V1(c360_shift_back);
+PG_FUNCTION_INFO_V1(c360_shift);
+PG_FUNCTION_INFO_V1(c360_trait_changes);
 
 static const char *aggregate_form(Node *val);
 static Query *analyze_expression(const char *sql, int prefix, const char *text, const char *what);
@@ -263,4 +265,22 @@ c360_shift_back(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TIMESTAMPTZ(c360_timestamp_shift(PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_INTERVAL_P(1),
 											   true, text_to_cstring(PG_GETARG_TEXT_PP(2))));
+}
+
+/* c360._shift(ts timestamptz, span interval, tz text): ts + span in zone tz. */
+Datum
+c360_shift(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(c360_timestamp_shift(PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_INTERVAL_P(1),
+											   false, text_to_cstring(PG_GETARG_TEXT_PP(2))));
+}
+
+/*
+ * c360._trait_changes(input text) RETURNS bigint: recompute the input's part of
+ * next_change_at, and next_change_at, for every profile row (src/core/change_parts.c).
+ */
+Datum
+c360_trait_changes(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(c360_parts_recompute(c360_input_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }
