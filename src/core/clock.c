@@ -14,6 +14,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "core/clock.h"
@@ -103,6 +104,33 @@ c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
 }
 
 /*
+ * The zone of that name (len bytes, not terminated), looked up once for as long as the
+ * same name keeps coming: c360._shift runs once per customer and window in a statement.
+ */
+static pg_tz *
+zone_named(const char *name, int len)
+{
+	static char *last_name;
+	static int	last_len = -1;
+	static pg_tz *last_tz;
+	char	   *z;
+
+	if (last_tz != NULL && len == last_len && memcmp(name, last_name, len) == 0)
+		return last_tz;
+	z = pnstrdup(name, len);
+	last_tz = pg_tzset(z);
+	if (last_tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" not recognized", z)));
+	if (last_name)
+		pfree(last_name);
+	last_name = MemoryContextStrdup(TopMemoryContext, z);
+	last_len = len;
+	return last_tz;
+}
+
+/*
  * ts + span (or ts - span when back), with Postgres's own timestamptz +/- interval
  * arithmetic as if the session's TimeZone were time_zone: every backend, whatever its own
  * TimeZone, gets the same bounds.
@@ -110,14 +138,18 @@ c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone)
 TimestampTz
 c360_timestamp_shift(TimestampTz ts, const Interval *span, bool back, const char *time_zone)
 {
+	return c360_timestamp_shift_in(ts, span, back, time_zone, strlen(time_zone));
+}
+
+/* As c360_timestamp_shift, the zone's name len bytes long (not terminated). */
+TimestampTz
+c360_timestamp_shift_in(TimestampTz ts, const Interval *span, bool back, const char *zone,
+						int len)
+{
 	pg_tz	   *saved = session_timezone;
-	pg_tz	   *tz = pg_tzset(time_zone);
+	pg_tz	   *tz = zone_named(zone, len);
 	TimestampTz result = 0;
 
-	if (tz == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("time zone \"%s\" not recognized", time_zone)));
 	session_timezone = tz;
 	PG_TRY();
 	{

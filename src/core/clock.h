@@ -39,5 +39,7 @@ extern bool c360_clock_held_alone(void);
 extern TimestampTz c360_timestamp_shift_days(TimestampTz ts, int days, const char *time_zone);
 extern TimestampTz c360_timestamp_shift(TimestampTz ts, const Interval *span, bool back,
 										const char *time_zone);
+extern TimestampTz c360_timestamp_shift_in(TimestampTz ts, const Interval *span, bool back,
+										   const char *zone, int len);
 
 #endif							/* C360_CLOCK_H */

@@ -271,8 +271,10 @@ c360_shift_back(PG_FUNCTION_ARGS)
 Datum
 c360_shift(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TIMESTAMPTZ(c360_timestamp_shift(PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_INTERVAL_P(1),
-											   false, text_to_cstring(PG_GETARG_TEXT_PP(2))));
+	text	   *zone = PG_GETARG_TEXT_PP(2);
+
+	PG_RETURN_TIMESTAMPTZ(c360_timestamp_shift_in(PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_INTERVAL_P(1),
+												  false, VARDATA_ANY(zone), VARSIZE_ANY_EXHDR(zone)));
 }
 
 /*
