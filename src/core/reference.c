@@ -213,7 +213,12 @@ c360_backfill_sql(List *traits, bool parts, List **lookbacks)
 	{
 		if (!c360_col_any_of(traits, in))
 			continue;
-		c360_col_append_input_aggregates(&s, traits, in, "i._c360_id",
+		/*
+		 * Grouped in byte order: the chunk's rows come in heap order and are sorted by
+		 * customer, and "C" compares without the database collation's strcoll (the same
+		 * groups: equal ids are equal bytes).  bench/traits.sh: about 3% of a chunk.
+		 */
+		c360_col_append_input_aggregates(&s, traits, in, "i._c360_id COLLATE \"C\"",
 								psprintf("FROM %s", range_rows(in)), b, NULL);
 		appendStringInfoString(&s, ",\n");
 	}
