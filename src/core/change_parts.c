@@ -61,12 +61,7 @@ has_part(const C360Trait *t)
 bool
 c360_input_has_part(List *traits, C360InputId input)
 {
-	ListCell   *lc;
-
-	foreach(lc, traits)
-		if (((C360Trait *) lfirst(lc))->input == input && has_part(lfirst(lc)))
-		return true;
-	return false;
+	return c360_col_any(traits, input, has_part);
 }
 
 /* The inputs with a part (a column), of the catalog's traits, as an integer list. */

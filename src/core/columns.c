@@ -517,10 +517,17 @@ c360_col_append_input_aggregates(StringInfo s, List *cols, C360InputId input, co
 bool
 c360_col_any_of(List *cols, C360InputId input)
 {
+	return c360_col_any(cols, input, c360_col_is_aggregate);
+}
+
+/* Whether cols have entries over the input that keep says yes to. */
+bool
+c360_col_any(List *cols, C360InputId input, bool (*keep) (const C360Trait *))
+{
 	ListCell   *lc;
 
 	foreach(lc, cols)
-		if (((C360Trait *) lfirst(lc))->input == input && c360_col_is_aggregate(lfirst(lc)))
+		if (((C360Trait *) lfirst(lc))->input == input && keep(lfirst(lc)))
 		return true;
 	return false;
 }

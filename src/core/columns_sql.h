@@ -59,6 +59,7 @@ extern bool c360_col_is_event(const C360Trait *t);
 extern bool c360_col_is_event_count(const C360Trait *t);
 extern bool c360_col_is_any(const C360Trait *t);
 extern bool c360_col_any_of(List *cols, C360InputId input);
+extern bool c360_col_any(List *cols, C360InputId input, bool (*keep) (const C360Trait *));
 
 /* windows */
 extern char *c360_col_interval_text(const Interval *span);
