@@ -389,12 +389,13 @@ c360_col_append_trait_update(StringInfo s, List *traits, const char *range, List
 						   "FROM v WHERE p.customer_id = v._c360_id\n");
 	if (range)
 		appendStringInfo(s, "  AND %s\n", range);
-	appendStringInfoString(s, "  AND (NOT record_image_eq(ROW(");
+	/* the parts first: comparing timestamps spares building two records per row */
+	appendStringInfo(s, "  AND (%s%sNOT record_image_eq(ROW(", changed ? changed : "",
+					 changed ? "\n       OR " : "");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$sp.%2$s", ", ");
 	appendStringInfoString(s, "), ROW(");
 	c360_col_append_each(s, traits, c360_col_is_any, "%1$sv.%2$s", ", ");
-	appendStringInfo(s, "))%s%s)\nRETURNING p.customer_id", changed ? "\n       OR " : "",
-					 changed ? changed : "");
+	appendStringInfoString(s, ")))\nRETURNING p.customer_id");
 }
 
 /* value COALESCEd with the entry's fill */
