@@ -49,6 +49,14 @@ typedef struct Bounds
 "      (SELECT 1 FROM c360.identity_resolved ir WHERE ir.identity_value = " src "._c360_id)\n" \
 "  ) r(_c360_raw)"
 
+/*
+ * A customer id grouped in byte order: a backfill chunk sorts a mirror's rows by customer
+ * for its aggregates, and "C" compares without the database collation's strcoll (the same
+ * groups: equal ids are equal bytes).  Whatever joins such an id must name the collation
+ * too: a join clause between two collations can be neither hashed nor merged.
+ */
+#define C360_BYTE_ORDER " COLLATE \"C\""
+
 /* an entry's kind */
 extern bool c360_col_is_value(const C360Trait *t);
 extern bool c360_col_is_expression(const C360Trait *t);
