@@ -19,11 +19,9 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "nodes/value.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
 #include "core/clock.h"
 #include "core/columns_sql.h"
@@ -37,10 +35,7 @@
 bool
 c360_parts_known(void)
 {
-	Oid			nsp = get_namespace_oid("c360", true);
-	Oid			rel = OidIsValid(nsp) ? get_relname_relid("customer_360", nsp) : InvalidOid;
-
-	return OidIsValid(rel) && get_attnum(rel, "article_change_at") != InvalidAttrNumber;
+	return c360_column_known("customer_360", "article_change_at");
 }
 
 /* The column of an input's part; named as c360._column_catalog_sync() names it. */

@@ -7,13 +7,11 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -26,10 +24,7 @@ static SPIPlanPtr clock_plan[2];
 static bool
 versioned_clock(void)
 {
-	Oid			nsp = get_namespace_oid("c360", true);
-	Oid			rel = OidIsValid(nsp) ? get_relname_relid("clock", nsp) : InvalidOid;
-
-	return OidIsValid(rel) && get_attnum(rel, "catalog_version") != InvalidAttrNumber;
+	return c360_column_known("clock", "catalog_version");
 }
 
 /*

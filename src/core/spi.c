@@ -6,14 +6,29 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 
 #include "core/spi.h"
+
+/*
+ * Whether the extension's table c360.<relname> has the column: the library serves every
+ * version, and a later version's update adds columns it then uses.
+ */
+bool
+c360_column_known(const char *relname, const char *column)
+{
+	Oid			nsp = get_namespace_oid("c360", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+
+	return OidIsValid(rel) && get_attnum(rel, column) != InvalidAttrNumber;
+}
 
 /*
  * Which text each plan slot was prepared from.  A generated statement has one text per

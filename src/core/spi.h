@@ -18,6 +18,7 @@ extern uint32 c360_id_hash(const void *key, Size keysize);
 extern int	c360_id_match(const void *a, const void *b, Size keysize);
 
 /* Plans prepared once per backend; results as lists of customer ids. */
+extern bool c360_column_known(const char *relname, const char *column);
 extern SPIPlanPtr c360_plan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *types);
 extern void c360_exec(SPIPlanPtr plan, Datum *values, const char *nulls);
 extern List *c360_exec_ids(SPIPlanPtr plan, Datum *values, const char *nulls, List *ids);

@@ -33,7 +33,6 @@ static void exec_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types,
 static bool exists_args(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types,
 						Datum *args);
 static bool since_known(void);
-static bool column_known(const char *column);
 static void load_column_map(C360SourceTable *t, const char *json, MemoryContext cxt);
 
 /* The named source and its mapped tables, read in the current transaction. */
@@ -48,7 +47,7 @@ c360_source_load(const char *name)
 	Oid			types[1] = {TEXTOID};
 	Datum		arg = CStringGetTextDatum(name);
 	bool		known = since_known();
-	int			version = known ? (column_known("column_map") ? 2 : 1) : 0;
+	int			version = known ? (c360_column_known("source_tables", "column_map") ? 2 : 1) : 0;
 	bool		isnull;
 
 	SPI_connect();
@@ -507,15 +506,7 @@ c360_source_mapping_moved(C360Source *src)
 static bool
 since_known(void)
 {
-	return column_known("snapshot_position");
-}
-
-/* Whether c360.source_tables has the column (added by a later version's update). */
-static bool
-column_known(const char *column)
-{
-	return get_attnum(get_relname_relid("source_tables", get_namespace_oid("c360", false)),
-					  column) != InvalidAttrNumber;
+	return c360_column_known("source_tables", "snapshot_position");
 }
 
 /* Remember that the source created object on the remote side, for drop_source to remove. */
