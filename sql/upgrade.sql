@@ -188,3 +188,4 @@ SELECT c360.create_trait('support_tickets_traits_change_at', 'orders', 'count(*)
 SELECT c360.create_trait('tickets_7d', 'support_tickets', 'count(*)', lookback => '7 days');
 \echo :LAST_ERROR_SQLSTATE
 SELECT c360.drop_trait('support_tickets_traits_change_at');
+SELECT * FROM c360.verify();
