@@ -31,6 +31,7 @@ typedef struct KeyState
 	char	   *key;			/* hash key: points at a palloc'd string */
 	bool		stored;			/* a row with this key is in the mirror now */
 	bool		exists;			/* ... and after the changes replayed so far */
+	ItemPointerData ctid;		/* where the stored row is (locked by this batch) */
 	Datum		stored_vals[C360_MAX_COLS];
 	bool		stored_nulls[C360_MAX_COLS];
 	Datum		vals[C360_MAX_COLS];
@@ -42,7 +43,8 @@ typedef struct InputPlans
 {
 	SPIPlanPtr	lock;			/* fetch and lock the stored rows of a key set */
 	SPIPlanPtr	delete;
-	SPIPlanPtr	upsert;
+	SPIPlanPtr	upsert;			/* keys not stored when the batch locked its rows */
+	SPIPlanPtr	update;			/* stored keys, by the locked rows' ctids */
 	SPIPlanPtr	insert;			/* new keys only, for a batch that runs alone */
 	SPIPlanPtr	truncate;
 } InputPlans;
@@ -84,6 +86,7 @@ static void replay(C360InputId input, HTAB *keys, List *changes);
 static InputResult diff_keys(C360InputId input, HTAB *keys);
 static void write_rows(C360InputId input, InputResult *res);
 static void write_upserts(const C360Input *in, SPIPlanPtr plan, List *rows);
+static void write_updates(const C360Input *in, SPIPlanPtr plan, List *rows);
 static void check_no_race(const C360Input *in, List *rows);
 static void cast_tuple(const C360Input *in, const C360Tuple *t, Datum *vals, bool *nulls,
 					   bool absent_is_null);
@@ -512,10 +515,13 @@ load_keys(C360InputId input, List *changes, bool stored)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		char	   *k = SPI_getvalue(tup, SPI_tuptable->tupdesc, in->key_col + 1);
+		bool		isnull;
 		KeyState   *ks = hash_search(keys, &k, HASH_FIND, NULL);
 
 		Assert(ks != NULL);
 		ks->stored = ks->exists = true;
+		ks->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, SPI_tuptable->tupdesc, in->ncols + 1,
+													  &isnull));
 		for (int c = 0; c < in->ncols; c++)
 		{
 			ks->stored_vals[c] = SPI_getbinval(tup, SPI_tuptable->tupdesc, c + 1,
@@ -657,11 +663,13 @@ write_rows(C360InputId input, InputResult *res)
 {
 	const C360Input *in = &c360_inputs[input];
 	InputPlans *p = input_plans(input);
+	List	   *stored = NIL;
+	List	   *fresh = NIL;
+	ListCell   *lc;
 
 	if (res->deletes != NIL)
 	{
 		List	   *names = NIL;
-		ListCell   *lc;
 		Datum		arg;
 
 		foreach(lc, res->deletes)
@@ -671,6 +679,21 @@ write_rows(C360InputId input, InputResult *res)
 	}
 	if (res->upserts == NIL)
 		return;
+	foreach(lc, res->upserts)
+	{
+		KeyState   *k = lfirst(lc);
+
+		if (k->stored)
+			stored = lappend(stored, k);
+		else
+			fresh = lappend(fresh, k);
+	}
+
+	/*
+	 * A stored key's row is locked since load_keys: it is written where it is, by its
+	 * ctid, without the key's index descent and ON CONFLICT's speculative insertion.
+	 */
+	write_updates(in, p->update, stored);
 
 	/*
 	 * Keys not stored when the batch locked its rows cannot appear meanwhile if no other
@@ -678,32 +701,17 @@ write_rows(C360InputId input, InputResult *res)
 	 * snapshot's rows are nearly all new).
 	 */
 	if (c360_clock_held_alone())
-	{
-		List	   *stored = NIL;
-		List	   *fresh = NIL;
-		ListCell   *lc;
-
-		foreach(lc, res->upserts)
-		{
-			KeyState   *k = lfirst(lc);
-
-			if (k->stored)
-				stored = lappend(stored, k);
-			else
-				fresh = lappend(fresh, k);
-		}
 		write_upserts(in, p->insert, fresh);
-		write_upserts(in, p->upsert, stored);
-		check_no_race(in, stored);
-		return;
+	else
+	{
+		write_upserts(in, p->upsert, fresh);
+		check_no_race(in, fresh);
 	}
-	write_upserts(in, p->upsert, res->upserts);
-	check_no_race(in, res->upserts);
 }
 
 /*
- * After an upsert: a key the batch found absent when it locked its rows, but that the
- * upsert updated, was inserted meanwhile by a concurrent batch, whose customer this batch
+ * After the upsert of the keys the batch found absent when it locked its rows: a key the
+ * upsert updated was inserted meanwhile by a concurrent batch, whose customer this batch
  * never saw and so would not refresh.  The batch fails with 40001 instead: retried (a
  * source worker retries from its position), it finds the row at lock time.  Where the key
  * is the customer (c360.customers), both batches refresh that one customer, under its lock.
@@ -749,6 +757,34 @@ write_upserts(const C360Input *in, SPIPlanPtr plan, List *rows)
 	for (int col = 0; col < in->ncols; col++)
 		columns[col] = column_array(in, col, rows, IMAGE_FINAL, NULL, NULL);
 	c360_exec(plan, columns, NULL);
+}
+
+/*
+ * The stored keys' final rows, written over the rows load_keys locked.  The lock holds
+ * them where they are, so every ctid must find its row: one that did not would lose a
+ * change, so the batch fails instead.
+ */
+static void
+write_updates(const C360Input *in, SPIPlanPtr plan, List *rows)
+{
+	Datum		args[C360_MAX_COLS + 1];
+	Datum	   *tids;
+	ListCell   *lc;
+	int			n = list_length(rows);
+
+	if (rows == NIL)
+		return;
+	tids = palloc(sizeof(Datum) * n);
+	foreach(lc, rows)
+		tids[foreach_current_index(lc)] = PointerGetDatum(&((KeyState *) lfirst(lc))->ctid);
+	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData), false,
+											  TYPALIGN_SHORT));
+	for (int col = 0; col < in->ncols; col++)
+		args[col + 1] = column_array(in, col, rows, IMAGE_FINAL, NULL, NULL);
+	c360_exec(plan, args, NULL);
+	if (SPI_processed != (uint64) n)
+		elog(ERROR, "mirror c360.%s: %d locked rows to write, %llu found", in->name, n,
+			 (unsigned long long) SPI_processed);
 }
 
 /*
@@ -880,8 +916,8 @@ input_plans(C360InputId input)
 	const C360Input *in = &c360_inputs[input];
 	InputPlans *p = &plans[input];
 	const char *key = in->cols[in->key_col].name;
-	StringInfoData cols, arrays, sets, sql;
-	Oid			types[C360_MAX_COLS];
+	StringInfoData cols, arrays, sets, usets, sql;
+	Oid			types[C360_MAX_COLS + 1];
 	Oid			texts[1] = {TEXTARRAYOID};
 
 	if (p->upsert != NULL)
@@ -890,6 +926,7 @@ input_plans(C360InputId input)
 	initStringInfo(&cols);
 	initStringInfo(&arrays);
 	initStringInfo(&sets);
+	initStringInfo(&usets);
 	initStringInfo(&sql);
 	for (int c = 0; c < in->ncols; c++)
 	{
@@ -899,10 +936,13 @@ input_plans(C360InputId input)
 		appendStringInfo(&cols, "%s%s", c ? ", " : "", name);
 		appendStringInfo(&arrays, "%s$%d", c ? ", " : "", c + 1);
 		if (c != in->key_col)
+		{
 			appendStringInfo(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", name, name);
+			appendStringInfo(&usets, "%s%s = u.%s", usets.len ? ", " : "", name, name);
+		}
 	}
 
-	appendStringInfo(&sql, "SELECT %s FROM c360.%s WHERE %s = ANY($1) "
+	appendStringInfo(&sql, "SELECT %s, ctid FROM c360.%s WHERE %s = ANY($1) "
 					 "ORDER BY %s COLLATE \"C\" FOR UPDATE", cols.data, in->name, key, key);
 	c360_plan(&p->lock, sql.data, 1, texts);
 
@@ -927,5 +967,21 @@ input_plans(C360InputId input)
 	appendStringInfo(&sql, "INSERT INTO c360.%s (%s) SELECT * FROM unnest(%s) AS u(%s) "
 					 "ORDER BY %s COLLATE \"C\"", in->name, cols.data, arrays.data, cols.data, key);
 	c360_plan(&p->insert, sql.data, in->ncols, types);
+
+	/*
+	 * $1 the ctids, then the columns as above, one place further.  ONLY: a ctid names a
+	 * row of one table (should a user's mirror get an inheritance child, its rows' ctids
+	 * are not found, and write_updates fails the batch rather than write another row).
+	 */
+	resetStringInfo(&sql);
+	if (usets.len == 0)			/* only a key: never written so, but valid SQL */
+		appendStringInfo(&usets, "%s = u.%s", key, key);
+	appendStringInfo(&sql, "UPDATE ONLY c360.%s m SET %s FROM unnest($1, ", in->name, usets.data);
+	for (int c = 0; c < in->ncols; c++)
+		appendStringInfo(&sql, "%s$%d", c ? ", " : "", c + 2);
+	appendStringInfo(&sql, ") AS u(_c360_ctid, %s) WHERE m.ctid = u._c360_ctid", cols.data);
+	memmove(&types[1], &types[0], sizeof(Oid) * in->ncols);
+	types[0] = TIDARRAYOID;
+	c360_plan(&p->update, sql.data, in->ncols + 1, types);
 	return p;
 }
