@@ -96,6 +96,110 @@ SELECT 'orders', (seq - 1) / :batch + 1, count(*),
                                     'new', to_jsonb(o) - 'seq' - 'op') ORDER BY seq)::text
 FROM bench.order_changes o GROUP BY 2;
 
+-- The floors (README, Benchmarks): at each size, the least any design that keeps the
+-- profile exact per batch writes, so that how much of a change's cost growth is the
+-- machine's (random pages of a larger database) and how much the maintainer's shows in one
+-- run.  Drawn apart from the measured changes (other random customers, so that neither
+-- finds the other's pages cached), from tables (no JSON), each batch rolled back.
+CREATE TABLE bench.floor_events AS
+SELECT (seq - 1) / :batch + 1 AS batch_no, * FROM bench.draw_events('f', :changes, :customers);
+CREATE INDEX ON bench.floor_events (batch_no);
+CREATE TABLE bench.floor_orders AS
+SELECT (seq - 1) / :batch + 1 AS batch_no, d.*, o.total_amount AS old_amount
+FROM bench.draw_order_changes(:changes, :customers, 'c360.orders') d
+LEFT JOIN c360.orders o ON d.op = 'update' AND o.order_id = d.order_id;
+UPDATE bench.floor_orders SET order_id = 'f' || order_id WHERE op = 'insert';
+CREATE INDEX ON bench.floor_orders (batch_no);
+
+-- Per batch: events are the mirror rows and their owners' counters (as bench.floor); order
+-- changes the rows, new or updated, and their owners' count, sum, average and latest date,
+-- the old amount taken from the change as a CDC event carries it.  Rolled back.
+CREATE PROCEDURE bench.size_floors()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t   timestamptz;
+    lat float8[] := '{}';
+    way text[] := '{}';
+    k   bigint[] := '{}';
+BEGIN
+    COMMIT;
+    FOR b IN 1..(SELECT max(batch_no) FROM bench.floor_events) LOOP
+        t := clock_timestamp();
+        WITH ins AS (
+            INSERT INTO c360.behavioral_events
+            SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time
+            FROM bench.floor_events WHERE batch_no = b
+            RETURNING customer_id, event_type, event_time),
+        per AS (
+            SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE event_type = 'product_view') AS pv,
+                   max(event_time) AS last_at
+            FROM ins GROUP BY customer_id)
+        UPDATE c360.customer_360 p
+        SET events_last_30d = p.events_last_30d + per.n,
+            product_views_last_30d = p.product_views_last_30d + per.pv,
+            last_active_at = greatest(p.last_active_at, per.last_at),
+            profile_updated_at = clock_timestamp()
+        FROM per WHERE p.customer_id = per.customer_id;
+        lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
+        way := way || 'floor_events'::text;
+        ROLLBACK;
+        k := k || (SELECT count(*) FROM bench.floor_events WHERE batch_no = b);
+        t := clock_timestamp();
+        WITH ins AS (
+            INSERT INTO c360.orders
+            SELECT order_id, customer_id, order_status, total_amount, item_count, channel,
+                   created_at, updated_at
+            FROM bench.floor_orders WHERE batch_no = b AND op = 'insert'
+            RETURNING customer_id, total_amount, created_at),
+        upd AS (
+            UPDATE c360.orders o SET order_status = u.order_status, total_amount = u.total_amount,
+                   updated_at = u.updated_at
+            FROM bench.floor_orders u
+            WHERE u.batch_no = b AND u.op = 'update' AND o.order_id = u.order_id
+            RETURNING o.customer_id, u.total_amount - u.old_amount AS d),
+        per AS (
+            SELECT c.customer_id, sum(c.cnt) AS cnt, sum(c.amt) AS amt, max(c.at) AS at
+            FROM (SELECT i.customer_id, 1 AS cnt, i.total_amount AS amt, i.created_at AS at FROM ins i
+                  UNION ALL SELECT u.customer_id, 0, u.d, NULL FROM upd u) c
+            GROUP BY c.customer_id)
+        UPDATE c360.customer_360 p
+        SET total_orders = p.total_orders + per.cnt, lifetime_value = p.lifetime_value + per.amt,
+            avg_order_value = (p.lifetime_value + per.amt) / nullif(p.total_orders + per.cnt, 0),
+            last_order_date = greatest(p.last_order_date, per.at),
+            profile_updated_at = clock_timestamp()
+        FROM per WHERE p.customer_id = per.customer_id;
+        lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
+        way := way || 'floor_orders'::text;
+        ROLLBACK;
+        k := k || (SELECT count(*) FROM bench.floor_orders WHERE batch_no = b);
+    END LOOP;
+    INSERT INTO bench.results (phase, rows, seconds, batches, p50_ms, p99_ms, max_ms)
+    SELECT w, sum(r), sum(x) / 1000, count(*), bench.pct(array_agg(x), 0.5),
+           bench.pct(array_agg(x), 0.99), max(x)
+    FROM unnest(way, lat, k) u(w, x, r) GROUP BY w;
+    COMMIT;
+END $$;
+
+-- The tick's floor: the due customers' profile rows (the planted ones, 1%), each written
+-- once, found by key; rolled back.  Run after the tick, on the pages it read: a lower bound.
+CREATE PROCEDURE bench.tick_floor()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t       timestamptz;
+    ids     text[] := (SELECT array_agg(customer_id ORDER BY customer_id) FROM bench.planted);
+    n       bigint;
+    elapsed float8;
+BEGIN
+    COMMIT;
+    t := clock_timestamp();
+    UPDATE c360.customer_360 SET profile_updated_at = clock_timestamp() WHERE customer_id = ANY(ids);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    elapsed := extract(epoch FROM clock_timestamp() - t);
+    ROLLBACK;
+    INSERT INTO bench.results (phase, rows, seconds, batches) VALUES ('tick_floor', n, elapsed, 1);
+    COMMIT;
+END $$;
+
 -- Point lookups: random customers, each timed on the server.
 CREATE FUNCTION bench.lookups(n int, customers bigint) RETURNS float8[]
     LANGUAGE plpgsql AS $$
