@@ -5,11 +5,13 @@
 # The bare table is an orders table as an application keeps it: the mirror's columns, a
 # primary key and an index on customer_id (the mirror's own indexes until 0.8), holding the
 # same base orders.  The ways run batch by batch in rotation (COPY batch i, apply inserts
-# i, UPDATE batch i, apply updates i, the floor of batch i), each in its own committed
+# i, UPDATE batch i, apply updates i, the two floors of batch i), each in its own committed
 # transaction, so that other load on the machine hits all alike.  The floor is the least a
 # batch of new orders costs any design that keeps the profile per batch: the rows (into
 # another bare copy) and their owners' count, sum and latest date in one statement, from a
-# table (no JSON), rolled back.  Rates are per batch at the median.
+# table (no JSON), rolled back.  The update floor likewise: the rows' UPDATE and their
+# owners' sum and average moved by the amounts' difference, the old amount taken from the
+# change (as a CDC event carries it), rolled back.  Rates are per batch at the median.
 # verify() must be empty, and the mirror must equal the bare table row for row.
 # The shop is bench/run.sh's (bench/data.sql, same seed), loaded through apply_changes in
 # batches of BENCH_LOAD_BATCH (20,000): the bulk path.
@@ -62,20 +64,28 @@ CREATE TABLE bench.ord AS
 SELECT op, row_number() OVER (PARTITION BY op ORDER BY seq) AS k, order_id, customer_id,
        order_status, total_amount, item_count, channel, created_at, updated_at
 FROM bench.draw_order_changes(2 * :nb * :batch, :customers, 'c360.orders');
-ALTER TABLE bench.ord ADD COLUMN batch_no int;
+ALTER TABLE bench.ord ADD COLUMN batch_no int, ADD COLUMN old_amount numeric;
 UPDATE bench.ord SET batch_no = (k - 1) / :batch + 1;
+-- an update's amount before it, as a change data capture event carries it (the update floor)
+UPDATE bench.ord u SET old_amount = o.total_amount FROM c360.orders o
+WHERE u.op = 'update' AND o.order_id = u.order_id;
 CREATE INDEX ON bench.ord (op, batch_no);
 INSERT INTO bench.batches
 SELECT 'ord_' || op, batch_no, count(*),
        jsonb_agg(jsonb_build_object('input', 'orders', 'op', op,
                                     'old', CASE WHEN op = 'update' THEN jsonb_build_object('order_id', order_id) END,
-                                    'new', to_jsonb(o) - 'op' - 'k' - 'batch_no') ORDER BY k)::text
+                                    'new', to_jsonb(o) - 'op' - 'k' - 'batch_no' - 'old_amount') ORDER BY k)::text
 FROM bench.ord o GROUP BY op, batch_no;
 SELECT format($$COPY (SELECT order_id, customer_id, order_status, total_amount, item_count, channel,
                              created_at, updated_at FROM bench.ord WHERE op = 'insert' AND batch_no = %s ORDER BY k)
                 TO %L WITH (FORMAT csv)$$, b, :'dir' || '/ord_' || b || '.csv')
 FROM generate_series(1, :nb) b \gexec
-SELECT format('CREATE TABLE bench.%1$s (LIKE c360.orders)', t),
+-- the bare table as an application keeps it; the floor's rows are the mirror's, on pages
+-- kept as the mirror keeps them (its fillfactor)
+SELECT format('CREATE TABLE bench.%1$s (LIKE c360.orders)%2$s', t,
+              CASE WHEN t = 'orders_floor' THEN
+                  (SELECT ' WITH (' || array_to_string(reloptions, ', ') || ')' FROM pg_class
+                   WHERE oid = 'c360.orders'::regclass AND reloptions IS NOT NULL) END),
        format('INSERT INTO bench.%1$s SELECT * FROM c360.orders', t),
        format('ALTER TABLE bench.%1$s ADD PRIMARY KEY (order_id)', t),
        format('CREATE INDEX ON bench.%1$s (customer_id)', t)
@@ -83,12 +93,12 @@ FROM unnest(ARRAY['orders_bare', 'orders_floor']) t \gexec
 VACUUM ANALYZE;
 CHECKPOINT;
 
--- The five ways, batch by batch in rotation; each in its own committed transaction (the
+-- The six ways, batch by batch in rotation; each in its own committed transaction (the
 -- apply ways as bench.apply_range times a batch).
 CREATE PROCEDURE bench.orders_rounds(p_nb int, p_dir text) LANGUAGE plpgsql AS $$
 DECLARE
     t       timestamptz;
-    lat     float8[] := ARRAY[[0,0,0,0,0]];
+    lat     float8[] := ARRAY[[0,0,0,0,0,0]];
     one     float8[];
     applied bigint;
 BEGIN
@@ -132,9 +142,27 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'P0004';
         EXCEPTION WHEN assert_failure THEN NULL;
         END;
+        -- the floor for updates: the rows, and their owners' sum and average moved by the
+        -- amounts' difference (the old amount from the change, as a CDC event carries it)
+        BEGIN
+            t := clock_timestamp();
+            WITH upd AS (
+                UPDATE bench.orders_floor o SET order_status = u.order_status,
+                       total_amount = u.total_amount, updated_at = u.updated_at
+                FROM bench.ord u WHERE u.op = 'update' AND u.batch_no = b AND o.order_id = u.order_id
+                RETURNING o.customer_id, u.total_amount - u.old_amount AS d),
+            agg AS (SELECT customer_id, sum(d) AS s FROM upd GROUP BY customer_id)
+            UPDATE c360.customer_360 p
+            SET lifetime_value = p.lifetime_value + agg.s,
+                avg_order_value = (p.lifetime_value + agg.s) / p.total_orders
+            FROM agg WHERE p.customer_id = agg.customer_id;
+            lat[1][6] := extract(epoch FROM clock_timestamp() - t) * 1000;
+            RAISE EXCEPTION USING ERRCODE = 'P0004';
+        EXCEPTION WHEN assert_failure THEN NULL;
+        END;
         INSERT INTO bench.results (phase, rows, seconds, batches, p50_ms, p99_ms, max_ms, note)
         SELECT 'ord_' || b || '_' || w, 0, lat[1][w] / 1000, 1, lat[1][w], NULL, NULL, NULL
-        FROM generate_series(1, 5) w;
+        FROM generate_series(1, 6) w;
         COMMIT;
     END LOOP;
     PERFORM bench.snapshot_statements('orders');
@@ -157,14 +185,15 @@ WITH r AS (
     FROM bench.results WHERE phase ~ '^ord_[0-9]+_[0-9]$' GROUP BY 1),
 w AS (SELECT way, ms, :batch * 1000 / ms AS rate FROM r)
 SELECT format('Orders bench (%s; 2 cores; load %s -> %s)', now()::timestamptz(0), :'load_start', :'load_end')
-UNION ALL SELECT format('  %s customers, %s base orders, batches of %s; per-batch medians, four ways in rotation',
+UNION ALL SELECT format('  %s customers, %s base orders, batches of %s; per-batch medians, six ways in rotation',
                         :customers, :base_orders, :batch)
 UNION ALL
 SELECT format('  %-46s %8s ms %9s /s', (ARRAY['plain COPY into a bare orders table',
                                            'apply_changes, new orders (whole profile)',
                                            'plain UPDATE of the bare table',
                                            'apply_changes, order updates (whole profile)',
-                                           'floor: INSERT + owners'' counters, one statement'])[way],
+                                           'floor: INSERT + owners'' counters, one statement',
+                                           'floor: UPDATE + owners'' sum and average'])[way],
               round(ms::numeric, 1), round(rate)) FROM w
 UNION ALL
 SELECT format('  inserts: apply_changes / COPY   %s  (target >= 0.35)',
@@ -175,6 +204,13 @@ SELECT format('  new orders: floor / COPY %s (the least any design that keeps th
 UNION ALL
 SELECT format('  updates: apply_changes / UPDATE %s  (target >= 0.35)',
               round(((SELECT rate FROM w WHERE way = 4) / (SELECT rate FROM w WHERE way = 3))::numeric, 3))
+UNION ALL
+SELECT format('  updates: floor / UPDATE %s; apply_changes / floor %s',
+              round(((SELECT rate FROM w WHERE way = 6) / (SELECT rate FROM w WHERE way = 3))::numeric, 3),
+              round(((SELECT rate FROM w WHERE way = 4) / (SELECT rate FROM w WHERE way = 6))::numeric, 3))
+UNION ALL
+SELECT format('  new orders: apply_changes / floor %s',
+              round(((SELECT rate FROM w WHERE way = 2) / (SELECT rate FROM w WHERE way = 5))::numeric, 3))
 UNION ALL
 SELECT '  where the time goes (both apply ways, nested statements, ms per call):'
 UNION ALL

@@ -12,6 +12,9 @@ CREATE TEMP TABLE fresh AS
 SELECT pg_describe_object(classid, objid, 0) AS object
 FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360')
   AND deptype = 'e';
+CREATE TEMP TABLE fresh_options AS
+SELECT relname, reloptions FROM pg_class
+WHERE relnamespace = 'c360'::regnamespace AND reloptions IS NOT NULL;
 SET client_min_messages = warning;
 DROP EXTENSION customer360;
 CREATE EXTENSION customer360 VERSION '0.1';
@@ -66,6 +69,13 @@ WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360') AN
 SELECT pg_describe_object(classid, objid, 0) AS extra_after_update FROM pg_depend
 WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'customer360') AND deptype = 'e'
 EXCEPT SELECT object FROM fresh;
+-- and the same storage options (0.3: the profile's fillfactor; 0.12: the updated mirrors')
+SELECT relname, reloptions FROM pg_class
+WHERE relnamespace = 'c360'::regnamespace AND reloptions IS NOT NULL ORDER BY 1;
+(SELECT relname, reloptions FROM pg_class WHERE relnamespace = 'c360'::regnamespace AND reloptions IS NOT NULL
+ EXCEPT TABLE fresh_options) UNION ALL
+(TABLE fresh_options EXCEPT SELECT relname, reloptions FROM pg_class
+ WHERE relnamespace = 'c360'::regnamespace AND reloptions IS NOT NULL);
 
 -- the updated database works: events by difference, changes, erase, tombstones, ticks
 SELECT c360.apply_change('orders', 'insert', NULL, '{"order_id": "o3", "customer_id": "c2", "order_status": "delivered", "total_amount": 10, "channel": "app", "created_at": "2030-05-31 10:00+00"}');
