@@ -111,7 +111,7 @@ LEFT JOIN c360.orders o ON d.op = 'update' AND o.order_id = d.order_id;
 UPDATE bench.floor_orders SET order_id = 'f' || order_id WHERE op = 'insert';
 CREATE INDEX ON bench.floor_orders (batch_no);
 
--- Per batch: events are the mirror rows and their owners' counters (as bench.floor); order
+-- Per batch: events are the mirror rows and their owners' counters (bench.events_floor); order
 -- changes the rows, new or updated, and their owners' count, sum, average and latest date,
 -- the old amount taken from the change as a CDC event carries it.  Rolled back.
 CREATE PROCEDURE bench.size_floors()
@@ -121,25 +121,24 @@ DECLARE
     lat float8[] := '{}';
     way text[] := '{}';
     k   bigint[] := '{}';
+    v_ids text[];
+    v_cust text[];
+    v_sess text[];
+    v_type text[];
+    v_prod text[];
+    v_cat text[];
+    v_time timestamptz[];
 BEGIN
     COMMIT;
     FOR b IN 1..(SELECT max(batch_no) FROM bench.floor_events) LOOP
+        SELECT array_agg(event_id ORDER BY seq), array_agg(customer_id ORDER BY seq),
+               array_agg(session_id ORDER BY seq), array_agg(event_type ORDER BY seq),
+               array_agg(product_id ORDER BY seq), array_agg(category_id ORDER BY seq),
+               array_agg(event_time ORDER BY seq)
+        INTO v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time
+        FROM bench.floor_events WHERE batch_no = b;
         t := clock_timestamp();
-        WITH ins AS (
-            INSERT INTO c360.behavioral_events
-            SELECT event_id, customer_id, session_id, event_type, product_id, category_id, event_time
-            FROM bench.floor_events WHERE batch_no = b
-            RETURNING customer_id, event_type, event_time),
-        per AS (
-            SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE event_type = 'product_view') AS pv,
-                   max(event_time) AS last_at
-            FROM ins GROUP BY customer_id)
-        UPDATE c360.customer_360 p
-        SET events_last_30d = p.events_last_30d + per.n,
-            product_views_last_30d = p.product_views_last_30d + per.pv,
-            last_active_at = greatest(p.last_active_at, per.last_at),
-            profile_updated_at = clock_timestamp()
-        FROM per WHERE p.customer_id = per.customer_id;
+        PERFORM bench.events_floor(v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time);
         lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
         way := way || 'floor_events'::text;
         ROLLBACK;
