@@ -7,6 +7,8 @@
 #   - a small batch that shares one customer waits (lock_timeout: 55P03);
 #   - a batch of more than 1,024 customers waits for any open batch and blocks every batch
 #     (it takes the all-customers lock exclusively), of other customers too.
+# Two batches that update the same orders at once, each its own column, both land (the
+# second writes over the rows' new versions by their ctids).
 # Then every committed batch's rows are in the mirror and none of a timed-out one's, and
 # verify() is empty.  Starts and stops its own throwaway cluster on the first free port
 # from 54340 (no preload needed: apply_changes runs in the session).
@@ -122,6 +124,48 @@ got=$(q -c "SELECT string_agg(customer_id || '=' || total_orders, ' ' ORDER BY c
             FROM c360.customer_360 WHERE customer_id IN ('a1', 'a2')")
 [ "$got" = "a1=0 a2=1" ] || die "after the retry the profiles hold $got, expected a1=0 a2=1"
 echo "  ok: applied again, the order is a2's and a1's profile says so"
+
+echo "two batches update the same orders at once, each its own column"
+# The second one's lock of the stored rows waits for the first's; when the first commits,
+# it locks the rows' new versions and writes over them by their ctids (src/core/apply.c,
+# write_updates): both updates stay, and the second batch is not refused.
+q -c "SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'orders', 'op', 'insert',
+        'new', jsonb_build_object('order_id', 'same-' || i, 'customer_id', 'a' || (100 + i), 'total_amount', 1,
+                                  'order_status', 'pending', 'created_at', '2029-06-01'))))
+      FROM generate_series(1, 20) i" >/dev/null
+updates() { # column value -> a batch setting that column of same-1..same-20
+    echo "SELECT c360.apply_changes(jsonb_agg(jsonb_build_object('input', 'orders', 'op', 'update',
+        'old', jsonb_build_object('order_id', 'same-' || i),
+        'new', jsonb_build_object('order_id', 'same-' || i, '$1', $2)))) FROM generate_series(1, 20) i"
+}
+got=$(q <<SQL
+SELECT dblink_connect('first', 'host=127.0.0.1 port=$PORT user=postgres dbname=c360_locks') \g /dev/null
+SELECT dblink_connect('second', 'host=127.0.0.1 port=$PORT user=postgres dbname=c360_locks') \g /dev/null
+SELECT dblink_exec('first', 'BEGIN') \g /dev/null
+SELECT * FROM dblink('first', \$q\$$(updates total_amount 7)\$q\$) AS t(n bigint) \g /dev/null
+SELECT dblink_send_query('second', \$q\$$(updates order_status "'shipped'")\$q\$) \g /dev/null
+-- the second waits on the first's rows (a bounded poll: 10 s)
+DO \$\$BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                          AND query LIKE '%shipped%');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END\$\$;
+SELECT dblink_exec('first', 'COMMIT') \g /dev/null
+SELECT count(*) FROM dblink_get_result('second', false) AS t(n bigint) \g /dev/null
+SELECT COALESCE(NULLIF(dblink_error_message('second'), 'OK'), 'applied');
+SELECT dblink_disconnect('first'), dblink_disconnect('second') \g /dev/null
+SQL
+)
+[ "$got" = applied ] || die "the second batch: expected it applied, got '$got'"
+got=$(q -c "SELECT count(*) FILTER (WHERE total_amount = 7 AND order_status = 'shipped') || '/' || count(*)
+            FROM c360.orders WHERE order_id LIKE 'same-%'")
+[ "$got" = "20/20" ] || die "orders with both updates: $got, expected 20/20"
+got=$(q -c "SELECT count(*) FROM c360.customer_360 WHERE customer_id ~ '^a1([01][0-9]|20)$'
+            AND customer_id <> 'a100' AND lifetime_value = 7 AND total_orders = 1")
+[ "$got" = 20 ] || die "profiles with the updated amount: $got, expected 20"
+echo "  ok: both batches' columns are in all 20 orders and their profiles"
 
 echo "every committed batch is in the mirror, nothing of a batch that waited; verify() empty"
 got=$(q -c "SELECT string_agg(left(customer_id, 1) || '=' || n, ' ' ORDER BY 1)
