@@ -297,6 +297,20 @@ BEGIN
     COMMIT;
 END $$;
 
+-- Batch b of bench.floor_events (bench/data.sql, bench/sizes.sql) as one array a column.
+CREATE FUNCTION bench.floor_batch(b int, OUT ids text[], OUT cust text[], OUT sess text[],
+                                  OUT typ text[], OUT prod text[], OUT cat text[],
+                                  OUT at timestamptz[])
+    LANGUAGE plpgsql STABLE AS $$   -- plpgsql: the table is made after this file
+BEGIN
+    SELECT array_agg(event_id ORDER BY seq), array_agg(customer_id ORDER BY seq),
+           array_agg(session_id ORDER BY seq), array_agg(event_type ORDER BY seq),
+           array_agg(product_id ORDER BY seq), array_agg(category_id ORDER BY seq),
+           array_agg(event_time ORDER BY seq)
+    INTO ids, cust, sess, typ, prod, cat, at
+    FROM bench.floor_events WHERE batch_no = b;
+END $$;
+
 -- The events floor's statement: the rows into the event mirror and, in the same statement,
 -- their owners' profile counters (events, product views, last active).
 CREATE FUNCTION bench.events_floor(ids text[], cust text[], sess text[], typ text[],
@@ -342,25 +356,14 @@ DECLARE
     way     text[] := '{}';
     nrows   int[] := '{}';
     v_n     int;
-    v_ids   text[];
-    v_cust  text[];
-    v_sess  text[];
-    v_type  text[];
-    v_prod  text[];
-    v_cat   text[];
-    v_time  timestamptz[];
+    f       record;
     batch   text;
     v_way   text;
     t       timestamptz;
 BEGIN
     COMMIT;
     FOR b IN 1..(SELECT coalesce(max(batch_no), 0) FROM bench.batches WHERE phase = 'floor') LOOP
-        SELECT array_agg(event_id ORDER BY seq), array_agg(customer_id ORDER BY seq),
-               array_agg(session_id ORDER BY seq), array_agg(event_type ORDER BY seq),
-               array_agg(product_id ORDER BY seq), array_agg(category_id ORDER BY seq),
-               array_agg(event_time ORDER BY seq)
-        INTO v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time
-        FROM bench.floor_events WHERE batch_no = b;
+        SELECT * INTO f FROM bench.floor_batch(b);
         SELECT changes, batches.n INTO STRICT batch, v_n
         FROM bench.batches WHERE phase = 'floor' AND batch_no = b;
         v_way := ways[(b - 1) % 5 + 1];
@@ -371,9 +374,9 @@ BEGIN
                            p_csv_prefix || 'floor_' || b || '.csv');
         WHEN 'insert' THEN
             INSERT INTO c360.behavioral_events
-            SELECT * FROM unnest(v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time);
+            SELECT * FROM unnest(f.ids, f.cust, f.sess, f.typ, f.prod, f.cat, f.at);
         WHEN 'floor' THEN
-            PERFORM bench.events_floor(v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time);
+            PERFORM bench.events_floor(f.ids, f.cust, f.sess, f.typ, f.prod, f.cat, f.at);
         WHEN 'apply', 'visits' THEN
             PERFORM c360.apply_changes(batch::jsonb);
         END CASE;

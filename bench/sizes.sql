@@ -121,24 +121,13 @@ DECLARE
     lat float8[] := '{}';
     way text[] := '{}';
     k   bigint[] := '{}';
-    v_ids text[];
-    v_cust text[];
-    v_sess text[];
-    v_type text[];
-    v_prod text[];
-    v_cat text[];
-    v_time timestamptz[];
+    f   record;
 BEGIN
     COMMIT;
     FOR b IN 1..(SELECT max(batch_no) FROM bench.floor_events) LOOP
-        SELECT array_agg(event_id ORDER BY seq), array_agg(customer_id ORDER BY seq),
-               array_agg(session_id ORDER BY seq), array_agg(event_type ORDER BY seq),
-               array_agg(product_id ORDER BY seq), array_agg(category_id ORDER BY seq),
-               array_agg(event_time ORDER BY seq)
-        INTO v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time
-        FROM bench.floor_events WHERE batch_no = b;
+        SELECT * INTO f FROM bench.floor_batch(b);
         t := clock_timestamp();
-        PERFORM bench.events_floor(v_ids, v_cust, v_sess, v_type, v_prod, v_cat, v_time);
+        PERFORM bench.events_floor(f.ids, f.cust, f.sess, f.typ, f.prod, f.cat, f.at);
         lat := lat || extract(epoch FROM clock_timestamp() - t)::float8 * 1000;
         way := way || 'floor_events'::text;
         ROLLBACK;
