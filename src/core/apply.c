@@ -917,7 +917,8 @@ input_plans(C360InputId input)
 	InputPlans *p = &plans[input];
 	const char *key = in->cols[in->key_col].name;
 	StringInfoData cols, arrays, sets, usets, sql;
-	Oid			types[C360_MAX_COLS + 1];
+	Oid			types[C360_MAX_COLS];
+	Oid			update_types[C360_MAX_COLS + 1] = {TIDARRAYOID};
 	Oid			texts[1] = {TEXTARRAYOID};
 
 	if (p->upsert != NULL)
@@ -980,8 +981,7 @@ input_plans(C360InputId input)
 	for (int c = 0; c < in->ncols; c++)
 		appendStringInfo(&sql, "%s$%d", c ? ", " : "", c + 2);
 	appendStringInfo(&sql, ") AS u(_c360_ctid, %s) WHERE m.ctid = u._c360_ctid", cols.data);
-	memmove(&types[1], &types[0], sizeof(Oid) * in->ncols);
-	types[0] = TIDARRAYOID;
-	c360_plan(&p->update, sql.data, in->ncols + 1, types);
+	memcpy(&update_types[1], types, sizeof(Oid) * in->ncols);
+	c360_plan(&p->update, sql.data, in->ncols + 1, update_types);
 	return p;
 }
